@@ -1,0 +1,39 @@
+# Switchboard: one short list of commands, run the same way locally and in CI.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test pytest lint typecheck format check clean
+
+setup: $(STAMP)  ## create .venv with the project and its test tools installed
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[sim,dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## one simulated call end to end: Redis, edge, worker, simulators
+	$(BIN)/python -m services.demo
+
+test: lint typecheck pytest  ## the whole suite: lint, types, unit, service and end-to-end tests
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check services shared tests
+	$(BIN)/ruff format --check services shared tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format services shared tests
+	$(BIN)/ruff check --fix services shared tests
+
+check: test
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-output

@@ -1,0 +1,1 @@
+"""Switchboard's processes: the edge, the realtime worker, and the simulators."""

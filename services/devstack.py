@@ -1,0 +1,308 @@
+"""Run a whole Switchboard stack on one machine: Redis, the realtime simulator, edges and
+workers as real processes, each logging to its own file.
+
+Used by ``python -m services.demo``, the end-to-end tests and the benchmark. Everything listens
+on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+__all__ = [
+    "DEMO_AUTH_TOKEN",
+    "PUBLIC_URL",
+    "ManagedProcess",
+    "RedisHandle",
+    "Stack",
+    "StackConfig",
+    "free_port",
+    "provide_redis",
+    "wait_for",
+]
+
+DEMO_AUTH_TOKEN = "switchboard-local-demo-auth-token"  # signs simulated Twilio requests only
+PUBLIC_URL = "https://edge.switchboard.example"  # what the simulated Twilio believes it calls
+LOCALHOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind((LOCALHOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(check: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
+    """Poll ``check()`` until it is truthy; raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what} not ready within {timeout_s:.0f}s")
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as response:
+        return bool(response.status == 200)
+
+
+def _port_open(port: int) -> bool:
+    with socket.create_connection((LOCALHOST, port), timeout=0.5):
+        return True
+
+
+# --- Redis -------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisHandle:
+    """A Redis to use: one that was already running, or one started here."""
+
+    url: str
+    kind: str  # "existing", "redis-server" or "fakeredis"
+    _process: subprocess.Popen[bytes] | None = None
+    _fake: Any = None
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        if self._fake is not None:
+            self._fake.shutdown()
+            self._fake.server_close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.exceptions.RedisError:
+        return False
+
+
+def start_redis_server(port: int | None = None) -> RedisHandle:
+    """A private ``redis-server`` on loopback that keeps nothing on disk."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError(
+            "redis-server is not installed (Debian: apt-get install redis-server)"
+        )
+    port = port or free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", LOCALHOST, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://{LOCALHOST}:{port}/0"
+    wait_for(lambda: _answers(url), 10, "redis-server")
+    return RedisHandle(url, "redis-server", _process=process)
+
+
+def provide_redis(url: str) -> RedisHandle:
+    """The Redis at ``url`` if it answers; else a ``redis-server`` started here; else an
+    embedded fakeredis server (a fallback for machines without Redis)."""
+    if _answers(url):
+        return RedisHandle(url, "existing")
+    with contextlib.suppress(FileNotFoundError):
+        return start_redis_server()
+    from fakeredis import TcpFakeServer
+
+    port = free_port()
+    server = TcpFakeServer((LOCALHOST, port), server_type="redis")
+    threading.Thread(target=server.serve_forever, daemon=True, name="fakeredis").start()
+    handle = RedisHandle(f"redis://{LOCALHOST}:{port}/0", "fakeredis", _fake=server)
+    wait_for(lambda: _answers(handle.url), 10, "embedded fakeredis")
+    return handle
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    port: int
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout_s``; the exit code."""
+        self.signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def spawn(
+    name: str, module: str, args: list[str], env: Mapping[str, str], log_dir: Path, port: int
+) -> ManagedProcess:
+    """Start ``python -m module`` with exactly ``env`` added to a minimal environment."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env={**base, "PYTHONUNBUFFERED": "1", **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C on the demo reaches only the demo
+        )
+    return ManagedProcess(name, popen, log_path, port)
+
+
+@dataclass
+class StackConfig:
+    redis_url: str
+    log_dir: Path
+    key_prefix: str = field(default_factory=lambda: f"sbdemo{uuid.uuid4().hex[:8]}")
+    workers: int = 1
+    edges: int = 1
+    sim_mode: str = "conversation"
+    sim_args: list[str] = field(default_factory=list)
+    auth_token: str = DEMO_AUTH_TOKEN
+    public_url: str = PUBLIC_URL
+    log_level: str = "INFO"
+    edge_env: dict[str, str] = field(default_factory=dict)
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """The realtime simulator, edges and workers, started in that order and stopped in reverse."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.sim: ManagedProcess | None = None
+        self.edges: list[ManagedProcess] = []
+        self.workers: list[ManagedProcess] = []
+        self.sim_record = config.log_dir / "realtime-sim-sessions.jsonl"
+
+    @property
+    def edge_urls(self) -> list[str]:
+        return [f"http://{LOCALHOST}:{edge.port}" for edge in self.edges]
+
+    @property
+    def sim_url(self) -> str:
+        assert self.sim is not None
+        return f"ws://{LOCALHOST}:{self.sim.port}/v1/realtime"
+
+    def _common_env(self) -> dict[str, str]:
+        c = self.config
+        return {"REDIS_URL": c.redis_url, "KEY_PREFIX": c.key_prefix, "LOG_LEVEL": c.log_level}
+
+    def start(self) -> None:
+        c = self.config
+        port = free_port()
+        self.sim = spawn(
+            "realtime-sim",
+            "services.realtime_sim",
+            ["--port", str(port), "--mode", c.sim_mode, "--record", str(self.sim_record)]
+            + c.sim_args,
+            {"LOG_LEVEL": c.log_level},
+            c.log_dir,
+            port,
+        )
+        self._wait(self.sim, lambda: _port_open(port), "realtime simulator")
+        for _ in range(c.edges):
+            self.add_edge()
+        for _ in range(c.workers):
+            self.add_worker()
+
+    def add_edge(self) -> ManagedProcess:
+        c = self.config
+        port = free_port()
+        env = {
+            **self._common_env(),
+            "HOST": LOCALHOST,
+            "PORT": str(port),
+            "PUBLIC_URL": c.public_url,
+            "TWILIO_AUTH_TOKEN": c.auth_token,
+            "EDGE_ID": f"edge-{len(self.edges) + 1}-{port}",
+            **c.edge_env,
+        }
+        edge = spawn(f"edge-{len(self.edges) + 1}", "services.edge", [], env, c.log_dir, port)
+        self._wait(edge, lambda: _http_ok(f"http://{LOCALHOST}:{port}/readyz"), edge.name)
+        self.edges.append(edge)
+        return edge
+
+    def add_worker(self) -> ManagedProcess:
+        c = self.config
+        port = free_port()
+        index = len(self.workers) + 1
+        env = {
+            **self._common_env(),
+            "OPENAI_REALTIME_URL": self.sim_url,
+            "METRICS_PORT": str(port),
+            "WORKER_ID": f"worker-{index}-{port}",
+            **c.worker_env,
+        }
+        worker = spawn(f"worker-{index}", "services.realtime_worker", [], env, c.log_dir, port)
+        self._wait(worker, lambda: _http_ok(f"http://{LOCALHOST}:{port}/metrics"), worker.name)
+        self.workers.append(worker)
+        return worker
+
+    def _wait(self, process: ManagedProcess, check: Any, what: str) -> None:
+        def ready() -> bool:
+            if not process.alive():
+                raise RuntimeError(
+                    f"{what} exited with code {process.popen.returncode}:\n{process.log()[-3000:]}"
+                )
+            return bool(check())
+
+        try:
+            wait_for(ready, 20, what)
+        except RuntimeError:
+            raise
+        except TimeoutError as exc:
+            process.stop(2)
+            raise TimeoutError(f"{exc}:\n{process.log()[-3000:]}") from None
+
+    def processes(self) -> list[ManagedProcess]:
+        return [*self.workers, *self.edges, *([self.sim] if self.sim else [])]
+
+    def stop(self) -> dict[str, int]:
+        """Stop everything; the exit code of each process."""
+        return {p.name: p.stop() for p in self.processes()}
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Stack]:
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()

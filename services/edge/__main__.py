@@ -1,0 +1,49 @@
+"""``python -m services.edge``: the edge, configured from the environment (see README)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from services.edge.app import create_app
+from services.edge.server import EdgeServer
+from shared.config import EdgeSettings
+from shared.errors import ConfigError
+from shared.logs import setup_logging
+
+MAX_TWILIO_MESSAGE_BYTES = 64 * 1024  # Twilio's largest message (start) is a few hundred bytes
+
+
+def main() -> int:
+    try:
+        settings = EdgeSettings.from_env()
+    except ConfigError as exc:
+        print(f"switchboard edge: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(
+        settings.log_level,
+        secrets=[settings.twilio_auth_token, settings.stream_token_secret],
+    )
+    logging.getLogger("switchboard.edge").info("starting edge: %s", settings.describe())
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=MAX_TWILIO_MESSAGE_BYTES,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+    EdgeServer(config, app, settings.drain_timeout_s).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

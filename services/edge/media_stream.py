@@ -1,0 +1,441 @@
+"""The Media Streams WebSocket: one Twilio call on this edge.
+
+Handshake: the upgrade must carry a valid X-Twilio-Signature (else 403), the first ``start``
+must arrive within START_TIMEOUT_S and carry this call's stream token, and the call must exist
+and not have ended. Then two loops run in one task group until either ends:
+
+- twilio → redis: each ``media`` payload is base64-decoded once and published raw to the
+  call's inbound stream; echoed marks and DTMF follow the same path;
+- redis → twilio: the fan-in reader fills this call's bounded queue from its outbound stream;
+  audio is re-framed into whole 20 ms frames and sent with the worker's marks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from services.edge.framing import Frame, Framer, Output
+from services.edge.runtime import EdgeRuntime
+from services.edge.signature import is_valid_signature
+from services.edge.stream_token import TokenError, verify_token
+from services.edge.twilio_protocol import (
+    Dtmf,
+    Mark,
+    Media,
+    Start,
+    Stop,
+    TwilioEvent,
+    TwilioStream,
+    clear_message,
+    mark_message,
+    media_message,
+    parse_message,
+)
+from services.edge.urls import PublicUrls
+from shared.errors import DecodeError, TwilioProtocolError
+from shared.keys import (
+    CALL_KEY_TTL_S,
+    DISPATCH_MAXLEN,
+    ENDED_STREAM_TTL_S,
+    INBOUND_MAXLEN,
+    CallField,
+    CallState,
+)
+from shared.logs import CallLog
+from shared.messages import (
+    ENTRY_FIELD,
+    AudioDone,
+    CallDispatch,
+    CallStopped,
+    ClearPlayback,
+    DtmfPressed,
+    Hangup,
+    InboundAudio,
+    MarkPlayed,
+    OutboundAudio,
+    OutboundMessage,
+    PlaybackMark,
+    StreamDetached,
+    StreamStarted,
+    decode,
+)
+from shared.records import load_call, now_ms
+from shared.streams import Entry
+from shared.tasks import run_until_first_returns
+
+__all__ = ["media_endpoint"]
+
+logger = logging.getLogger("switchboard.edge.media")
+
+START_TIMEOUT_S = 10.0
+QUEUE_PAUSE_AT = 256  # outbound messages held per call before its stream waits in Redis
+QUEUE_RESUME_AT = 64
+MAX_MALFORMED = 100  # per call; past this the caller's side is clearly broken
+CLOSE_POLICY = 1008
+
+
+class _Refused(Exception):
+    """The stream may not attach; ``reason`` labels the counter and the close frame."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+async def media_endpoint(websocket: WebSocket) -> None:
+    """ASGI handler of ``/twilio/media``."""
+    runtime: EdgeRuntime = websocket.app.state.runtime
+    settings = runtime.settings
+    if settings.validate_signature:
+        signature = websocket.headers.get("x-twilio-signature")
+        url = PublicUrls(settings.public_url).media
+        if not is_valid_signature(runtime.auth_tokens, url, [], signature):
+            runtime.metrics.rejected.labels("media", "bad_signature").inc()
+            logger.warning(
+                "refused a media stream upgrade: %s X-Twilio-Signature for %s",
+                "wrong" if signature else "missing",
+                url,
+            )
+            await websocket.close(code=CLOSE_POLICY)  # before accept: HTTP 403
+            return
+    await websocket.accept()
+    stream = TwilioStream()
+    try:
+        start = await asyncio.wait_for(_receive_start(runtime, websocket, stream), START_TIMEOUT_S)
+        if start is None:
+            return
+        call = await EdgeCall.attach(runtime, websocket, stream, start)
+    except TimeoutError:
+        runtime.metrics.rejected.labels("media", "no_start").inc()
+        logger.warning("closed a media stream: no start message within %.0fs", START_TIMEOUT_S)
+        await websocket.close(code=CLOSE_POLICY, reason="no start message")
+        return
+    except _Refused as refused:
+        runtime.metrics.rejected.labels("media", refused.reason).inc()
+        logger.warning("refused a media stream: %s", refused)
+        await websocket.close(code=CLOSE_POLICY, reason=refused.reason)
+        return
+    await call.run()
+
+
+async def _receive_start(
+    runtime: EdgeRuntime, websocket: WebSocket, stream: TwilioStream
+) -> Start | None:
+    """Read until ``start``; None if the socket closed first. Other frames are counted faults,
+    except ``connected`` and unknown events, which are legal before ``start``."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        try:
+            if text is None:
+                raise TwilioProtocolError("binary frame where JSON text was expected", "binary")
+            event = stream.accept(parse_message(text))
+        except TwilioProtocolError as exc:
+            runtime.metrics.malformed.labels(exc.kind).inc()
+            logger.warning("dropped a message before start (%s): %s", exc.kind, exc)
+            continue
+        if isinstance(event, Start):
+            return event
+
+
+class EdgeCall:
+    """One attached stream: its two relay loops and its accounting."""
+
+    def __init__(
+        self, runtime: EdgeRuntime, websocket: WebSocket, stream: TwilioStream, start: Start
+    ) -> None:
+        self.runtime = runtime
+        self.websocket = websocket
+        self.stream = stream
+        self.call_sid = start.call_sid
+        self.stream_sid = start.stream_sid
+        self.log = CallLog(logger, self.call_sid)
+        keys = runtime.keys
+        self.inbound_key = keys.inbound(self.call_sid)
+        self.outbound_key = keys.outbound(self.call_sid)
+        self.framer = Framer()
+        self.queue: deque[tuple[bytes, OutboundMessage]] = deque()
+        self.has_output = asyncio.Event()
+        self.paused = False
+        self.sent_cursor: bytes | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.frames_out = 0
+        self.malformed = 0
+        self.end_reason = "stream_closed"
+        self.bytes_out_metric = runtime.metrics.call_audio_out_bytes.labels(self.call_sid)
+        self._handlers: dict[type, Callable[[Any], Coroutine[Any, Any, bool]]] = {
+            Media: self._on_media,
+            Mark: self._on_mark,
+            Dtmf: self._on_dtmf,
+            Stop: self._on_stop,
+        }
+
+    @classmethod
+    async def attach(
+        cls, runtime: EdgeRuntime, websocket: WebSocket, stream: TwilioStream, start: Start
+    ) -> EdgeCall:
+        """Check the token and the call record, then bind the stream to the call.
+
+        Raises ``_Refused`` when the stream must be closed instead.
+        """
+        token = start.custom_parameters.get("token", "")
+        try:
+            verify_token(runtime.token_keys, token, start.call_sid, time.time())
+        except TokenError as exc:
+            raise _Refused(exc.kind, f"{exc} (call {start.call_sid})") from None
+        record = await load_call(runtime.redis, runtime.keys, start.call_sid)
+        if record is None:
+            raise _Refused("unknown_call", f"no call {start.call_sid} was answered here")
+        if record.ended:
+            raise _Refused("call_ended", f"call {start.call_sid} has ended")
+        if start.call_sid in runtime.calls:
+            raise _Refused("already_attached", f"call {start.call_sid} already has a stream")
+        call = cls(runtime, websocket, stream, start)
+        await call._bind(record.get(CallField.WORKER_ID), record.get(CallField.OUT_CURSOR))
+        return call
+
+    async def _bind(self, worker_id: str | None, out_cursor: str | None) -> None:
+        runtime, keys, sid = self.runtime, self.runtime.keys, self.call_sid
+        edge_id = runtime.settings.edge_id
+        writer = runtime.writer
+        writer.command(
+            "HSET",
+            keys.call(sid),
+            CallField.STATE,
+            CallState.LIVE,
+            CallField.EDGE_ID,
+            edge_id,
+            CallField.STREAM_SID,
+            self.stream_sid,
+        )
+        for key in keys.call_keys(sid):
+            writer.command("EXPIRE", key, CALL_KEY_TTL_S)
+        writer.xadd_nowait(
+            self.inbound_key, StreamStarted(self.stream_sid, edge_id, time.time()), INBOUND_MAXLEN
+        )
+        # A worker that held this call and died leaves no lease: put the call back in line.
+        if worker_id and not await runtime.redis.exists(keys.lease(sid)):
+            writer.xadd_nowait(
+                keys.dispatch, CallDispatch(sid, "lease-lost", time.time()), DISPATCH_MAXLEN
+            )
+            self.log.info("worker %s no longer holds the call; dispatched it again", worker_id)
+        runtime.calls[sid] = self
+        runtime.metrics.active_calls.inc()
+        runtime.reader.subscribe(self.outbound_key, self._sink, out_cursor or "0-0")
+        self.log.info(
+            "stream %s attached to edge %s%s",
+            self.stream_sid,
+            edge_id,
+            f" (resuming after outbound entry {out_cursor})" if out_cursor else "",
+        )
+
+    async def run(self) -> None:
+        """Relay both ways until the call ends on either side, then record the end."""
+        try:
+            await run_until_first_returns(self._inbound_loop(), self._outbound_loop())
+        except* (WebSocketDisconnect, OSError, RuntimeError) as group:
+            # The socket failed under a send: the caller's side is gone.
+            self.log.info("stream %s lost: %r", self.stream_sid, group.exceptions[0])
+        finally:
+            await self._finish()
+
+    # --- twilio → redis -----------------------------------------------------------------
+
+    async def _inbound_loop(self) -> None:
+        receive = self.websocket.receive
+        accept = self.stream.accept
+        handlers = self._handlers
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            try:
+                if text is None:
+                    raise TwilioProtocolError("binary frame where JSON text was expected", "binary")
+                event: TwilioEvent = accept(parse_message(text))
+            except TwilioProtocolError as exc:
+                if self._malformed(exc.kind, str(exc)):
+                    return
+                continue
+            handler = handlers.get(type(event))
+            if handler is not None and await handler(event):
+                return
+
+    async def _on_media(self, event: Media) -> bool:
+        audio = event.payload
+        if audio:
+            await self.runtime.writer.xadd(
+                self.inbound_key,
+                InboundAudio(audio, event.timestamp_ms, time.time()),
+                INBOUND_MAXLEN,
+            )
+            self.bytes_in += len(audio)
+            self.runtime.metrics.audio_in_bytes.inc(len(audio))
+        return False
+
+    async def _on_mark(self, event: Mark) -> bool:
+        await self.runtime.writer.xadd(self.inbound_key, MarkPlayed(event.name), INBOUND_MAXLEN)
+        return False
+
+    async def _on_dtmf(self, event: Dtmf) -> bool:
+        self.log.info("caller pressed %s", event.digit)
+        await self.runtime.writer.xadd(self.inbound_key, DtmfPressed(event.digit), INBOUND_MAXLEN)
+        return False
+
+    async def _on_stop(self, event: Stop) -> bool:
+        self.end_reason = "caller_hangup"
+        return True
+
+    def _malformed(self, kind: str, detail: str) -> bool:
+        """Count a dropped message; True when there have been too many to go on."""
+        self.runtime.metrics.malformed.labels(kind).inc()
+        self.malformed += 1
+        if self.malformed <= 3:  # the first few say what is wrong; the counter says how often
+            self.log.warning("dropped a message from Twilio (%s): %s", kind, detail)
+        if self.malformed >= MAX_MALFORMED:
+            self.log.error("ending the stream: %d malformed messages", self.malformed)
+            self.end_reason = "malformed_input"
+            return True
+        return False
+
+    # --- redis → twilio -----------------------------------------------------------------
+
+    def _sink(self, entries: list[Entry]) -> bool:
+        """Called by the fan-in reader with new outbound entries; False pauses the stream."""
+        for entry_id, fields in entries:
+            try:
+                message = decode(fields[ENTRY_FIELD])
+            except (DecodeError, KeyError) as exc:
+                self.runtime.metrics.malformed.labels("bad_redis_message").inc()
+                self.log.error("dropped outbound entry %s: %s", entry_id.decode(), exc)
+                continue
+            if not isinstance(message, OutboundMessage):
+                self.runtime.metrics.malformed.labels("bad_redis_message").inc()
+                self.log.error("dropped outbound entry %s: %r", entry_id.decode(), message)
+                continue
+            if isinstance(message, ClearPlayback):
+                self._drop_queued(message.item_id)
+            self.queue.append((entry_id, message))
+        self.has_output.set()
+        self.paused = len(self.queue) >= QUEUE_PAUSE_AT
+        return not self.paused
+
+    def _drop_queued(self, item_id: str) -> None:
+        """Barge-in: audio of the interrupted item still waiting here is never sent."""
+        kept: deque[tuple[bytes, OutboundMessage]] = deque()
+        for entry in self.queue:
+            message = entry[1]
+            if isinstance(message, OutboundAudio) and message.item_id == item_id:
+                continue
+            kept.append(entry)
+        self.queue = kept
+
+    async def _outbound_loop(self) -> None:
+        send = self.websocket.send_text
+        while True:
+            await self.has_output.wait()
+            self.has_output.clear()
+            while self.queue:
+                entry_id, message = self.queue.popleft()
+                if self.paused and len(self.queue) <= QUEUE_RESUME_AT:
+                    self.paused = False
+                    self.runtime.reader.resume(self.outbound_key)
+                if isinstance(message, OutboundAudio):
+                    await self._send_outputs(send, self.framer.audio(message.audio))
+                elif isinstance(message, PlaybackMark):
+                    await self._send_outputs(send, self.framer.mark(message.name))
+                elif isinstance(message, AudioDone):
+                    await self._send_outputs(send, self.framer.finish())
+                elif isinstance(message, ClearPlayback):
+                    await send(clear_message(self.stream_sid))
+                    for name in self.framer.clear():  # never reached Twilio: void at once
+                        self.runtime.writer.xadd_nowait(
+                            self.inbound_key, MarkPlayed(name), INBOUND_MAXLEN
+                        )
+                elif isinstance(message, Hangup):
+                    self.end_reason = "worker_hangup"
+                    self.log.info("worker ended the call: %s", message.reason)
+                    self.sent_cursor = entry_id
+                    return
+                self.sent_cursor = entry_id
+
+    async def _send_outputs(
+        self, send: Callable[[str], Coroutine[Any, Any, None]], outputs: list[Output]
+    ) -> None:
+        for output in outputs:
+            if isinstance(output, Frame):
+                await send(media_message(self.stream_sid, output.audio))
+                size = len(output.audio)
+                self.bytes_out += size
+                self.frames_out += 1
+                self.runtime.metrics.audio_out_bytes.inc(size)
+                self.bytes_out_metric.inc(size)
+                if self.log.debug_enabled:
+                    self.log.debug("sent frame %d to Twilio", self.frames_out)
+            else:
+                await send(mark_message(self.stream_sid, output.name))
+
+    # --- the end --------------------------------------------------------------------------
+
+    async def _finish(self) -> None:
+        runtime, keys, sid = self.runtime, self.runtime.keys, self.call_sid
+        writer = runtime.writer
+        runtime.reader.unsubscribe(self.outbound_key)
+        runtime.calls.pop(sid, None)
+        runtime.metrics.active_calls.dec()
+        runtime.metrics.calls.labels(self.end_reason).inc()
+        runtime.metrics.call_audio_out_bytes.remove(sid)
+        record = keys.call(sid)
+        counters = (CallField.BYTES_IN, self.bytes_in, CallField.BYTES_OUT, self.bytes_out)
+        if self.end_reason == "stream_closed":
+            # No stop: Twilio may still be on the call and follow <Redirect> to another edge.
+            writer.command("HSET", record, CallField.EDGE_ID, "", *counters)
+            if self.sent_cursor is not None:
+                writer.command("HSET", record, CallField.OUT_CURSOR, self.sent_cursor)
+            writer.xadd_nowait(
+                self.inbound_key,
+                StreamDetached(runtime.settings.edge_id, self.end_reason),
+                INBOUND_MAXLEN,
+            )
+        else:
+            if self.end_reason != "worker_hangup":
+                writer.xadd_nowait(self.inbound_key, CallStopped(self.end_reason), INBOUND_MAXLEN)
+                writer.command(
+                    "HSET",
+                    record,
+                    CallField.STATE,
+                    CallState.ENDED,
+                    CallField.ENDED_MS,
+                    now_ms(),
+                    CallField.END_REASON,
+                    self.end_reason,
+                )
+            writer.command("HSET", record, *counters)
+            for key in (self.inbound_key, self.outbound_key):
+                writer.command("EXPIRE", key, ENDED_STREAM_TTL_S)
+        self.log.info(
+            "stream %s ended (%s): %d bytes (%.1f s) of audio sent to Twilio in %d frames, "
+            "%d bytes received from the caller",
+            self.stream_sid,
+            self.end_reason,
+            self.bytes_out,
+            self.bytes_out / 8000,
+            self.frames_out,
+            self.bytes_in,
+        )
+        if self.websocket.application_state is not WebSocketState.DISCONNECTED:
+            try:
+                await self.websocket.close(code=1000)
+            except (RuntimeError, OSError):
+                pass

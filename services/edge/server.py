@@ -1,0 +1,60 @@
+"""uvicorn's server, with the edge's own answer to SIGTERM: drain, then exit 0.
+
+On the first SIGTERM or SIGINT the edge turns /readyz false and declines new calls, lets its
+live calls go on for up to DRAIN_TIMEOUT, and only then lets uvicorn close what is left. A
+second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+__all__ = ["EdgeServer"]
+
+logger = logging.getLogger("switchboard.edge")
+
+
+class EdgeServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: Starlette, drain_timeout_s: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_timeout_s = drain_timeout_s
+        self._drain_started: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Unlike uvicorn, do not re-raise the signal after shutdown: a drained edge exits 0.
+        if self._drain_started is not None:
+            self.should_exit = True
+            return
+        self._drain_started = time.monotonic()
+        runtime = getattr(self._app.state, "runtime", None)
+        if runtime is None:
+            self.should_exit = True
+            return
+        runtime.draining = True
+        logger.info(
+            "draining: declining new calls; %d live calls have up to %.0fs to finish",
+            len(runtime.calls),
+            self._drain_timeout_s,
+        )
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_started is not None and not self.should_exit:
+            runtime = self._app.state.runtime
+            waited = time.monotonic() - self._drain_started
+            if not runtime.calls:
+                logger.info("drained: no live calls left after %.1fs", waited)
+                self.should_exit = True
+            elif waited > self._drain_timeout_s:
+                logger.warning(
+                    "drain timeout: closing %d live calls (Twilio will move them to another "
+                    "edge through <Redirect>)",
+                    len(runtime.calls),
+                )
+                self.should_exit = True
+        return await super().on_tick(counter)

@@ -1,0 +1,28 @@
+"""The TwiML documents the edge answers with."""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape, quoteattr
+
+__all__ = ["connect_stream", "hangup", "say_and_hangup"]
+
+_HEAD = '<?xml version="1.0" encoding="UTF-8"?>'
+
+
+def connect_stream(stream_url: str, token: str, resume_url: str, status_url: str) -> str:
+    """A bidirectional ``<Connect><Stream>`` carrying the call's token, then a ``<Redirect>``
+    that Twilio follows only if the stream ends while the call is still up (edge failover)."""
+    return (
+        f"{_HEAD}<Response><Connect><Stream url={quoteattr(stream_url)} "
+        f'statusCallback={quoteattr(status_url)}><Parameter name="token" '
+        f"value={quoteattr(token)}/></Stream></Connect>"
+        f'<Redirect method="POST">{escape(resume_url)}</Redirect></Response>'
+    )
+
+
+def hangup() -> str:
+    return f"{_HEAD}<Response><Hangup/></Response>"
+
+
+def say_and_hangup(text: str) -> str:
+    return f"{_HEAD}<Response><Say>{escape(text)}</Say><Hangup/></Response>"

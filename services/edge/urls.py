@@ -1,0 +1,47 @@
+"""The edge's public URLs, derived from PUBLIC_URL alone.
+
+Twilio signs the URL it requested, and behind TLS termination or a proxy the edge cannot see
+that URL; so every URL it hands out, and every URL whose signature it checks, comes from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+__all__ = ["VOICE_PATH", "RESUME_PATH", "STATUS_PATH", "MEDIA_PATH", "PublicUrls"]
+
+VOICE_PATH = "/twilio/voice"
+RESUME_PATH = "/twilio/voice/resume"
+STATUS_PATH = "/twilio/stream-status"
+MEDIA_PATH = "/twilio/media"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicUrls:
+    base: str  # e.g. https://edge.example.com or https://example.com/switchboard
+
+    def http(self, path: str) -> str:
+        return self.base + path
+
+    def wss(self, path: str) -> str:
+        """The stream URL: same host and prefix, ``wss`` (``ws`` for a plain-http test base)."""
+        parts = urlsplit(self.base)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return parts._replace(scheme=scheme).geturl() + path
+
+    @property
+    def voice(self) -> str:
+        return self.http(VOICE_PATH)
+
+    @property
+    def resume(self) -> str:
+        return self.http(RESUME_PATH)
+
+    @property
+    def status(self) -> str:
+        return self.http(STATUS_PATH)
+
+    @property
+    def media(self) -> str:
+        return self.wss(MEDIA_PATH)

@@ -1,0 +1,363 @@
+"""The OpenAI Realtime API (GA shape), sans I/O.
+
+Builders return the exact JSON of each client event the worker sends; the test suite checks
+every one strictly against the ``openai`` package's GA types. ``parse_server_event`` turns one
+server frame into a typed event; unknown types come back as ``OtherEvent`` and never raise,
+because the server adds new ones. Audio is base64 of raw G.711 μ-law, encoded and decoded
+exactly once here.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from shared.errors import RealtimeProtocolError
+
+__all__ = [
+    "PCMU",
+    "ErrorEvent",
+    "InputTranscript",
+    "OtherEvent",
+    "OutputAudioDelta",
+    "OutputAudioDone",
+    "ResponseCreated",
+    "ResponseDone",
+    "ServerEvent",
+    "SessionConfirmed",
+    "SessionOptions",
+    "SpeechStarted",
+    "TranscriptDelta",
+    "TranscriptDone",
+    "audio_append",
+    "conversation_item_create",
+    "parse_server_event",
+    "response_cancel",
+    "response_create",
+    "session_update",
+    "truncate",
+    "user_text_item",
+]
+
+PCMU: Final = "audio/pcmu"
+
+
+# --- client events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    model: str
+    instructions: str
+    voice: str
+    transcription_model: str | None
+    turn_detection: str  # "server_vad" or "semantic_vad"
+
+
+def _dumps(event: dict[str, Any]) -> str:
+    return orjson.dumps(event).decode()
+
+
+def session_update(event_id: str, options: SessionOptions) -> str:
+    """``session.update`` for a phone call: G.711 μ-law in and out, audio replies, VAD."""
+    if options.turn_detection == "semantic_vad":
+        turn: dict[str, Any] = {"type": "semantic_vad", "eagerness": "auto"}
+    else:
+        turn = {
+            "type": "server_vad",
+            "threshold": 0.5,
+            "prefix_padding_ms": 300,
+            "silence_duration_ms": 500,
+        }
+    turn |= {"create_response": True, "interrupt_response": True}
+    audio_in: dict[str, Any] = {"format": {"type": PCMU}, "turn_detection": turn}
+    if options.transcription_model:
+        audio_in["transcription"] = {"model": options.transcription_model}
+    voice: str | dict[str, str] = (
+        {"id": options.voice} if options.voice.startswith("voice_") else options.voice
+    )
+    return _dumps(
+        {
+            "type": "session.update",
+            "event_id": event_id,
+            "session": {
+                "type": "realtime",
+                "model": options.model,
+                "output_modalities": ["audio"],
+                "instructions": options.instructions,
+                "audio": {"input": audio_in, "output": {"format": {"type": PCMU}, "voice": voice}},
+            },
+        }
+    )
+
+
+def audio_append(audio: bytes) -> str:
+    """``input_audio_buffer.append`` of raw μ-law (base64-encoded here, once).
+
+    No event_id: the server never acknowledges appends, and 50 ids a second per call would
+    be bytes for nothing.
+    """
+    payload = binascii.b2a_base64(audio, newline=False).decode("ascii")
+    return '{"type":"input_audio_buffer.append","audio":"' + payload + '"}'
+
+
+def truncate(event_id: str, item_id: str, audio_end_ms: int) -> str:
+    """``conversation.item.truncate``: the caller heard ``audio_end_ms`` of the item."""
+    return _dumps(
+        {
+            "type": "conversation.item.truncate",
+            "event_id": event_id,
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": int(audio_end_ms),
+        }
+    )
+
+
+def response_cancel(event_id: str, response_id: str | None = None) -> str:
+    event: dict[str, Any] = {"type": "response.cancel", "event_id": event_id}
+    if response_id:
+        event["response_id"] = response_id
+    return _dumps(event)
+
+
+def response_create(event_id: str, instructions: str | None = None) -> str:
+    event: dict[str, Any] = {"type": "response.create", "event_id": event_id}
+    if instructions:
+        event["response"] = {"instructions": instructions}
+    return _dumps(event)
+
+
+def user_text_item(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def conversation_item_create(event_id: str, item: dict[str, Any]) -> str:
+    return _dumps({"type": "conversation.item.create", "event_id": event_id, "item": item})
+
+
+# --- server events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfirmed:
+    """``session.created`` or ``session.updated``: the formats the server actually uses."""
+
+    updated: bool
+    session_id: str
+    input_format: str | None
+    output_format: str | None
+
+    @property
+    def is_pcmu(self) -> bool:
+        return self.input_format == PCMU and self.output_format == PCMU
+
+
+@dataclass(frozen=True, slots=True)
+class OutputAudioDelta:
+    response_id: str
+    item_id: str
+    audio: bytes  # raw μ-law
+
+
+@dataclass(frozen=True, slots=True)
+class OutputAudioDone:
+    response_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptDelta:
+    response_id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptDone:
+    response_id: str
+    transcript: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputTranscript:
+    """The caller's words, when input transcription is on."""
+
+    item_id: str
+    transcript: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    audio_start_ms: int
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCreated:
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    response_id: str
+    status: str
+    reason: str | None
+    usage: dict[str, Any] | None
+    output: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    code: str
+    message: str
+    error_type: str
+    event_id: str | None  # the client event that caused it, when the server says
+
+
+@dataclass(frozen=True, slots=True)
+class OtherEvent:
+    """A server event the worker does not act on (or does not know: new ones appear)."""
+
+    type: str
+
+
+ServerEvent = (
+    SessionConfirmed
+    | OutputAudioDelta
+    | OutputAudioDone
+    | TranscriptDelta
+    | TranscriptDone
+    | InputTranscript
+    | SpeechStarted
+    | ResponseCreated
+    | ResponseDone
+    | ErrorEvent
+    | OtherEvent
+)
+
+
+def _fail(kind: str, message: str) -> RealtimeProtocolError:
+    return RealtimeProtocolError(message, kind=kind)
+
+
+def _str(event: dict[str, Any], key: str) -> str:
+    value = event.get(key)
+    if type(value) is not str:
+        raise _fail("bad_field", f"{event.get('type')}.{key} must be a string")
+    return value
+
+
+def _int(event: dict[str, Any], key: str) -> int:
+    value = event.get(key)
+    if type(value) is not int:
+        raise _fail("bad_field", f"{event.get('type')}.{key} must be an integer")
+    return value
+
+
+def _dict(event: dict[str, Any], key: str) -> dict[str, Any]:
+    value = event.get(key)
+    if type(value) is not dict:
+        raise _fail("bad_field", f"{event.get('type')}.{key} must be an object")
+    return value
+
+
+def _format_type(audio: dict[str, Any], direction: str) -> str | None:
+    side = audio.get(direction)
+    fmt = side.get("format") if type(side) is dict else None
+    kind = fmt.get("type") if type(fmt) is dict else None
+    return kind if type(kind) is str else None
+
+
+def _session(event: dict[str, Any]) -> SessionConfirmed:
+    session = _dict(event, "session")
+    audio = session.get("audio")
+    audio = audio if type(audio) is dict else {}
+    return SessionConfirmed(
+        updated=event["type"] == "session.updated",
+        session_id=str(session.get("id", "")),
+        input_format=_format_type(audio, "input"),
+        output_format=_format_type(audio, "output"),
+    )
+
+
+def _audio_delta(event: dict[str, Any]) -> OutputAudioDelta:
+    try:
+        audio = binascii.a2b_base64(_str(event, "delta"), strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _fail("bad_base64", f"response.output_audio.delta is not base64: {exc}") from None
+    return OutputAudioDelta(_str(event, "response_id"), _str(event, "item_id"), audio)
+
+
+def _response_done(event: dict[str, Any]) -> ResponseDone:
+    response = _dict(event, "response")
+    details = response.get("status_details")
+    reason = details.get("reason") if type(details) is dict else None
+    usage = response.get("usage")
+    output = response.get("output")
+    return ResponseDone(
+        response_id=str(response.get("id", "")),
+        status=str(response.get("status", "")),
+        reason=reason if type(reason) is str else None,
+        usage=usage if type(usage) is dict else None,
+        output=[o for o in output if type(o) is dict] if type(output) is list else [],
+    )
+
+
+def _error(event: dict[str, Any]) -> ErrorEvent:
+    error = event.get("error")
+    error = error if type(error) is dict else {}
+    caused_by = error.get("event_id")
+    return ErrorEvent(
+        code=str(error.get("code") or "unknown"),
+        message=str(error.get("message") or ""),
+        error_type=str(error.get("type") or ""),
+        event_id=caused_by if type(caused_by) is str else None,
+    )
+
+
+_PARSERS: Final[dict[str, Callable[[dict[str, Any]], ServerEvent]]] = {
+    "response.output_audio.delta": _audio_delta,
+    "response.output_audio.done": lambda e: OutputAudioDone(
+        _str(e, "response_id"), _str(e, "item_id")
+    ),
+    "response.output_audio_transcript.delta": lambda e: TranscriptDelta(
+        _str(e, "response_id"), _str(e, "delta")
+    ),
+    "response.output_audio_transcript.done": lambda e: TranscriptDone(
+        _str(e, "response_id"), _str(e, "transcript")
+    ),
+    "conversation.item.input_audio_transcription.completed": lambda e: InputTranscript(
+        _str(e, "item_id"), _str(e, "transcript")
+    ),
+    "input_audio_buffer.speech_started": lambda e: SpeechStarted(
+        _int(e, "audio_start_ms"), _str(e, "item_id")
+    ),
+    "response.created": lambda e: ResponseCreated(str(_dict(e, "response").get("id", ""))),
+    "response.done": _response_done,
+    "session.created": _session,
+    "session.updated": _session,
+    "error": _error,
+}
+
+
+def parse_server_event(text: str | bytes) -> ServerEvent:
+    """Parse one Realtime server frame.
+
+    Raises ``RealtimeProtocolError`` (kinds: not_json, not_object, bad_field, bad_base64) for a
+    frame the protocol does not allow; unknown event types are not errors.
+    """
+    try:
+        event = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise _fail("not_json", "server frame is not JSON") from None
+    if type(event) is not dict:
+        raise _fail("not_object", "server frame is not a JSON object")
+    kind = event.get("type")
+    if type(kind) is not str:
+        raise _fail("bad_field", "server event has no string 'type'")
+    parser = _PARSERS.get(kind)
+    return OtherEvent(kind) if parser is None else parser(event)

@@ -1,0 +1,237 @@
+"""The realtime worker: claims calls up to its capacity and runs one ``CallSession`` each.
+
+Loops, all in one task group for the life of the process:
+
+- claim: ``XREADGROUP`` on the dispatch stream, asking only for as many calls as there is room
+  for; each call is taken with its lease (``SET NX PX``) so two workers never hold one call;
+- heartbeat: renews every lease in one script call, and notices leases that were lost;
+- the fan-in reader and the batch writer shared by all calls.
+
+On stop, the worker stops claiming and ends its sessions, releasing their leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from services.realtime_worker.call_session import CallSession
+from services.realtime_worker.context import WorkerContext
+from services.realtime_worker.metrics import WorkerMetrics
+from shared.backoff import Backoff
+from shared.config import WorkerSettings
+from shared.errors import DecodeError, is_retryable
+from shared.keys import WORKER_GROUP, CallField, Keys
+from shared.messages import ENTRY_FIELD, CallDispatch, decode
+from shared.records import load_call
+from shared.streams import (
+    BatchWriter,
+    FanInReader,
+    acquire_lease,
+    connect,
+    ensure_group,
+    renew_leases,
+)
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("switchboard.worker")
+
+CLAIM_BLOCK_MS = 1000
+STOP_TIMEOUT_S = 5.0
+
+
+class Worker:
+    """Run with ``await worker.run(stop)``; set ``stop`` to shut down cleanly."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        client: aioredis.Redis | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._own_clients = client is None
+        self.redis = client if client is not None else connect(settings.redis_url)
+        self._reader_client = (
+            connect(settings.redis_url, read_timeout_s=5.0) if client is None else client
+        )
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = WorkerMetrics.create(self.registry)
+        self.metrics.capacity.set(settings.max_calls)
+        writer = BatchWriter(self.redis)
+        self.ctx = WorkerContext(
+            settings=settings,
+            keys=self.keys,
+            redis=self.redis,
+            writer=writer,
+            reader=FanInReader(self._reader_client, writer, self.keys.wake(settings.worker_id)),
+            metrics=self.metrics,
+        )
+        self.sessions: dict[str, CallSession] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and serve calls until ``stop`` is set."""
+        log = logger
+        log.info(
+            "worker %s up: up to %d calls, realtime %s, model %s",
+            self.settings.worker_id,
+            self.settings.max_calls,
+            self.settings.realtime_url,
+            self.settings.realtime_model,
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                background = [
+                    group.create_task(self.ctx.writer.run(), name="redis-writer"),
+                    group.create_task(self.ctx.reader.run(), name="redis-reader"),
+                    group.create_task(self._heartbeat_loop(), name="heartbeat"),
+                ]
+                claimer = group.create_task(self._claim_loop(group), name="claim")
+                await stop.wait()
+                log.info(
+                    "worker %s stopping: %d calls to end",
+                    self.settings.worker_id,
+                    len(self.sessions),
+                )
+                claimer.cancel()
+                await self._stop_sessions()
+                for task in background:
+                    task.cancel()
+        finally:
+            if self._own_clients:
+                await self._reader_client.aclose()
+                await self.redis.aclose()
+        log.info("worker %s stopped", self.settings.worker_id)
+
+    async def _stop_sessions(self) -> None:
+        for session in list(self.sessions.values()):
+            session.stop("worker_stopped")
+        if self._tasks:
+            _, late = await asyncio.wait(list(self._tasks.values()), timeout=STOP_TIMEOUT_S)
+            for task in late:
+                task.cancel()
+        try:
+            await asyncio.wait_for(self.ctx.writer.flush(), 2.0)
+        except TimeoutError:
+            logger.warning("redis writes still pending at shutdown were dropped")
+
+    # --- claiming ---------------------------------------------------------------------------
+
+    async def _claim_loop(self, group: asyncio.TaskGroup) -> None:
+        dispatch = self.keys.dispatch
+        backoff = Backoff()
+        group_ready = False
+        while True:
+            free = self.settings.max_calls - len(self.sessions)
+            if free <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                if not group_ready:
+                    await ensure_group(self.redis, dispatch, WORKER_GROUP)
+                    group_ready = True
+                reply: Any = await self.redis.xreadgroup(
+                    WORKER_GROUP,
+                    self.settings.worker_id,
+                    {dispatch: ">"},
+                    count=free,
+                    block=CLAIM_BLOCK_MS,
+                )
+                for _stream, entries in reply or []:
+                    for entry_id, fields in entries:
+                        await self._claim_entry(group, fields)
+                        await self.redis.xack(dispatch, WORKER_GROUP, entry_id)
+                backoff.reset()
+            except Exception as exc:
+                if not is_retryable(exc) and "NOGROUP" not in str(exc):
+                    raise
+                group_ready = False
+                delay = backoff.next_delay()
+                logger.warning("claiming calls failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _claim_entry(self, group: asyncio.TaskGroup, fields: dict[bytes, bytes]) -> None:
+        try:
+            message = decode(fields[ENTRY_FIELD])
+        except (DecodeError, KeyError) as exc:
+            self.metrics.malformed.labels("bad_redis_message").inc()
+            logger.error("dropped a dispatch entry: %s", exc)
+            return
+        if not isinstance(message, CallDispatch):
+            self.metrics.malformed.labels("bad_redis_message").inc()
+            logger.error("dropped a dispatch entry that is not a call: %r", message)
+            return
+        sid = message.call_sid
+        if sid in self.sessions:
+            return
+        record = await load_call(self.redis, self.keys, sid)
+        if record is None or record.ended:
+            logger.info(
+                "skipped dispatched call %s: %s", sid, "unknown" if record is None else "ended"
+            )
+            return
+        if not await acquire_lease(
+            self.redis, self.keys.lease(sid), self.settings.worker_id, self.settings.lease_ttl_ms
+        ):
+            return  # another worker holds it
+        self.ctx.writer.command(
+            "HSET", self.keys.call(sid), CallField.WORKER_ID, self.settings.worker_id
+        )
+        session = CallSession(self.ctx, sid, record.get(CallField.IN_CURSOR) or "0-0")
+        self.sessions[sid] = session
+        self.metrics.active_calls.inc()
+        session.log.info("claimed (%s) by worker %s", message.reason, self.settings.worker_id)
+        self._tasks[sid] = group.create_task(self._serve(session), name=f"call-{sid}")
+
+    async def _serve(self, session: CallSession) -> None:
+        try:
+            await session.run()
+        finally:
+            self.sessions.pop(session.call_sid, None)
+            self._tasks.pop(session.call_sid, None)
+            self.metrics.active_calls.dec()
+            self._room.set()
+
+    # --- leases -----------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        settings = self.settings
+        interval = settings.heartbeat_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            sessions = list(self.sessions.values())
+            try:
+                held = await renew_leases(
+                    self.redis,
+                    [s.lease_key for s in sessions],
+                    settings.worker_id,
+                    settings.lease_ttl_ms,
+                )
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                logger.warning("lease renewal failed: %s", exc)
+                continue
+            for session, still_held in zip(sessions, held, strict=True):
+                if not still_held and session.end_reason is None:
+                    session.log.warning("lease lost: another worker may hold the call now")
+                    session.stop("lease_lost", lease_lost=True)
+                elif session.in_cursor != session.saved_in_cursor:
+                    # Where a worker taking over this call would resume reading the caller.
+                    session.saved_in_cursor = session.in_cursor
+                    self.ctx.writer.command(
+                        "HSET",
+                        self.keys.call(session.call_sid),
+                        CallField.IN_CURSOR,
+                        session.in_cursor,
+                    )

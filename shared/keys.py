@@ -1,0 +1,112 @@
+"""Every Redis name Switchboard uses, and the bounds on each.
+
+No other module formats a key. All names start with a configurable prefix (``KEY_PREFIX``,
+default ``sb``) so several deployments, or a test run, can share one Redis without touching
+each other's data.
+
+| key                          | type              | purpose                                   |
+|------------------------------|-------------------|-------------------------------------------|
+| ``{p}:calls:dispatch``       | stream + group    | calls waiting for a worker                |
+| ``{p}:call:{sid}``           | hash              | the call record (fields: ``CallField``)   |
+| ``{p}:call:{sid}:in``        | stream            | edge → worker: audio, marks, dtmf, stop   |
+| ``{p}:call:{sid}:out``       | stream            | worker → edge: audio, marks, clear, hangup|
+| ``{p}:call:{sid}:lease``     | string, PX ttl    | id of the worker holding the call         |
+| ``{p}:proc:{id}:wake``       | stream            | wakes one process's blocking reader       |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "CALL_KEY_TTL_S",
+    "DISPATCH_MAXLEN",
+    "ENDED_STREAM_TTL_S",
+    "INBOUND_MAXLEN",
+    "OUTBOUND_MAXLEN",
+    "WAKE_MAXLEN",
+    "WAKE_TTL_S",
+    "WORKER_GROUP",
+    "CallField",
+    "CallState",
+    "Keys",
+]
+
+WORKER_GROUP = "workers"
+
+# Streams are trimmed approximately (XADD MAXLEN ~), so these are lower bounds on what is kept.
+DISPATCH_MAXLEN = 10_000
+INBOUND_MAXLEN = 3_000  # about 60 s of 20 ms frames: the backlog a replacement worker can read
+OUTBOUND_MAXLEN = 3_000
+WAKE_MAXLEN = 16
+
+# A live call's keys are refreshed well inside this TTL; a process that dies without cleaning
+# up leaves nothing behind for longer than this.
+CALL_KEY_TTL_S = 600
+ENDED_STREAM_TTL_S = 60  # audio streams linger briefly after the end, for late readers
+WAKE_TTL_S = 3600
+
+
+class CallState(StrEnum):
+    """Lifecycle of a call record (``CallField.STATE``)."""
+
+    DISPATCHED = "dispatched"  # webhook answered; waiting for a worker and the stream
+    LIVE = "live"  # the stream is attached to an edge
+    ENDED = "ended"
+
+
+class CallField(StrEnum):
+    """Field names of the call record hash."""
+
+    STATE = "state"
+    FROM = "from"
+    TO = "to"
+    ACCOUNT_SID = "account_sid"
+    CREATED_MS = "created_ms"
+    ENDED_MS = "ended_ms"
+    END_REASON = "end_reason"
+    EDGE_ID = "edge_id"
+    STREAM_SID = "stream_sid"
+    WORKER_ID = "worker_id"
+    INPUT_FORMAT = "input_format"
+    OUTPUT_FORMAT = "output_format"
+    BYTES_IN = "bytes_in"  # μ-law bytes the caller sent that the edge accepted
+    BYTES_OUT = "bytes_out"  # μ-law bytes the edge sent to Twilio
+    ERROR = "error"
+    IN_CURSOR = "in_cursor"  # last inbound entry the worker relayed (worker takeover)
+    OUT_CURSOR = "out_cursor"  # last outbound entry an edge sent to Twilio (edge failover)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str = "sb"
+
+    @property
+    def dispatch(self) -> str:
+        return f"{self.prefix}:calls:dispatch"
+
+    def call(self, call_sid: str) -> str:
+        return f"{self.prefix}:call:{call_sid}"
+
+    def inbound(self, call_sid: str) -> str:
+        return f"{self.prefix}:call:{call_sid}:in"
+
+    def outbound(self, call_sid: str) -> str:
+        return f"{self.prefix}:call:{call_sid}:out"
+
+    def lease(self, call_sid: str) -> str:
+        return f"{self.prefix}:call:{call_sid}:lease"
+
+    def wake(self, process_id: str) -> str:
+        return f"{self.prefix}:proc:{process_id}:wake"
+
+    def call_keys(self, call_sid: str) -> tuple[str, str, str]:
+        """The record and both audio streams of a call (the lease has its own TTL)."""
+        return self.call(call_sid), self.inbound(call_sid), self.outbound(call_sid)
+
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key under this prefix."""
+        return f"{self.prefix}:*"

@@ -1,0 +1,295 @@
+"""Redis plumbing shared by the edge and the workers.
+
+- ``BatchWriter``: every write of one event-loop turn, from every call, goes out in one
+  pipeline, in the order it was queued. Writers see back-pressure when Redis falls behind.
+- ``FanInReader``: one blocking ``XREAD`` over all of a process's call streams, never one
+  connection per call. A subscriber whose queue is full is left out of the next reads, so its
+  entries wait in Redis (bounded by MAXLEN) rather than in process memory, and other calls are
+  not held up.
+- Leases: ``acquire_lease`` / ``renew_leases`` / ``release_lease``, owner-checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from shared.backoff import Backoff
+from shared.errors import is_retryable
+from shared.keys import WAKE_MAXLEN, WAKE_TTL_S
+from shared.messages import ENTRY_FIELD, Message, encode
+
+__all__ = [
+    "BatchWriter",
+    "Entry",
+    "FanInReader",
+    "acquire_lease",
+    "connect",
+    "ensure_group",
+    "release_lease",
+    "renew_leases",
+]
+
+logger = logging.getLogger(__name__)
+
+Entry = tuple[bytes, dict[bytes, bytes]]  # (entry id, fields) as redis-py returns them
+Command = tuple[object, ...]
+
+_RENEW_LEASES = """
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    renewed[i] = 1
+  else
+    renewed[i] = 0
+  end
+end
+return renewed
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def connect(url: str, *, read_timeout_s: float | None = 10.0) -> aioredis.Redis:
+    """A client for ``url`` (hiredis parser when installed). Commands time out after
+    ``read_timeout_s`` so a silent network failure surfaces as a retryable error."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=read_timeout_s,
+        socket_connect_timeout=5.0,
+        health_check_interval=0,
+        max_connections=64,
+    )
+
+
+async def ensure_group(client: aioredis.Redis, stream: str, group: str) -> None:
+    """Create consumer ``group`` on ``stream`` (and the stream), tolerating an existing group."""
+    try:
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.exceptions.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def acquire_lease(client: aioredis.Redis, key: str, owner: str, ttl_ms: int) -> bool:
+    """Take the lease if nobody holds it. True when ``owner`` now holds it."""
+    return bool(await client.set(key, owner, nx=True, px=ttl_ms))
+
+
+async def renew_leases(
+    client: aioredis.Redis, keys: list[str], owner: str, ttl_ms: int
+) -> list[bool]:
+    """Extend each lease still held by ``owner``; False where it was lost (lapsed or taken)."""
+    if not keys:
+        return []
+    result = await client.eval(_RENEW_LEASES, len(keys), *keys, owner, ttl_ms)
+    return [bool(flag) for flag in result]
+
+
+async def release_lease(client: aioredis.Redis, key: str, owner: str) -> None:
+    """Give the lease up if ``owner`` still holds it."""
+    await client.eval(_RELEASE_LEASE, 1, key, owner)
+
+
+class BatchWriter:
+    """Queues writes and sends all that accumulated while the previous batch was in flight.
+
+    Commands keep their queue order. ``xadd`` waits when more than ``max_pending`` writes are
+    queued (back-pressure); ``command`` never waits, for the few control writes that must not.
+    Transient Redis failures are retried with backoff, keeping the batch and its order.
+    """
+
+    def __init__(self, client: aioredis.Redis, max_pending: int = 20_000) -> None:
+        self._client = client
+        self._max_pending = max_pending
+        self._pending: list[Command] = []
+        self._has_work = asyncio.Event()
+        self._has_room = asyncio.Event()
+        self._has_room.set()
+        self._queued = 0
+        self._written = 0
+        self._progress = asyncio.Condition()
+        self.healthy = True
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def xadd(self, stream: str, message: Message, maxlen: int) -> None:
+        """Append ``message`` to ``stream`` (trimmed to about ``maxlen`` entries)."""
+        if len(self._pending) >= self._max_pending:
+            self._has_room.clear()
+            await self._has_room.wait()
+        self.command("XADD", stream, "MAXLEN", "~", maxlen, "*", ENTRY_FIELD, encode(message))
+
+    def xadd_nowait(self, stream: str, message: Message, maxlen: int) -> None:
+        """Like ``xadd`` but never waits: for control messages, not audio."""
+        self.command("XADD", stream, "MAXLEN", "~", maxlen, "*", ENTRY_FIELD, encode(message))
+
+    def command(self, *args: object) -> None:
+        """Queue any Redis command; its reply is not returned."""
+        self._pending.append(args)
+        self._queued += 1
+        self._has_work.set()
+
+    async def flush(self) -> None:
+        """Wait until everything queued before this call has been written."""
+        target = self._queued
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._written >= target)
+
+    async def run(self) -> None:
+        """The flush loop; run it as a supervised task for the life of the process."""
+        backoff = Backoff()
+        while True:
+            await self._has_work.wait()
+            self._has_work.clear()
+            batch, self._pending = self._pending, []
+            self._has_room.set()
+            while True:
+                try:
+                    await self._send(batch)
+                except Exception as exc:
+                    if not is_retryable(exc):
+                        raise
+                    self.healthy = False
+                    delay = backoff.next_delay()
+                    logger.warning(
+                        "redis write of %d commands failed (%s); retrying in %.2fs",
+                        len(batch),
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                if not self.healthy:
+                    logger.info("redis writes flowing again")
+                self.healthy = True
+                backoff.reset()
+                break
+            self._written += len(batch)
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _send(self, batch: list[Command]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for args in batch:
+            pipe.execute_command(*args)
+        results = await pipe.execute(raise_on_error=False)
+        for args, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                if is_retryable(result):
+                    raise result
+                # A rejected command is a bug or a foreign key in our namespace: report it,
+                # never let it stall the writes of every other call.
+                logger.error("redis rejected %s %s: %s", args[0], args[1], result)
+
+
+@dataclass(slots=True)
+class _Subscription:
+    stream: str
+    last_id: bytes | str
+    sink: Callable[[list[Entry]], bool]
+    paused: bool = False
+
+
+class FanInReader:
+    """One blocking ``XREAD`` over every subscribed stream of this process.
+
+    ``sink(entries)`` is called in the reader's task with each batch for its stream, in order;
+    it must not block. It returns False to pause the stream (its queue is full); the subscriber
+    calls ``resume(stream)`` once it has drained.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        writer: BatchWriter,
+        wake_stream: str,
+        *,
+        block_ms: int = 1000,
+        count: int = 64,
+    ) -> None:
+        self._client = client
+        self._writer = writer
+        self._wake_stream = wake_stream
+        self._wake_id: bytes | str = "0-0"
+        self._block_ms = block_ms
+        self._count = count
+        self._subs: dict[str, _Subscription] = {}
+        self.healthy = True
+
+    def subscribe(
+        self, stream: str, sink: Callable[[list[Entry]], bool], start_id: bytes | str = "0-0"
+    ) -> None:
+        """Deliver ``stream``'s entries after ``start_id`` to ``sink``."""
+        self._subs[stream] = _Subscription(stream, start_id, sink)
+        self._wake()
+
+    def unsubscribe(self, stream: str) -> None:
+        self._subs.pop(stream, None)
+
+    def resume(self, stream: str) -> None:
+        sub = self._subs.get(stream)
+        if sub is not None and sub.paused:
+            sub.paused = False
+            self._wake()
+
+    def last_id(self, stream: str) -> bytes | str | None:
+        sub = self._subs.get(stream)
+        return None if sub is None else sub.last_id
+
+    def _wake(self) -> None:
+        # Interrupts a blocked XREAD so that it picks up the new set of streams at once.
+        self._writer.command("XADD", self._wake_stream, "MAXLEN", "~", WAKE_MAXLEN, "*", "w", "1")
+        self._writer.command("EXPIRE", self._wake_stream, WAKE_TTL_S)
+
+    async def run(self) -> None:
+        """The read loop; run it as a supervised task for the life of the process."""
+        backoff = Backoff()
+        while True:
+            streams: dict[str, bytes | str] = {
+                s.stream: s.last_id for s in self._subs.values() if not s.paused
+            }
+            streams[self._wake_stream] = self._wake_id
+            try:
+                reply: Any = await self._client.xread(
+                    streams,  # type: ignore[arg-type]
+                    count=self._count,
+                    block=self._block_ms,
+                )
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                self.healthy = False
+                delay = backoff.next_delay()
+                logger.warning("redis read failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if not self.healthy:
+                logger.info("redis reads flowing again")
+            self.healthy = True
+            backoff.reset()
+            self._deliver(reply or [])
+
+    def _deliver(self, reply: Iterable[tuple[bytes, list[Entry]]]) -> None:
+        for raw_stream, entries in reply:
+            stream = raw_stream.decode()
+            if stream == self._wake_stream:
+                self._wake_id = entries[-1][0]
+                continue
+            sub = self._subs.get(stream)
+            if sub is None or not entries:
+                continue
+            sub.last_id = entries[-1][0]
+            if not sub.sink(entries):
+                sub.paused = True
