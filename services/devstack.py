@@ -51,10 +51,13 @@ def free_port() -> int:
 
 
 def wait_for(check: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
-    """Poll ``check()`` until it is truthy; raise TimeoutError naming ``what``."""
+    """Poll ``check()`` until it is truthy; raise TimeoutError naming ``what``.
+
+    Connection errors (OSError) mean "not yet"; any other exception from ``check`` is raised.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError):
             if check():
                 return
         time.sleep(interval_s)
@@ -286,8 +289,6 @@ class Stack:
 
         try:
             wait_for(ready, 20, what)
-        except RuntimeError:
-            raise
         except TimeoutError as exc:
             process.stop(2)
             raise TimeoutError(f"{exc}:\n{process.log()[-3000:]}") from None

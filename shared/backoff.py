@@ -23,7 +23,10 @@ class Backoff:
     attempts: int = 0
 
     def next_delay(self) -> float:
-        delay = min(self.maximum, self.initial * self.factor**self.attempts)
+        try:
+            delay = min(self.maximum, self.initial * self.factor**self.attempts)
+        except OverflowError:  # a long outage: factor**attempts no longer fits a float
+            delay = self.maximum
         self.attempts += 1
         return self.rng.uniform(delay / 2, delay)
 

@@ -129,7 +129,9 @@ def _log_level(raw: str) -> str:
 def _url(*schemes: str) -> Parser:
     def parse(raw: str) -> str:
         parts = urlsplit(raw)
-        if parts.scheme not in schemes or not parts.hostname:
+        # unix:// (redis-py's local socket form) names a socket path instead of a host.
+        located = parts.path if parts.scheme == "unix" else parts.hostname
+        if parts.scheme not in schemes or not located:
             raise ValueError(f"expected a {' or '.join(schemes)} URL with a host")
         try:
             parts.port  # noqa: B018 - validates the port
@@ -146,6 +148,10 @@ def _public_url(raw: str) -> str:
         raise ValueError("expected the edge's public base URL, e.g. https://edge.example.com")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError("has an invalid port: expected a number from 1 to 65535") from None
     return raw.rstrip("/")
 
 
@@ -230,7 +236,9 @@ class _FromEnv:
                 shown = "(hidden)" if var.secret else repr(raw)
                 problems.append(f"{var.name}={shown}: {exc}")
         settings = cls(**values)
-        problems.extend(settings._cross_checks())
+        # A variable already reported as invalid is not "not set" as well.
+        invalid = {problem.split("=", 1)[0] for problem in problems}
+        problems.extend(p for p in settings._cross_checks() if p.split(" ", 1)[0] not in invalid)
         if problems:
             raise ConfigError(
                 "invalid configuration:\n  " + "\n  ".join(problems) + "\n(see README.md, "
@@ -442,3 +450,16 @@ def all_variables() -> dict[str, tuple[Variable, set[str]]]:
         for _, var in cls.variables():
             table.setdefault(var.name, (var, set()))[1].add(service)
     return table
+
+
+def reference_table() -> str:
+    """The README's configuration table (Markdown), generated so the two cannot drift apart."""
+    rows = [
+        "| Variable | Read by | Default | What it does |",
+        "|---|---|---|---|",
+    ]
+    for name, (var, services) in all_variables().items():
+        default = f"`{var.default}`" if var.default else "—"
+        note = " *Secret: never logged.*" if var.secret else ""
+        rows.append(f"| `{name}` | {', '.join(sorted(services))} | {default} | {var.help}{note} |")
+    return "\n".join(rows)

@@ -82,6 +82,8 @@ class RealtimeSessionError(SwitchboardError):
 
 def is_retryable(exc: BaseException) -> bool:
     """True for transient failures of Redis or the network that a backoff may cure."""
+    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
+        return False  # subclasses of ConnectionError, but a wrong password stays wrong
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return True
     if isinstance(exc, redis.exceptions.ResponseError):

@@ -209,7 +209,7 @@ def decode(data: bytes) -> Message:
     if schema is None:
         raise DecodeError(f"unknown message tag {tag!r}")
     cls, types = schema
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise DecodeError(f"{cls.__name__}: unsupported schema version {version!r}")
     if len(body) != len(types):
         raise DecodeError(f"{cls.__name__}: expected {len(types)} fields, got {len(body)}")

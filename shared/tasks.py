@@ -1,4 +1,4 @@
-"""Small asyncio helpers for supervised task groups."""
+"""Small asyncio helpers for supervised groups of tasks."""
 
 from __future__ import annotations
 
@@ -9,23 +9,24 @@ from typing import Any
 __all__ = ["run_until_first_returns"]
 
 
-class _Returned(Exception):
-    """Raised by a wrapped coroutine that finished, to make its TaskGroup cancel the rest."""
-
-
-async def _raise_on_return(coro: Coroutine[Any, Any, object]) -> None:
-    await coro
-    raise _Returned
-
-
 async def run_until_first_returns(*coros: Coroutine[Any, Any, object]) -> None:
-    """Run ``coros`` in one TaskGroup; when any of them returns, cancel the others.
+    """Run ``coros`` as tasks; when any of them returns or fails, cancel and await the others.
 
-    Exceptions other than that normal return propagate as the TaskGroup's ExceptionGroup.
+    Failures (other than cancellation) are raised together as an ExceptionGroup. Built on
+    ``asyncio.wait`` rather than a TaskGroup stopped by a sentinel exception: on Python 3.11
+    that trick leaves the calling task marked as cancelling, which breaks later timeouts in it.
     """
+    tasks = [asyncio.create_task(coro) for coro in coros]
     try:
-        async with asyncio.TaskGroup() as group:
-            for coro in coros:
-                group.create_task(_raise_on_return(coro))
-    except* _Returned:
-        pass
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [
+        outcome
+        for outcome in outcomes
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError)
+    ]
+    if failures:
+        raise BaseExceptionGroup("a supervised task failed", failures)

@@ -48,7 +48,13 @@ def verify_token(keys: list[bytes], token: str, call_sid: str, now: float) -> No
     Raises ``TokenError`` otherwise (kinds: malformed, bad_token, expired).
     """
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != _VERSION or not parts[1].isdigit() or len(parts[1]) > 12:
+    # ASCII digits only: str.isdigit() also takes digits int() rejects ("²") or reads ("٣").
+    if (
+        len(parts) != 3
+        or parts[0] != _VERSION
+        or not (parts[1].isascii() and parts[1].isdigit())
+        or len(parts[1]) > 12
+    ):
         raise TokenError("malformed", "stream token is malformed")
     expires = int(parts[1])
     given = parts[2].encode()

@@ -42,6 +42,8 @@ CALL_SID_RE: Final = re.compile(r"CA[0-9a-f]{32}")
 STREAM_SID_RE: Final = re.compile(r"MZ[0-9a-f]{32}")
 _DTMF_DIGITS: Final = frozenset("0123456789*#")
 _MULAW: Final = "audio/x-mulaw"
+_INBOUND: Final = "inbound"
+_MAX_TIMESTAMP_DIGITS: Final = 15  # ~31,700 years of milliseconds; fits an int64
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +129,16 @@ def _parse_media(msg: dict[str, Any]) -> Media:
     except (binascii.Error, ValueError) as exc:
         raise _fail("bad_base64", f"media.payload is not valid base64: {exc}") from None
     raw_ts = _str(media, "timestamp", "media")
-    try:
-        timestamp = int(raw_ts)
-    except ValueError:
-        raise _fail("bad_field", f"media.timestamp must be digits, got {raw_ts[:20]!r}") from None
-    return Media(_str(msg, "streamSid", "media"), timestamp, audio)
+    # ASCII digits only, and few enough to fit the int64 the Redis message carries: int()
+    # alone takes signs, spaces, underscores and other scripts' digits, and values that msgpack
+    # cannot encode.
+    if not (raw_ts.isascii() and raw_ts.isdigit() and len(raw_ts) <= _MAX_TIMESTAMP_DIGITS):
+        raise _fail("bad_field", f"media.timestamp must be digits, got {raw_ts[:20]!r}")
+    track = media.get("track", _INBOUND)
+    if track != _INBOUND:
+        # A bidirectional stream carries only the caller's track; anything else is not theirs.
+        raise _fail("wrong_track", f"media.track must be {_INBOUND!r}, got {str(track)[:20]!r}")
+    return Media(_str(msg, "streamSid", "media"), int(raw_ts), audio)
 
 
 def _parse_start(msg: dict[str, Any]) -> Start:
@@ -203,7 +210,7 @@ def parse_message(text: str | bytes) -> TwilioEvent:
     """Parse one Media Streams text frame.
 
     Raises ``TwilioProtocolError`` (``kind``: not_json, not_object, missing_field, bad_field,
-    bad_base64, bad_media_format) for anything Twilio would never send.
+    bad_base64, bad_media_format, wrong_track) for anything Twilio would never send.
     """
     try:
         msg = orjson.loads(text)

@@ -171,7 +171,7 @@ class CallSession:
         )
 
     def _fail(self, code: str, message: str) -> None:
-        self.ctx.metrics.realtime_errors.labels(code).inc()
+        self.ctx.metrics.realtime_errors.labels(rt.metric_code(code)).inc()
         self.log.error("ending the call: %s (%s)", message, code)
         self._end(code, hang_up=True, error=message)
 
@@ -377,8 +377,19 @@ class CallSession:
         return False
 
     async def _on_error(self, event: rt.ErrorEvent) -> bool:
-        self._fail(event.code, f"the Realtime server reported an error: {event.message}")
-        return True
+        if rt.ends_session(event):
+            self._fail(event.code, f"the Realtime server reported an error: {event.message}")
+            return True
+        # Most errors concern one client event (a cancel racing the server's own, say) and
+        # leave the session usable: the call goes on.
+        self.ctx.metrics.realtime_errors.labels(rt.metric_code(event.code)).inc()
+        self.log.warning(
+            "the Realtime server refused event %s (%s): %s",
+            event.event_id or "?",
+            event.code,
+            event.message,
+        )
+        return False
 
     def _response(self, response_id: str) -> _Response:
         response = self.responses.get(response_id)

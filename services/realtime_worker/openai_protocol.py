@@ -10,6 +10,7 @@ exactly once here.
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,6 +20,7 @@ import orjson
 from shared.errors import RealtimeProtocolError
 
 __all__ = [
+    "FATAL_ERROR_CODES",
     "PCMU",
     "ErrorEvent",
     "InputTranscript",
@@ -35,6 +37,8 @@ __all__ = [
     "TranscriptDone",
     "audio_append",
     "conversation_item_create",
+    "ends_session",
+    "metric_code",
     "parse_server_event",
     "response_cancel",
     "response_create",
@@ -305,6 +309,31 @@ def _response_done(event: dict[str, Any]) -> ResponseDone:
         usage=usage if type(usage) is dict else None,
         output=[o for o in output if type(o) is dict] if type(output) is list else [],
     )
+
+
+#: Error codes after which the session cannot go on (auth, quota, model, shape, expiry).
+FATAL_ERROR_CODES = frozenset(
+    {
+        "beta_api_shape_disabled",
+        "insufficient_quota",
+        "invalid_api_key",
+        "model_not_found",
+        "session_expired",
+        "unsupported_audio_format",
+    }
+)
+_METRIC_CODE = re.compile(r"[a-z0-9_]{1,48}")
+
+
+def ends_session(error: ErrorEvent) -> bool:
+    """Whether ``error`` ends the model leg. Errors tied to one client event are recoverable
+    (protocols.md §3.6); session-wide ones, and server errors, are not."""
+    return error.code in FATAL_ERROR_CODES or error.error_type == "server_error"
+
+
+def metric_code(code: str) -> str:
+    """``code`` as a metric label: server-provided text, so bounded to a safe shape."""
+    return code if _METRIC_CODE.fullmatch(code) else "other"
 
 
 def _error(event: dict[str, Any]) -> ErrorEvent:

@@ -1,0 +1,145 @@
+"""``python -m services.call_sim``: place simulated Twilio calls against a running edge."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from services.call_sim.call import place_calls
+from services.call_sim.report import ASSET_AUDIO, CallConfig, CallReport
+from shared.audio import read_wav_as_ulaw, write_ulaw_wav
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.call_sim",
+        description="Play Twilio's side of phone calls against a running Switchboard edge: "
+        "signed webhook, TwiML, Media Streams socket with real-time μ-law, marks and clear. "
+        "Exits 1 if a call fails or the edge breaks Twilio's protocol.",
+    )
+    parser.add_argument(
+        "--edge",
+        action="append",
+        metavar="URL",
+        help="an edge's real address (repeatable; later ones take over when one refuses "
+        "connections); default http://127.0.0.1:8080",
+    )
+    parser.add_argument(
+        "--public-url",
+        default=os.environ.get("PUBLIC_URL", "https://edge.switchboard.example"),
+        help="the URL the edge believes Twilio reaches it at; requests are signed for it "
+        "(default: $PUBLIC_URL or https://edge.switchboard.example)",
+    )
+    parser.add_argument(
+        "--auth-token",
+        default=os.environ.get("TWILIO_AUTH_TOKEN"),
+        help="Twilio auth token that signs the requests (default: $TWILIO_AUTH_TOKEN)",
+    )
+    parser.add_argument(
+        "--audio",
+        type=Path,
+        default=ASSET_AUDIO,
+        metavar="FILE",
+        help="what the caller says: raw μ-law 8 kHz (.ulaw) or 16-bit mono 8 kHz WAV "
+        "(default: the bundled caller.ulaw)",
+    )
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="silence sent after the audio while listening to the reply (default 5)",
+    )
+    parser.add_argument("--calls", type=int, default=1, metavar="N", help="concurrent calls")
+    parser.add_argument(
+        "--wav-out",
+        type=Path,
+        metavar="PATH",
+        help="write what the caller heard as WAV (call i > 1 gets a -i suffix)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the reports as JSON")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-call limit")
+    return parser
+
+
+def _read_audio(path: Path) -> bytes:
+    if path.suffix.lower() == ".wav":
+        return read_wav_as_ulaw(path)
+    return path.read_bytes()
+
+
+def _wav_path(base: Path, index: int) -> Path:
+    return base if index == 0 else base.with_name(f"{base.stem}-{index + 1}{base.suffix}")
+
+
+def _summary(report: CallReport) -> str:
+    lines = [
+        f"call {report.call_sid}: {'ok' if report.ok else 'FAILED'}",
+        f"  streams {len(report.stream_sids)}, closed by {report.closed_by} "
+        f"(code {report.close_code}), redirects {len(report.redirects)}",
+        f"  sent {len(report.sent_audio) / 8000:.2f} s, received "
+        f"{len(report.received_audio) / 8000:.2f} s, heard {len(report.heard_audio) / 8000:.2f} s",
+        f"  marks {len(report.marks_received)} received / {len(report.marks_echoed)} echoed, "
+        f"clears {report.clears}, first audio after "
+        + (
+            f"{report.timings.first_audio_ms:.0f} ms"
+            if report.timings.first_audio_ms is not None
+            else "never"
+        ),
+    ]
+    lines += [f"  ! {problem}" for problem in report.problems()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.auth_token:
+        print(
+            "call_sim: no auth token: pass --auth-token or set TWILIO_AUTH_TOKEN", file=sys.stderr
+        )
+        return 2
+    if args.calls < 1:
+        print("call_sim: --calls must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        audio = _read_audio(args.audio)
+    except (OSError, ValueError) as exc:
+        print(f"call_sim: cannot read --audio: {exc}", file=sys.stderr)
+        return 2
+    configs = [
+        CallConfig(
+            edge_urls=args.edge or ["http://127.0.0.1:8080"],
+            public_url=args.public_url,
+            auth_token=args.auth_token,
+            caller_audio=audio,
+            hold_s=args.hold,
+            timeout_s=args.timeout,
+        )
+        for _ in range(args.calls)
+    ]
+    reports = asyncio.run(place_calls(configs))
+    if args.wav_out is not None:
+        for index, report in enumerate(reports):
+            write_ulaw_wav(_wav_path(args.wav_out, index), report.heard_audio)
+    if args.json:
+        print(json.dumps([report.to_dict() for report in reports], indent=2))
+    else:
+        for report in reports:
+            print(_summary(report))
+    failed = [report for report in reports if not report.ok]
+    if failed:
+        print(
+            f"call_sim: {len(failed)} of {len(reports)} call(s) failed or broke Twilio's "
+            f"protocol; first: {failed[0].problems()[0]}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

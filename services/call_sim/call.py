@@ -1,0 +1,336 @@
+"""A whole simulated call, as Twilio's voice engine would place it against an edge.
+
+The signed inbound-call webhook, the TwiML it returns, the ``<Connect><Stream>`` socket (see
+``stream.py``), then whatever follows the stream's end: ``<Connect action>`` or the next verb,
+typically a ``<Redirect>`` that reconnects a call whose edge went away, until ``<Hangup/>``,
+the end of the document, or the caller hanging up after its audio and hold time.
+
+Failures (a refused webhook, an unreachable edge, a timeout) end the call and are recorded in
+``CallReport.error``; protocol faults are listed in ``CallReport.protocol_violations``. Neither
+raises unless ``CallConfig.strict`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+from twilio.request_validator import RequestValidator
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+
+from services.call_sim.report import ASSET_AUDIO, CallConfig, CallFailed, CallReport
+from services.call_sim.routing import EdgeRing, new_sid, to_edge
+from services.call_sim.stream import CallTally, Outgoing, StreamOutcome, StreamSession
+from services.call_sim.twiml import (
+    Connect,
+    Hangup,
+    Pause,
+    Redirect,
+    Reject,
+    Say,
+    StartStream,
+    Stream,
+    TwimlDocument,
+    TwimlError,
+    UnknownVerb,
+    parse_twiml,
+)
+from shared.audio import FRAME_BYTES, SAMPLE_RATE, SILENCE_BYTE
+
+__all__ = ["caller_frames", "place_call", "place_calls"]
+
+logger = logging.getLogger("switchboard.call_sim")
+
+WEBHOOK_USER_AGENT = "TwilioProxy/1.1"
+STREAM_USER_AGENT = "Twilio.TmeWs/1.0"
+MAX_TWIML_BYTES = 64 * 1024
+MAX_EDGE_MESSAGE_BYTES = 1 << 20  # Twilio documents no limit; this only bounds a runaway edge
+TIMEOUT_MARGIN_S = 30.0
+
+
+class _CallError(Exception):
+    """The call cannot go on; the message becomes ``CallReport.error``."""
+
+
+def caller_frames(audio: bytes, hold_s: float) -> list[bytes]:
+    """The caller's 160-byte frames: ``audio`` (its last frame padded with μ-law silence, as a
+    phone line never sends part of a frame), then ``hold_s`` seconds of silence frames."""
+    padded = audio + bytes([SILENCE_BYTE]) * (-len(audio) % FRAME_BYTES)
+    frames = [padded[i : i + FRAME_BYTES] for i in range(0, len(padded), FRAME_BYTES)]
+    hold_frames = round(hold_s * SAMPLE_RATE / FRAME_BYTES)
+    return frames + [bytes([SILENCE_BYTE]) * FRAME_BYTES] * hold_frames
+
+
+class _Call:
+    def __init__(self, config: CallConfig, audio: bytes, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self.http = http
+        self.ring = EdgeRing(config.edge_urls)
+        self.validator = RequestValidator(config.auth_token)
+        self.loop = asyncio.get_running_loop()
+        self.report = CallReport(
+            call_sid=config.call_sid or new_sid("CA"),
+            account_sid=config.account_sid or new_sid("AC"),
+        )
+        self.outgoing = Outgoing(caller_frames(audio, config.hold_s))
+        self.tally = CallTally(origin=self.loop.time())
+
+    # --- the verbs ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        config = self.config
+        url = config.public_url.rstrip("/") + config.voice_path
+        status, method = "ringing", "POST"
+        while True:
+            document = await self._fetch_twiml(url, method, status)
+            followed = await self._execute(document)
+            if followed is None:
+                return
+            if len(self.report.redirects) >= config.max_redirects:
+                raise _CallError(f"more than {config.max_redirects} redirects")
+            self.report.redirects.append(followed[0])
+            url, method = followed
+            status = "in-progress"
+
+    async def _execute(self, document: TwimlDocument) -> tuple[str, str] | None:
+        """Run the verbs; the (url, method) to request next, or None when the call is over."""
+        for problem in document.problems:
+            self.tally.violation(f"twiml: {problem}")
+        follow = self.config.follow_redirects
+        for verb in document.verbs:
+            if isinstance(verb, Connect):
+                if verb.stream is None:
+                    continue
+                outcome = await self._stream(verb.stream)
+                if outcome.closed_by == "caller":
+                    return None
+                if verb.action is not None:
+                    return (verb.action, verb.method) if follow else None
+            elif isinstance(verb, Redirect):
+                return (verb.url, verb.method) if follow else None
+            elif isinstance(verb, Hangup | Reject):
+                self.report.closed_by = "edge"
+                return None
+            elif isinstance(verb, Say):
+                self.report.said.append(verb.text)
+            elif isinstance(verb, UnknownVerb):
+                self.report.notes.append(f"skipped unsupported verb <{verb.name}>")
+            elif isinstance(verb, StartStream | Pause):
+                pass  # listen-only streams are flagged by the parser; pauses take no time here
+        return None
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    def _params(self, status: str) -> dict[str, str]:
+        return {
+            **self.config.extra_params,
+            "CallSid": self.report.call_sid,
+            "AccountSid": self.report.account_sid,
+            "From": self.config.from_number,
+            "To": self.config.to_number,
+            "CallStatus": status,
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+        }
+
+    async def _request(self, url: str, method: str, params: dict[str, str]) -> httpx.Response:
+        """A signed request for public ``url``, sent to the current edge, or to the next ones
+        while edges refuse connections. Raises ``_CallError``."""
+        if method == "GET":
+            # GET carries the parameters in the query, and Twilio signs the URL alone.
+            url = url + ("&" if urlsplit(url).query else "?") + urlencode(params)
+            signature = self.validator.compute_signature(url, {})
+        else:
+            signature = self.validator.compute_signature(url, params)
+        headers = {"X-Twilio-Signature": signature, "User-Agent": WEBHOOK_USER_AGENT}
+        for attempt in range(len(self.ring)):
+            target = to_edge(url, self.config.public_url, self.ring.current)
+            try:
+                if method == "GET":
+                    response = await self.http.get(target, headers=headers)
+                else:
+                    response = await self.http.post(target, data=params, headers=headers)
+            except httpx.ConnectError as exc:
+                if attempt + 1 < len(self.ring):
+                    self.report.notes.append(f"{target} refused ({exc}); trying the next edge")
+                    self.ring.rotate()
+                    continue
+                raise _CallError(f"{method} {url}: no edge reachable ({target}: {exc})") from exc
+            except httpx.HTTPError as exc:
+                raise _CallError(f"{method} {url} via {target}: {exc!r}") from exc
+            return response
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _fetch_twiml(self, url: str, method: str, status: str) -> TwimlDocument:
+        started = self.loop.time()
+        response = await self._request(url, method, self._params(status))
+        self.report.timings.webhook_ms.append((self.loop.time() - started) * 1000)
+        if response.status_code != 200:
+            raise _CallError(
+                f"{method} {url} answered HTTP {response.status_code}: {response.text[:200]!r}"
+            )
+        content_type = response.headers.get("content-type", "").split(";")[0].strip()
+        if content_type not in ("text/xml", "application/xml"):
+            self.tally.violation(f"twiml: Content-Type {content_type!r}, not text/xml")
+        if len(response.content) > MAX_TWIML_BYTES:
+            raise _CallError(f"{url}: TwiML of {len(response.content)} bytes is too large")
+        self.report.twiml.append(response.text)
+        try:
+            return parse_twiml(response.content, url)
+        except TwimlError as exc:
+            raise _CallError(f"{url}: {exc}") from exc
+
+    async def _status_callback(self, stream: Stream, stream_sid: str, event: str) -> None:
+        """Best effort, as Twilio's own: a failure is noted, never fatal."""
+        if stream.status_callback is None or not self.config.status_callbacks:
+            return
+        params = {
+            "AccountSid": self.report.account_sid,
+            "CallSid": self.report.call_sid,
+            "StreamSid": stream_sid,
+            "StreamName": stream.name or stream_sid,
+            "StreamEvent": event,
+            "Timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        try:
+            response = await self._request(
+                stream.status_callback, stream.status_callback_method, params
+            )
+        except _CallError as exc:
+            self.report.notes.append(f"statusCallback {event}: {exc}")
+            return
+        if not 200 <= response.status_code < 300:
+            self.report.notes.append(f"statusCallback {event}: HTTP {response.status_code}")
+
+    # --- the stream -------------------------------------------------------------------------
+
+    async def _open(self, stream: Stream) -> ClientConnection:
+        # The upgrade is a GET without a body: Twilio signs the wss URL from the TwiML alone.
+        headers = {"X-Twilio-Signature": self.validator.compute_signature(stream.url, {})}
+        for attempt in range(len(self.ring)):
+            target = to_edge(stream.url, self.config.public_url, self.ring.current)
+            started = self.loop.time()
+            try:
+                ws = await connect(
+                    target,
+                    additional_headers=headers,
+                    user_agent_header=STREAM_USER_AGENT,
+                    proxy=None,
+                    compression=None,
+                    open_timeout=self.config.http_timeout_s,
+                    ping_interval=None,
+                    close_timeout=5,
+                    max_size=MAX_EDGE_MESSAGE_BYTES,
+                    max_queue=64,
+                )
+            except InvalidStatus as exc:
+                code = exc.response.status_code
+                raise _CallError(
+                    f"stream upgrade to {target} refused: HTTP {code} (31920)"
+                ) from exc
+            except OSError as exc:
+                if attempt + 1 < len(self.ring):
+                    self.report.notes.append(f"{target} refused ({exc}); trying the next edge")
+                    self.ring.rotate()
+                    continue
+                raise _CallError(f"stream {stream.url}: no edge reachable (31901): {exc}") from exc
+            except (InvalidHandshake, TimeoutError) as exc:
+                raise _CallError(f"stream handshake with {target} failed (31920): {exc!r}") from exc
+            self.report.timings.connect_ms.append((self.loop.time() - started) * 1000)
+            return ws
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _stream(self, stream: Stream) -> StreamOutcome:
+        stream_sid = new_sid("MZ")
+        try:
+            ws = await self._open(stream)
+        except _CallError:
+            await self._status_callback(stream, stream_sid, "stream-error")
+            raise
+        self.report.stream_sids.append(stream_sid)
+        session = StreamSession(
+            ws,
+            stream_sid=stream_sid,
+            call_sid=self.report.call_sid,
+            account_sid=self.report.account_sid,
+            parameters=stream.parameters,
+            outgoing=self.outgoing,
+            tally=self.tally,
+            send_stop=self.config.send_stop,
+            frame_bytes=self.config.frame_bytes,
+            linger_s=self.config.linger_s,
+            quiet_s=self.config.quiet_s,
+        )
+        async with ws, asyncio.TaskGroup() as group:
+            group.create_task(self._status_callback(stream, stream_sid, "stream-started"))
+            outcome = await session.run()
+        self.report.closed_by = outcome.closed_by
+        self.report.close_codes.append(outcome.close_code)
+        logger.info(
+            "call %s: stream %s closed by the %s (code %s)",
+            self.report.call_sid,
+            stream_sid,
+            outcome.closed_by,
+            outcome.close_code,
+        )
+        await self._status_callback(stream, stream_sid, "stream-stopped")
+        return outcome
+
+    def finish(self) -> CallReport:
+        report, tally = self.report, self.tally
+        report.sent_audio = bytes(tally.sent)
+        report.received_audio = bytes(tally.received)
+        report.heard_audio = bytes(tally.heard)
+        report.marks_received = tally.marks_received
+        report.marks_echoed = tally.marks_echoed
+        report.clears = tally.clears
+        report.protocol_violations = list(tally.violations)
+        if tally.dropped_violations:
+            report.protocol_violations.append(f"… and {tally.dropped_violations} more")
+        report.timings.first_audio_ms = tally.first_audio_ms
+        report.timings.duration_ms = (self.loop.time() - tally.origin) * 1000
+        return report
+
+
+async def place_call(config: CallConfig) -> CallReport:
+    """Place one call and return what happened.
+
+    Never raises for a failed call or protocol faults (see ``CallReport.error`` and
+    ``.protocol_violations``) unless ``config.strict``, which raises ``CallFailed``.
+    """
+    if config.caller_audio is None:
+        audio = await asyncio.to_thread(ASSET_AUDIO.read_bytes)
+    else:
+        audio = config.caller_audio
+    budget = config.timeout_s
+    if budget is None:
+        budget = len(audio) / SAMPLE_RATE + config.hold_s + config.linger_s + TIMEOUT_MARGIN_S
+    timeout = httpx.Timeout(config.http_timeout_s)
+    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as http:
+        call = _Call(config, audio, http)
+        logger.info("placing call %s to %s", call.report.call_sid, config.edge_urls)
+        try:
+            async with asyncio.timeout(budget):
+                await call.run()
+        except TimeoutError:
+            call.report.error = f"the call did not end within {budget:.1f} s"
+        except _CallError as exc:
+            call.report.error = str(exc)
+    report = call.finish()
+    logger.info(
+        "call %s ended: %s", report.call_sid, "ok" if report.ok else "; ".join(report.problems())
+    )
+    if config.strict and not report.ok:
+        raise CallFailed(report)
+    return report
+
+
+async def place_calls(configs: list[CallConfig]) -> list[CallReport]:
+    """Place the calls concurrently; the reports in the same order."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(place_call(config)) for config in configs]
+    return [task.result() for task in tasks]

@@ -1,0 +1,105 @@
+"""Twilio's playout buffer for one stream, sans I/O, on a clock the caller passes in (ms).
+
+Twilio queues the audio it receives and plays it at 8 bytes per ms; a ``mark`` is echoed when
+playback reaches it, or at once if nothing is queued ahead of it; ``clear`` drops the queued
+audio and echoes every pending mark at once (protocols.md §2.5). What the caller *heard* is the
+bytes actually played, concatenated exactly: gaps in the edge's output are not filled with
+silence, so tests can compare heard audio bit-exact with what the model sent.
+
+Every method takes ``now_ms`` (non-decreasing) and returns the mark names to echo now, in order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from shared.audio import BYTES_PER_MS
+
+__all__ = ["Playback"]
+
+
+class Playback:
+    """Queued audio and marks; ``heard`` grows as the clock advances."""
+
+    def __init__(self, now_ms: float = 0.0) -> None:
+        self._queue: deque[bytes | str] = deque()  # bytes: audio; str: a mark's name
+        self._queued_bytes = 0
+        self._heard = bytearray()
+        self._clock = now_ms
+        self._credit = 0.0  # bytes' worth of play time not yet spent (sub-byte remainder)
+
+    @property
+    def heard(self) -> bytes:
+        return bytes(self._heard)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    @property
+    def pending_marks(self) -> list[str]:
+        return [item for item in self._queue if isinstance(item, str)]
+
+    def advance(self, now_ms: float) -> list[str]:
+        """Play until ``now_ms``; the marks reached on the way."""
+        if now_ms < self._clock:
+            raise ValueError(f"the clock went back from {self._clock} to {now_ms} ms")
+        self._credit += (now_ms - self._clock) * BYTES_PER_MS
+        self._clock = now_ms
+        echoed: list[str] = []
+        while self._queue:
+            head = self._queue[0]
+            if isinstance(head, str):
+                echoed.append(head)
+                self._queue.popleft()
+                continue
+            take = min(len(head), int(self._credit))
+            if take == 0:
+                break
+            self._heard += head[:take]
+            self._credit -= take
+            self._queued_bytes -= take
+            if take == len(head):
+                self._queue.popleft()
+            else:
+                self._queue[0] = head[take:]
+        if not self._queue:
+            # Idle time is not banked: audio arriving later starts playing when it arrives.
+            self._credit = 0.0
+        return echoed
+
+    def add_audio(self, audio: bytes, now_ms: float) -> list[str]:
+        """Queue ``audio`` behind whatever is playing."""
+        echoed = self.advance(now_ms)
+        if audio:
+            self._queue.append(audio)
+            self._queued_bytes += len(audio)
+        return echoed
+
+    def add_mark(self, name: str, now_ms: float) -> list[str]:
+        """Queue a mark; it is echoed at once when nothing is queued ahead of it."""
+        echoed = self.advance(now_ms)
+        self._queue.append(name)
+        return echoed + self.advance(now_ms)
+
+    def clear(self, now_ms: float) -> list[str]:
+        """Drop the queued audio; every pending mark is echoed now."""
+        echoed = self.advance(now_ms)
+        echoed += self.pending_marks
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._credit = 0.0
+        return echoed
+
+    def next_mark_due(self) -> float | None:
+        """The clock time at which the next queued mark will be reached, or None."""
+        ahead = 0
+        for item in self._queue:
+            if isinstance(item, str):
+                return self._clock + max(0.0, ahead - self._credit) / BYTES_PER_MS
+            ahead += len(item)
+        return None
+
+    def drained_at(self) -> float:
+        """The clock time at which everything queued will have played."""
+        return self._clock + max(0.0, self._queued_bytes - self._credit) / BYTES_PER_MS

@@ -1,0 +1,272 @@
+"""One Media Streams WebSocket, played from Twilio's side.
+
+Three tasks share the socket: the sender (``connected``, ``start``, then one 160-byte ``media``
+frame every 20 ms against absolute deadlines, a linger while the reply plays out, then
+``stop``), the reader (checks every message, feeds the playout buffer, echoes the marks it
+releases) and the playout timer (echoes a mark when playback reaches it while nothing else is
+happening). The reader runs until the socket closes; then the others are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from services.call_sim import messages
+from services.call_sim.outbound_check import OutClear, OutMark, OutMedia, check_outbound
+from services.call_sim.playback import Playback
+from shared.audio import FRAME_MS
+
+__all__ = ["CallTally", "Outgoing", "StreamOutcome", "StreamSession"]
+
+logger = logging.getLogger("switchboard.call_sim")
+
+MAX_VIOLATIONS = 200  # per call; a broken edge would otherwise fill memory at 50 per second
+
+
+@dataclass
+class Outgoing:
+    """The caller's frames for the whole call: a new stream resumes where the last one
+    stopped, because Twilio keeps listening to the caller while it reconnects."""
+
+    frames: list[bytes]
+    next_index: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.next_index >= len(self.frames)
+
+
+@dataclass
+class CallTally:
+    """Call-wide accumulators, shared by the call's streams in turn."""
+
+    origin: float  # loop time of the first webhook
+    sent: bytearray = field(default_factory=bytearray)
+    received: bytearray = field(default_factory=bytearray)
+    heard: bytearray = field(default_factory=bytearray)
+    marks_received: list[str] = field(default_factory=list)
+    marks_echoed: list[str] = field(default_factory=list)
+    clears: int = 0
+    violations: list[str] = field(default_factory=list)
+    dropped_violations: int = 0
+    first_audio_ms: float | None = None
+
+    def violation(self, text: str) -> None:
+        if len(self.violations) < MAX_VIOLATIONS:
+            self.violations.append(text)
+        else:
+            self.dropped_violations += 1
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOutcome:
+    closed_by: str  # "caller": we sent stop / closed; "edge": the edge closed or vanished
+    close_code: int | None
+
+
+class StreamSession:
+    """Plays one stream on an open connection; ``run()`` returns when the socket is closed."""
+
+    def __init__(
+        self,
+        ws: ClientConnection,
+        *,
+        stream_sid: str,
+        call_sid: str,
+        account_sid: str,
+        parameters: Mapping[str, str],
+        outgoing: Outgoing,
+        tally: CallTally,
+        send_stop: bool = True,
+        frame_bytes: int | None = None,
+        linger_s: float = 0.0,
+        quiet_s: float = 0.5,
+    ) -> None:
+        self._ws = ws
+        self.stream_sid = stream_sid
+        self._call_sid = call_sid
+        self._account_sid = account_sid
+        self._parameters = dict(parameters)
+        self._outgoing = outgoing
+        self._tally = tally
+        self._send_stop = send_stop
+        self._frame_bytes = frame_bytes
+        self._linger_s = linger_s
+        self._quiet_s = quiet_s
+        self._loop = asyncio.get_running_loop()
+        self._origin = self._loop.time()
+        self._playback = Playback(0.0)
+        self._changed = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._sequence = 0
+        self._hanging_up = False
+        self._violation_counts: dict[str, int] = {}
+        self._last_received = self._origin
+
+    def _now_ms(self) -> float:
+        return (self._loop.time() - self._origin) * 1000
+
+    async def run(self) -> StreamOutcome:
+        async with asyncio.TaskGroup() as group:
+            sender = group.create_task(self._send_loop())
+            playout = group.create_task(self._playout_loop())
+            await self._read_loop()
+            playout.cancel()
+            if not self._hanging_up:
+                sender.cancel()
+            # else the sender is finishing its close handshake: let it.
+        self._playback.advance(self._now_ms())
+        self._tally.heard += self._playback.heard  # audio still queued is never heard
+        for kind, count in self._violation_counts.items():
+            if count > 1:
+                self._tally.violation(f"{kind}: {count - 1} more on stream {self.stream_sid}")
+        code = self._ws.close_code
+        return StreamOutcome(
+            "caller" if self._hanging_up else "edge", None if code is None else int(code)
+        )
+
+    # --- caller → edge ------------------------------------------------------------------
+
+    async def _send_numbered(self, build: Callable[[int], str]) -> None:
+        # One lock, so sequence numbers go out in order even when the reader echoes a mark
+        # while the sender is mid-frame.
+        async with self._send_lock:
+            self._sequence += 1
+            await self._ws.send(build(self._sequence))
+
+    async def _send_loop(self) -> None:
+        sid, call_sid, account_sid = self.stream_sid, self._call_sid, self._account_sid
+        outgoing, tally = self._outgoing, self._tally
+        try:
+            await self._ws.send(messages.connected_message())
+            await self._send_numbered(
+                partial(
+                    messages.start_message,
+                    stream_sid=sid,
+                    account_sid=account_sid,
+                    call_sid=call_sid,
+                    custom_parameters=self._parameters,
+                )
+            )
+            start = self._loop.time()
+            chunk = 0
+            while not outgoing.done:
+                # Absolute deadlines: a late wake-up shortens the next wait instead of
+                # pushing every later frame back.
+                delay = start + chunk * FRAME_MS / 1000 - self._loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                frame = outgoing.frames[outgoing.next_index]
+                chunk += 1
+                await self._send_numbered(
+                    partial(
+                        messages.media_message,
+                        stream_sid=sid,
+                        chunk=chunk,
+                        timestamp_ms=(chunk - 1) * FRAME_MS,
+                        audio=frame,
+                    )
+                )
+                outgoing.next_index += 1
+                tally.sent += frame
+            await self._linger()
+            self._hanging_up = True
+            if self._send_stop:
+                await self._send_numbered(
+                    partial(
+                        messages.stop_message,
+                        stream_sid=sid,
+                        account_sid=account_sid,
+                        call_sid=call_sid,
+                    )
+                )
+            await self._ws.close()
+        except ConnectionClosed:
+            return  # the edge closed first; the reader reports it
+
+    async def _linger(self) -> None:
+        """After the last frame, stay on the line (sending nothing) until the edge's audio has
+        played and it has been quiet for ``quiet_s``, at most ``linger_s``: hanging up on the
+        last frame would cut off the reply, or the echo, still on its way."""
+        deadline = self._loop.time() + self._linger_s
+        while (now := self._loop.time()) < deadline:
+            await self._echo(self._playback.advance(self._now_ms()))
+            quiet_until = self._last_received + self._quiet_s
+            drained_in = self._playback.drained_at() - self._now_ms()
+            if now >= quiet_until and self._playback.queued_bytes == 0:
+                return
+            wait = max(quiet_until - now, drained_in / 1000, FRAME_MS / 1000)
+            await asyncio.sleep(min(wait, deadline - now))
+
+    async def _echo(self, names: list[str]) -> None:
+        if not names:
+            return
+        # One lock acquisition per batch: the lock is FIFO, so batches taken from the playout
+        # buffer in order go out in order even when the reader and the timer both release.
+        async with self._send_lock:
+            for name in names:
+                if self._hanging_up:
+                    return  # after stop Twilio sends nothing more
+                self._sequence += 1
+                await self._ws.send(messages.mark_echo(self._sequence, self.stream_sid, name))
+                self._tally.marks_echoed.append(name)
+
+    # --- edge → caller ------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        tally, playback = self._tally, self._playback
+        try:
+            while True:
+                frame = await self._ws.recv()
+                self._last_received = self._loop.time()
+                result = check_outbound(frame, self.stream_sid, frame_bytes=self._frame_bytes)
+                for violation in result.violations:
+                    self._violation(violation.kind, str(violation))
+                message = result.message
+                now = self._now_ms()
+                if isinstance(message, OutMedia):
+                    if tally.first_audio_ms is None:
+                        tally.first_audio_ms = (self._loop.time() - tally.origin) * 1000
+                    tally.received += message.audio
+                    released = playback.add_audio(message.audio, now)
+                elif isinstance(message, OutMark):
+                    tally.marks_received.append(message.name)
+                    released = playback.add_mark(message.name, now)
+                elif isinstance(message, OutClear):
+                    tally.clears += 1
+                    released = playback.clear(now)
+                else:
+                    continue
+                self._changed.set()
+                await self._echo(released)
+        except ConnectionClosed:
+            return
+
+    def _violation(self, kind: str, text: str) -> None:
+        # Twilio itself reports each warning once per stream; keep the first of each kind in
+        # full and count the rest, so one broken frame type cannot drown the others.
+        count = self._violation_counts.get(kind, 0) + 1
+        self._violation_counts[kind] = count
+        if count == 1:
+            self._tally.violation(f"{text} [stream {self.stream_sid}]")
+
+    async def _playout_loop(self) -> None:
+        while True:
+            self._changed.clear()
+            due = self._playback.next_mark_due()
+            if due is None:
+                await self._changed.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, due - self._now_ms()) / 1000):
+                        await self._changed.wait()
+            with contextlib.suppress(ConnectionClosed):
+                await self._echo(self._playback.advance(self._now_ms()))

@@ -1,0 +1,99 @@
+"""What one simulated session saw and sent, written as one JSON line when it ends.
+
+Outbound fields are filled from the events actually written to the socket, so
+``audio_out_b64`` is exactly what the client could have received, in order. Tests compare the
+caller's audio with it byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SessionRecord", "append_record"]
+
+
+@dataclass
+class SessionRecord:
+    session: str
+    mode: str
+    path: str
+    authorization_present: bool
+    client_events: Counter[str] = field(default_factory=Counter)
+    invalid_events: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    audio_in_bytes: int = 0
+    deltas: list[dict[str, Any]] = field(default_factory=list)
+    transcripts: list[str] = field(default_factory=list)
+    session_formats: dict[str, str | None] = field(default_factory=dict)
+    _audio_in_hash: Any = field(default_factory=hashlib.sha256, repr=False)
+    _audio_out: bytearray = field(default_factory=bytearray, repr=False)
+
+    def received(self, event_type: str) -> None:
+        """Count a valid client event."""
+        self.client_events[event_type] += 1
+
+    def invalid(self, problem: str) -> None:
+        self.invalid_events.append(problem)
+
+    def audio_in(self, audio: bytes) -> None:
+        """Audio the simulated model accepted from the client."""
+        self.audio_in_bytes += len(audio)
+        self._audio_in_hash.update(audio)
+
+    def sent(self, event: dict[str, Any]) -> None:
+        """Note an event once it has been written to the socket."""
+        kind = event.get("type")
+        if kind == "response.output_audio.delta":
+            audio = base64.b64decode(event["delta"])
+            self._audio_out += audio
+            self.deltas.append(
+                {
+                    "response_id": event["response_id"],
+                    "item_id": event["item_id"],
+                    "bytes": len(audio),
+                }
+            )
+        elif kind == "response.output_audio_transcript.done":
+            self.transcripts.append(event["transcript"])
+        elif kind == "error":
+            self.errors.append(f"{event['error']['code']}: {event['error']['message']}")
+
+    @property
+    def audio_out(self) -> bytes:
+        return bytes(self._audio_out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "mode": self.mode,
+            "path": self.path,
+            "authorization_present": self.authorization_present,
+            "client_events": dict(self.client_events),
+            "invalid_events": list(self.invalid_events),
+            "errors": list(self.errors),
+            "audio_in_bytes": self.audio_in_bytes,
+            "audio_in_sha256": self._audio_in_hash.hexdigest(),
+            "deltas": list(self.deltas),
+            "audio_out_bytes": len(self._audio_out),
+            "audio_out_b64": base64.b64encode(self._audio_out).decode("ascii"),
+            "transcripts": list(self.transcripts),
+            "session_formats": dict(self.session_formats),
+        }
+
+
+def append_record(path: Path, record: SessionRecord) -> None:
+    """Append one line and flush it, so readers see the session as soon as it ends.
+
+    One ``write`` per line: sessions of one process share the file, and a single short append
+    is not interleaved with another.
+    """
+    line = json.dumps(record.to_json(), separators=(",", ":")) + "\n"
+    with path.open("a", encoding="utf-8") as out:
+        out.write(line)
+        out.flush()

@@ -1,0 +1,216 @@
+"""The simulator's WebSocket server: handshake checks, and three tasks per connection.
+
+Per connection a reader feeds client frames to the ``SimSession``, a reply loop paces the
+canned reply, and a writer drains a bounded outbox to the socket. Both producers generate and
+enqueue a batch under one lock, so events reach the wire in the order the session produced
+them (a cancel can never overtake the delta before it). The record is built from what the
+writer actually sent, and written when the connection ends however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .behaviour import BehaviourConfig, Event, SimSession
+from .record import SessionRecord, append_record
+
+__all__ = ["PATH", "RunningSimulator", "SimulatorConfig", "run_simulator"]
+
+logger = logging.getLogger(__name__)
+
+PATH: Final = "/v1/realtime"
+DEFAULT_MODEL: Final = "gpt-realtime"
+BETA_CLOSE_CODE: Final = 4000
+OUTBOX_BATCHES: Final = 64  # about 1.3 s of echo at 50 appends/s before the reader waits
+MAX_CLIENT_MESSAGE: Final = 16 * 1024 * 1024  # appends may carry up to 15 MiB
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port; RunningSimulator.port tells which
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+    api_key: str | None = None  # when set, require "Authorization: Bearer <api_key>"
+    record_path: Path | None = None  # JSON lines, one per ended session
+
+
+@dataclass(frozen=True, slots=True)
+class RunningSimulator:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}{PATH}"
+
+
+class _Handler:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.debug = logger.isEnabledFor(logging.DEBUG)
+
+    def check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse wrong paths and, when a key is configured, wrong credentials."""
+        if urlsplit(request.path).path != PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"Not found; use {PATH}\n")
+        key = self.config.api_key
+        if key is not None:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+                logger.info("refused a connection: missing or wrong API key")
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "Incorrect API key provided\n")
+        return None
+
+    async def serve_connection(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None  # set once the handshake is done
+        query = parse_qs(urlsplit(request.path).query)
+        record = SessionRecord(
+            session="",
+            mode=self.config.behaviour.mode.value,
+            path=request.path,
+            authorization_present="Authorization" in request.headers,
+        )
+        session = SimSession(self.config.behaviour, record, query.get("model", [DEFAULT_MODEL])[0])
+        record.session = session.session_id
+        logger.info("session %s opened: %s (mode %s)", record.session, request.path, record.mode)
+        try:
+            if "OpenAI-Beta" in request.headers:
+                await self._refuse_beta(ws, session, record)
+            else:
+                await self._converse(ws, session, record)
+        finally:
+            if self.config.record_path is not None:
+                # One short blocking append: readers must see it as soon as the session ends.
+                append_record(self.config.record_path, record)
+            logger.info(
+                "session %s closed: %d bytes in, %d bytes out in %d deltas, %d errors",
+                record.session,
+                record.audio_in_bytes,
+                len(record.audio_out),
+                len(record.deltas),
+                len(record.errors),
+            )
+
+    async def _refuse_beta(
+        self, ws: ServerConnection, session: SimSession, record: SessionRecord
+    ) -> None:
+        logger.info("session %s uses the retired beta protocol: refused", record.session)
+        event = session.refuse_beta()
+        try:
+            await ws.send(orjson.dumps(event).decode())
+            record.sent(event)
+            await ws.close(BETA_CLOSE_CODE, "beta_api_shape_disabled")
+        except ConnectionClosed:
+            pass
+
+    async def _converse(
+        self, ws: ServerConnection, session: SimSession, record: SessionRecord
+    ) -> None:
+        outbox: asyncio.Queue[list[Event]] = asyncio.Queue(maxsize=OUTBOX_BATCHES)
+        produce = asyncio.Lock()
+        reply_due = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                writer = tasks.create_task(self._write_loop(ws, outbox, record))
+                replier = tasks.create_task(self._reply_loop(session, outbox, produce, reply_due))
+                await outbox.put(session.open())
+                async for message in ws:
+                    async with produce:
+                        batch = session.receive(message)
+                        if batch:
+                            await outbox.put(batch)
+                    if session.reply_pending:
+                        reply_due.set()
+                # The client has gone: nothing queued can be delivered any more.
+                writer.cancel()
+                replier.cancel()
+        except* ConnectionClosed:
+            pass
+
+    async def _reply_loop(
+        self,
+        session: SimSession,
+        outbox: asyncio.Queue[list[Event]],
+        produce: asyncio.Lock,
+        reply_due: asyncio.Event,
+    ) -> None:
+        while True:
+            await reply_due.wait()
+            reply_due.clear()
+            while True:
+                async with produce:
+                    step = session.next_reply_step()
+                    if step is None:
+                        break
+                    batch, pause = step
+                    await outbox.put(batch)
+                await asyncio.sleep(pause)
+
+    async def _write_loop(
+        self, ws: ServerConnection, outbox: asyncio.Queue[list[Event]], record: SessionRecord
+    ) -> None:
+        while True:
+            for event in await outbox.get():
+                await ws.send(orjson.dumps(event).decode())
+                record.sent(event)
+                self._log_sent(record.session, event)
+
+    def _log_sent(self, session_id: str, event: Event) -> None:
+        kind = event["type"]
+        if kind == "response.output_audio.delta":
+            if self.debug:
+                logger.debug(
+                    "session %s delta %s/%s: %d base64 chars",
+                    session_id,
+                    event["response_id"],
+                    event["item_id"],
+                    len(event["delta"]),
+                )
+        elif kind == "response.created":
+            logger.info("session %s response %s started", session_id, event["response"]["id"])
+        elif kind == "response.done":
+            response = event["response"]
+            logger.info("session %s response %s %s", session_id, response["id"], response["status"])
+        elif kind == "error":
+            logger.info(
+                "session %s error %s: %s",
+                session_id,
+                event["error"]["code"],
+                event["error"]["message"],
+            )
+
+
+@asynccontextmanager
+async def run_simulator(config: SimulatorConfig) -> AsyncIterator[RunningSimulator]:
+    """Serve until the block exits; open sessions are then closed and their records written."""
+    handler = _Handler(config)
+    async with serve(
+        handler.serve_connection,
+        config.host,
+        config.port,
+        process_request=handler.check_request,
+        compression=None,  # base64 audio does not compress
+        max_size=MAX_CLIENT_MESSAGE,
+        max_queue=32,
+        open_timeout=10,
+        close_timeout=2,
+        ping_interval=20,
+        ping_timeout=20,
+    ) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield RunningSimulator(config.host, int(port))

@@ -1,0 +1,229 @@
+"""Whole simulated calls over real loopback sockets against the fake edge."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from services.call_sim import CallConfig, CallFailed, place_call, place_calls
+from services.call_sim.__main__ import main
+from services.devstack import free_port
+from tests.call_sim.fake_edge import MARK_EVERY, FakeEdge, running
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "fake-edge-auth-token"
+PUBLIC = "https://edge.switchboard.example"
+FRAME = 160
+
+
+def speech(frames: int, seed: int) -> bytes:
+    """Random bytes with no 0xFF, so that no frame looks like the silence the edge skips."""
+    rng = random.Random(seed)
+    return bytes(rng.randrange(0, 255) for _ in range(frames * FRAME))
+
+
+def config(
+    edge_urls: list[str],
+    audio: bytes,
+    strict: bool = False,
+    send_stop: bool = True,
+    timeout_s: float = 10.0,
+    linger_s: float = 1.0,
+) -> CallConfig:
+    return CallConfig(
+        edge_urls=edge_urls,
+        public_url=PUBLIC,
+        auth_token=TOKEN,
+        caller_audio=audio,
+        hold_s=0.2,
+        timeout_s=timeout_s,
+        strict=strict,
+        send_stop=send_stop,
+        linger_s=linger_s,
+        quiet_s=0.1,
+    )
+
+
+async def test_echo_call_is_heard_bit_exact_with_marks_played_in_time() -> None:
+    audio = speech(20, seed=1)  # 400 ms
+    async with running(FakeEdge(PUBLIC, TOKEN)) as edge:
+        report = await place_call(config([edge.url], audio))
+
+    assert report.ok, report.problems()
+    assert report.sent_audio == audio + b"\xff" * (10 * FRAME)  # the audio, then 200 ms hold
+    assert report.received_audio == audio  # the fake edge echoes all but silence
+    assert report.heard_audio == audio  # ... and all of it played before the hang-up
+    assert report.closed_by == "caller" and report.close_code == 1000
+    assert report.redirects == [] and len(report.stream_sids) == 1
+    assert report.timings.first_audio_ms is not None and report.timings.first_audio_ms < 1000
+
+    # The webhook: signed, with Twilio's standard parameters.
+    (path, params, signed), *callbacks = edge.webhooks
+    assert (path, signed) == ("/twilio/voice", True)
+    assert params["CallSid"] == report.call_sid and params["AccountSid"] == report.account_sid
+    assert (params["CallStatus"], params["Direction"], params["ApiVersion"]) == (
+        "ringing",
+        "inbound",
+        "2010-04-01",
+    )
+    assert [(p, c["StreamEvent"], ok) for p, c, ok in callbacks] == [
+        ("/twilio/stream-status", "stream-started", True),
+        ("/twilio/stream-status", "stream-stopped", True),
+    ]
+
+    (stream,) = edge.streams
+    assert stream.signature_ok and stream.stopped
+    assert stream.start is not None
+    start = stream.start["start"]
+    assert start["customParameters"] == {"token": "tok-" + report.call_sid}
+    assert start["mediaFormat"] == {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+    assert stream.start["sequenceNumber"] == "1"
+    assert bytes(stream.audio_in) == report.sent_audio
+
+    # Every message after start is numbered on; media chunks and timestamps count frames.
+    numbers = [int(message["sequenceNumber"]) for message in stream.inbound]
+    assert numbers == list(range(2, 2 + len(numbers)))
+    media = [m["media"] for m in stream.inbound if m["event"] == "media"]
+    assert [int(m["chunk"]) for m in media] == list(range(1, 31))
+    assert [int(m["timestamp"]) for m in media] == [20 * i for i in range(30)]
+    assert {m["track"] for m in media} == {"inbound"}
+    assert stream.inbound[-1]["event"] == "stop"
+
+    # Real-time pace: 30 frames span at least 29 × 20 ms, and not much more.
+    span = stream.media_times[-1] - stream.media_times[0]
+    assert 0.575 <= span < 0.9
+
+    # Marks come back in order, each only once the audio before it has played (20 ms a frame).
+    names = [f"m{n}" for n in range(MARK_EVERY, 21, MARK_EVERY)]
+    assert report.marks_received == report.marks_echoed == names
+    assert list(stream.marks_back) == names
+    for name in names:
+        assert stream.marks_back[name] - stream.marks_sent[name] >= 0.019
+
+
+async def test_failover_follows_the_redirect_to_the_next_edge_and_resends_nothing() -> None:
+    audio = speech(15, seed=2)
+    dead = f"http://127.0.0.1:{free_port()}"  # refuses connections, like a crashed edge
+    first = FakeEdge(PUBLIC, TOKEN, drop_first_stream_after=6)
+    async with running(first) as edge:
+        report = await place_call(config([edge.url, dead], audio))
+        # The first stream fails after 6 frames; its edge still answers the resume.
+    assert report.ok, report.problems()
+    assert len(set(report.stream_sids)) == 2
+    assert report.redirects == [f"{PUBLIC}/twilio/voice/resume"]
+    assert report.close_codes == [1011, 1000] and report.closed_by == "caller"
+    resume = [params for path, params, _ in edge.webhooks if path == "/twilio/voice/resume"]
+    assert [p["CallStatus"] for p in resume] == ["in-progress"]
+    assert resume[0]["CallSid"] == report.call_sid
+
+    one, two = edge.streams
+    assert len(one.audio_in) == 6 * FRAME
+    assert bytes(one.audio_in + two.audio_in) == report.sent_audio  # no frame lost or repeated
+    assert report.sent_audio == audio + b"\xff" * (10 * FRAME)
+    assert two.start is not None and two.start["start"]["callSid"] == report.call_sid
+    # A new stream numbers its chunks and timestamps from the start again.
+    first_media = next(m for m in two.inbound if m["event"] == "media")["media"]
+    assert (first_media["chunk"], first_media["timestamp"]) == ("1", "0")
+
+
+async def test_an_unreachable_edge_is_skipped_and_hangup_ends_the_call() -> None:
+    audio = speech(10, seed=3)
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with running(
+        FakeEdge(PUBLIC, TOKEN, drop_first_stream_after=3, hangup_on_resume=True)
+    ) as edge:
+        report = await place_call(config([dead, edge.url], audio))
+    assert report.error is None
+    assert any("trying the next edge" in note for note in report.notes)
+    assert report.closed_by == "edge" and report.close_codes == [1011]
+    assert len(report.twiml) == 2 and "<Hangup/>" in report.twiml[1]
+    assert report.sent_audio == audio[: 3 * FRAME]
+
+
+async def test_protocol_violations_are_collected_or_raised_in_strict_mode() -> None:
+    audio = speech(5, seed=4)
+    async with running(FakeEdge(PUBLIC, TOKEN, misbehave=True)) as edge:
+        report = await place_call(config([edge.url], audio))
+        with pytest.raises(CallFailed) as failed:
+            await place_call(config([edge.url], audio, strict=True))
+    kinds = sorted(violation.split(":")[0] for violation in report.protocol_violations)
+    assert kinds == ["binary_frame", "double_base64", "extra_field", "frame_size", "wrong_stream"]
+    assert not report.ok and report.error is None
+    # Twilio would play the double-encoded text as audio; the dropped messages play nothing.
+    garbage = base64.b64encode(b"\x10\x90" * 80)
+    assert report.received_audio == report.heard_audio == garbage + audio
+    assert failed.value.report.protocol_violations
+
+
+async def test_a_wrong_auth_token_fails_the_call_at_the_webhook() -> None:
+    async with running(FakeEdge(PUBLIC, TOKEN)) as edge:
+        report = await place_call(
+            CallConfig(
+                edge_urls=[edge.url], public_url=PUBLIC, auth_token="wrong", caller_audio=b""
+            )
+        )
+    assert report.error is not None and "HTTP 403" in report.error
+    assert report.stream_sids == [] and not report.ok
+    assert [ok for _, _, ok in edge.webhooks] == [False]
+
+
+async def test_the_caller_lingers_until_the_echo_of_its_last_frame_has_played() -> None:
+    audio = speech(5, seed=7)
+    async with running(FakeEdge(PUBLIC, TOKEN, echo_silence=True)) as edge:
+        report = await place_call(config([edge.url], audio))
+    assert report.ok, report.problems()
+    assert report.received_audio == report.heard_audio == report.sent_audio
+    assert report.sent_audio == audio + b"\xff" * (10 * FRAME)
+
+
+async def test_hanging_up_without_stop_and_timing_out() -> None:
+    audio = speech(5, seed=6)
+    async with running(FakeEdge(PUBLIC, TOKEN)) as edge:
+        quiet = await place_call(config([edge.url], audio, send_stop=False))
+        late = await place_call(config([edge.url], audio * 10, timeout_s=0.3))
+    assert quiet.ok and quiet.closed_by == "caller"
+    assert [m["event"] for m in edge.streams[0].inbound][-1] == "media"
+    assert not edge.streams[0].stopped
+    assert late.error == "the call did not end within 0.3 s"
+    assert 0 < len(late.sent_audio) < len(audio * 10)
+
+
+async def test_concurrent_calls_keep_their_audio_apart() -> None:
+    audios = [speech(8, seed=10 + i) for i in range(4)]
+    async with running(FakeEdge(PUBLIC, TOKEN)) as edge:
+        reports = await place_calls([config([edge.url], audio) for audio in audios])
+    assert [r.heard_audio for r in reports] == audios
+    assert len({r.call_sid for r in reports}) == 4
+    assert all(r.ok for r in reports)
+
+
+async def test_cli_places_calls_writes_wavs_and_reports_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    audio_file = tmp_path / "caller.ulaw"
+    audio_file.write_bytes(speech(5, seed=5))
+    wav = tmp_path / "heard.wav"
+    async with running(FakeEdge(PUBLIC, TOKEN)) as edge:
+        args = ["--edge", edge.url, "--public-url", PUBLIC, "--auth-token", TOKEN]
+        args += ["--audio", str(audio_file), "--hold", "0.2", "--calls", "2", "--json"]
+        code = await asyncio.to_thread(main, [*args, "--wav-out", str(wav)])
+        bad = await asyncio.to_thread(main, [*args[:5], "wrong", *args[6:]])
+    out = capsys.readouterr()
+    assert code == 0
+    assert bad == 1 and "HTTP 403" in out.err
+    reports = json.loads(out.out.split("\n]\n")[0] + "\n]")
+    assert [r["ok"] for r in reports] == [True, True]
+    assert reports[0]["heard_audio"]["bytes"] == 5 * 160
+    assert wav.stat().st_size == 44 + 2 * 5 * 160
+    assert (tmp_path / "heard-2.wav").exists()
+
+
+def test_cli_refuses_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    assert main(["--edge", "http://127.0.0.1:1"]) == 2

@@ -1,0 +1,455 @@
+"""CallSession driven end to end with fakeredis and a scripted fake Realtime socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import fakeredis
+import pytest
+from fakeredis.aioredis import FakeRedis
+from prometheus_client import CollectorRegistry
+from websockets.exceptions import ConnectionClosedError
+from websockets.frames import Close
+
+from services.realtime_worker import call_session as call_session_module
+from services.realtime_worker.call_session import QUEUE_PAUSE_AT, CallSession
+from services.realtime_worker.context import WorkerContext
+from services.realtime_worker.metrics import WorkerMetrics
+from shared.config import WorkerSettings
+from shared.keys import CallField, CallState, Keys
+from shared.messages import (
+    ENTRY_FIELD,
+    AudioDone,
+    CallStopped,
+    DtmfPressed,
+    Hangup,
+    InboundAudio,
+    Message,
+    OutboundAudio,
+    PlaybackMark,
+    StreamStarted,
+    decode,
+    encode,
+)
+from shared.records import create_call
+from shared.streams import BatchWriter, FanInReader, acquire_lease
+from tests.realtime_worker.strict_events import check_client_event
+from tests.shared.fake_redis import polling_client
+from tests.shared.waiting import eventually
+
+pytestmark = pytest.mark.anyio
+
+SID = "CAtest"
+WORKER = "worker-1"
+PCMU = {"type": "audio/pcmu"}
+PCM24 = {"type": "audio/pcm", "rate": 24000}
+
+
+def _session_event(kind: str, fmt: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "type": kind,
+            "session": {
+                "type": "realtime",
+                "id": "sess_1",
+                "audio": {"input": {"format": fmt}, "output": {"format": fmt}},
+            },
+        }
+    )
+
+
+class FakeRealtime:
+    """Enough of websockets' ClientConnection for CallSession: send, recv, iterate, close.
+
+    It answers ``session.update`` with ``session.updated`` in ``confirm_format``.
+    """
+
+    def __init__(self, confirm_format: dict[str, Any] | None = PCMU) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.raw_sent: list[str] = []
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._frames: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        self.confirm_format = confirm_format
+        self.push(_session_event("session.created", PCM24))
+
+    def push(self, frame: str | BaseException | None) -> None:
+        """Queue a server frame; None closes normally, an exception is raised on receive."""
+        self._frames.put_nowait(frame)
+
+    def push_event(self, **event: Any) -> None:
+        self.push(json.dumps(event))
+
+    async def _next(self) -> str | None:
+        frame = await self._frames.get()
+        if isinstance(frame, BaseException):
+            raise frame
+        return frame
+
+    async def send(self, text: str) -> None:
+        self.raw_sent.append(text)
+        event = json.loads(text)
+        self.sent.append(event)
+        if event["type"] == "session.update" and self.confirm_format is not None:
+            self.push(_session_event("session.updated", self.confirm_format))
+
+    async def recv(self) -> str:
+        frame = await self._next()
+        if frame is None:
+            raise ConnectionClosedError(Close(1000, ""), None)
+        return frame
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while True:
+            frame = await self._next()
+            if frame is None:
+                self.close_code = 1000
+                return
+            yield frame
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def appended_audio(self) -> bytes:
+        return b"".join(
+            base64.b64decode(e["audio"], validate=True)
+            for e in self.sent
+            if e["type"] == "input_audio_buffer.append"
+        )
+
+
+class Harness:
+    def __init__(self, redis: FakeRedis, settings: WorkerSettings) -> None:
+        self.redis = redis
+        self.keys = Keys("t")
+        self.writer = BatchWriter(redis)
+        self.reader = FanInReader(redis, self.writer, self.keys.wake(WORKER), block_ms=20)
+        self.registry = CollectorRegistry()
+        self.ctx = WorkerContext(
+            settings=settings,
+            keys=self.keys,
+            redis=redis,
+            writer=self.writer,
+            reader=self.reader,
+            metrics=WorkerMetrics.create(self.registry),
+        )
+
+    async def send_inbound(self, *messages: Message) -> list[bytes]:
+        return [
+            await self.redis.xadd(self.keys.inbound(SID), {ENTRY_FIELD: encode(m)})
+            for m in messages
+        ]
+
+    async def outbound(self) -> list[Message]:
+        entries = await self.redis.xrange(self.keys.outbound(SID))
+        return [decode(fields[ENTRY_FIELD]) for _, fields in entries]
+
+    async def record(self) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys.call(SID))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+def _settings(**changes: Any) -> WorkerSettings:
+    settings = WorkerSettings.from_env(
+        {"OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime", "WORKER_ID": WORKER}
+    )
+    return dataclasses.replace(settings, **changes)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    redis = polling_client(fakeredis.FakeServer())
+    h = Harness(redis, _settings())
+    await create_call(redis, h.keys, SID, {CallField.FROM: "+1555"})
+    assert await acquire_lease(redis, h.keys.lease(SID), WORKER, 60_000)
+    tasks = [asyncio.create_task(h.writer.run()), asyncio.create_task(h.reader.run())]
+    yield h
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await redis.aclose()
+
+
+def _use(monkeypatch: pytest.MonkeyPatch, ws: FakeRealtime | Callable[[], Any]) -> None:
+    async def open_realtime(settings: WorkerSettings) -> Any:
+        if isinstance(ws, FakeRealtime):
+            return ws
+        return await ws()
+
+    monkeypatch.setattr(call_session_module, "open_realtime", open_realtime)
+
+
+async def test_call_relays_both_ways_and_ends_on_caller_stop(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ws = FakeRealtime()
+    _use(monkeypatch, ws)
+    caller_audio = [bytes([i]) * 160 for i in (0x10, 0x90, 0xFF)]
+    await harness.send_inbound(
+        StreamStarted("MZ1", "edge-1", 0.0),
+        *(InboundAudio(a, 20 * i, 0.0) for i, a in enumerate(caller_audio)),
+        DtmfPressed("5"),
+    )
+    session = CallSession(harness.ctx, SID, "0-0")
+    caplog.set_level(logging.INFO, logger="switchboard.worker.call")
+    task = asyncio.create_task(session.run())
+
+    await eventually(lambda: len(ws.appended_audio()) == 480)
+    update = ws.sent[0]
+    assert update["type"] == "session.update"
+    assert update["session"]["audio"]["input"]["format"] == PCMU
+    assert update["session"]["audio"]["output"]["format"] == PCMU
+    assert ws.appended_audio() == b"".join(caller_audio)
+    for event in ws.sent:
+        check_client_event(event)
+
+    model_audio = bytes(range(256))
+    ws.push_event(type="response.created", response={"id": "resp_1"})
+    ws.push_event(
+        type="response.output_audio.delta",
+        response_id="resp_1",
+        item_id="item_1",
+        delta=base64.b64encode(model_audio[:100]).decode(),
+    )
+    ws.push("this is not json")  # a malformed frame is counted and skipped
+    ws.push_event(
+        type="response.output_audio.delta",
+        response_id="resp_1",
+        item_id="item_1",
+        delta=base64.b64encode(model_audio[100:]).decode(),
+    )
+    ws.push_event(type="response.output_audio.done", response_id="resp_1", item_id="item_1")
+    ws.push_event(type="response.output_audio_transcript.delta", response_id="resp_1", delta="Hi ")
+    ws.push_event(
+        type="response.output_audio_transcript.done", response_id="resp_1", transcript="Hi there!"
+    )
+    ws.push_event(type="response.done", response={"id": "resp_1", "status": "completed"})
+    await eventually(lambda: session.bytes_from_model == 256)
+    await eventually(lambda: not session.responses)  # response.done handled
+    await harness.writer.flush()
+    out = await harness.outbound()
+    assert (
+        out
+        == [
+            OutboundAudio(model_audio[:100], "item_1", out[0].sent_at),  # type: ignore[union-attr]
+            PlaybackMark("item_1:1"),
+            OutboundAudio(model_audio[100:], "item_1", out[2].sent_at),  # type: ignore[union-attr]
+            PlaybackMark("item_1:2"),
+            AudioDone("item_1"),
+        ]
+    )
+
+    (stop_id,) = await harness.send_inbound(CallStopped("caller_hangup"))
+    await asyncio.wait_for(task, 2.0)
+
+    assert session.end_reason == "caller_hangup"
+    assert ws.closed
+    record = await harness.record()
+    assert record[CallField.INPUT_FORMAT] == "audio/pcmu"
+    assert record[CallField.OUTPUT_FORMAT] == "audio/pcmu"
+    assert record[CallField.IN_CURSOR] == stop_id.decode()
+    assert record[CallField.STATE] == CallState.DISPATCHED  # the edge owns the caller's end
+    assert not any(isinstance(m, Hangup) for m in await harness.outbound())
+    assert not await harness.redis.exists(harness.keys.lease(SID))  # released
+    assert harness.metric("switchboard_worker_audio_in_bytes_total") == 480
+    assert harness.metric("switchboard_worker_audio_out_bytes_total") == 256
+    assert harness.metric("switchboard_worker_malformed_input_total", kind="not_json") == 1
+    assert harness.metric("switchboard_worker_calls_total", outcome="caller_hangup") == 1
+    said = [r for r in caplog.records if r.getMessage() == "AI said: Hi there!"]
+    assert len(said) == 1
+    assert said[0].call_sid == SID  # type: ignore[attr-defined]
+    assert any("caller pressed 5" in r.getMessage() for r in caplog.records)
+
+
+async def test_server_confirming_pcm_ends_the_call_before_any_audio(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = FakeRealtime(confirm_format=PCM24)
+    _use(monkeypatch, ws)
+    await harness.send_inbound(InboundAudio(b"\xff" * 160, 0, 0.0))
+    session = CallSession(harness.ctx, SID, "0-0")
+    await asyncio.wait_for(session.run(), 2.0)
+
+    assert [e["type"] for e in ws.sent] == ["session.update"]  # no audio relayed
+    assert session.end_reason == "format_mismatch"
+    record = await harness.record()
+    assert record[CallField.STATE] == CallState.ENDED
+    assert record[CallField.END_REASON] == "format_mismatch"
+    assert "'audio/pcm'" in record[CallField.ERROR]
+    assert "audio/pcmu" in record[CallField.ERROR]
+    assert await harness.outbound() == [Hangup("format_mismatch")]
+    # The stream never arrived: its keys are left to expire soon.
+    assert 0 < await harness.redis.ttl(harness.keys.outbound(SID)) <= 60
+    assert harness.metric("switchboard_worker_realtime_errors_total", code="format_mismatch") == 1
+    assert not await harness.redis.exists(harness.keys.lease(SID))
+
+
+async def test_error_event_during_setup_ends_the_call_with_its_code(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = FakeRealtime(confirm_format=None)
+    ws.push_event(
+        type="error",
+        error={"type": "invalid_request_error", "code": "beta_api_shape_disabled", "message": "x"},
+    )
+    _use(monkeypatch, ws)
+    session = CallSession(harness.ctx, SID, "0-0")
+    await asyncio.wait_for(session.run(), 2.0)
+    assert session.end_reason == "beta_api_shape_disabled"
+    assert (await harness.record())[CallField.STATE] == CallState.ENDED
+    assert await harness.outbound() == [Hangup("beta_api_shape_disabled")]
+
+
+async def test_session_updated_before_created_is_refused(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = FakeRealtime()
+    ws._frames = asyncio.Queue()
+    ws.push(_session_event("session.updated", PCMU))
+    _use(monkeypatch, ws)
+    session = CallSession(harness.ctx, SID, "0-0")
+    await asyncio.wait_for(session.run(), 2.0)
+    assert session.end_reason == "protocol"
+    assert ws.sent == []
+
+
+async def test_silent_server_times_out(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = FakeRealtime()
+    ws._frames = asyncio.Queue()  # never says session.created
+    _use(monkeypatch, ws)
+    harness.ctx = dataclasses.replace(
+        harness.ctx, settings=_settings(realtime_connect_timeout_s=0.1)
+    )
+    session = CallSession(harness.ctx, SID, "0-0")
+    await asyncio.wait_for(session.run(), 2.0)
+    assert session.end_reason == "realtime_timeout"
+    assert (await harness.record())[CallField.END_REASON] == "realtime_timeout"
+
+
+async def test_unreachable_server(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse() -> Any:
+        raise ConnectionRefusedError("connection refused")
+
+    _use(monkeypatch, refuse)
+    session = CallSession(harness.ctx, SID, "0-0")
+    await asyncio.wait_for(session.run(), 2.0)
+    assert session.end_reason == "realtime_unreachable"
+    assert "connection refused" in (await harness.record())[CallField.ERROR]
+
+
+async def test_server_closing_mid_call_hangs_up(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = FakeRealtime()
+    _use(monkeypatch, ws)
+    await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
+    session = CallSession(harness.ctx, SID, "0-0")
+    task = asyncio.create_task(session.run())
+    await eventually(lambda: session.stream_seen)
+    ws.push(ConnectionClosedError(Close(1001, "maximum duration"), None))
+    await asyncio.wait_for(task, 2.0)
+    assert session.end_reason == "realtime_closed"
+    record = await harness.record()
+    assert "1001" in record[CallField.ERROR]
+    assert await harness.outbound() == [Hangup("realtime_closed")]
+    # The stream did arrive: the edge still reads the Hangup, so no short TTL is set here.
+    assert await harness.redis.ttl(harness.keys.outbound(SID)) == -1
+
+
+async def test_error_event_mid_call_ends_the_call(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = FakeRealtime()
+    _use(monkeypatch, ws)
+    session = CallSession(harness.ctx, SID, "0-0")
+    task = asyncio.create_task(session.run())
+    await eventually(lambda: len(ws.sent) == 1)
+    ws.push_event(type="error", error={"code": "session_expired", "message": "expired"})
+    await asyncio.wait_for(task, 2.0)
+    assert session.end_reason == "session_expired"
+    assert (await harness.record())[CallField.ERROR].endswith("expired")
+
+
+async def test_lease_lost_leaves_the_call_to_the_new_owner(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = FakeRealtime()
+    _use(monkeypatch, ws)
+    await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
+    session = CallSession(harness.ctx, SID, "0-0")
+    task = asyncio.create_task(session.run())
+    await eventually(lambda: session.stream_seen)
+    await harness.redis.set(harness.keys.lease(SID), "worker-2")
+    session.stop("lease_lost", lease_lost=True)
+    await asyncio.wait_for(task, 2.0)
+    await harness.writer.flush()
+    assert session.end_reason == "lease_lost"
+    assert ws.closed
+    record = await harness.record()
+    assert CallField.IN_CURSOR not in record  # the new owner's cursor is not overwritten
+    assert record[CallField.STATE] == CallState.DISPATCHED
+    assert await harness.outbound() == []
+    assert await harness.redis.get(harness.keys.lease(SID)) == b"worker-2"
+
+
+async def test_resumes_reading_after_the_saved_cursor(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = FakeRealtime()
+    _use(monkeypatch, ws)
+    ids = await harness.send_inbound(
+        StreamStarted("MZ1", "edge-1", 0.0),
+        InboundAudio(b"\x01" * 160, 0, 0.0),
+        InboundAudio(b"\x02" * 160, 20, 0.0),
+    )
+    session = CallSession(harness.ctx, SID, ids[1].decode())
+    task = asyncio.create_task(session.run())
+    await eventually(lambda: len(ws.appended_audio()) == 160)
+    await asyncio.sleep(0.05)
+    assert ws.appended_audio() == b"\x02" * 160
+    assert session.in_cursor == ids[2].decode()
+    session.stop("worker_stopped")
+    await asyncio.wait_for(task, 2.0)
+    assert (await harness.record())[CallField.IN_CURSOR] == ids[2].decode()
+
+
+async def test_stream_that_never_arrives_ends_the_call(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
+    ws = FakeRealtime()
+    _use(monkeypatch, ws)
+    harness.ctx = dataclasses.replace(harness.ctx, settings=_settings(stream_start_timeout_s=0.1))
+    session = CallSession(harness.ctx, SID, "0-0")
+    await asyncio.wait_for(session.run(), 2.0)
+    assert session.end_reason == "stream_never_arrived"
+    assert await harness.outbound() == [Hangup("stream_never_arrived")]
+
+
+async def test_sink_drops_bad_entries_and_pauses_when_full(harness: Harness) -> None:
+    session = CallSession(harness.ctx, SID, "0-0")
+    good = encode(InboundAudio(b"\xff", 0, 0.0))
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = [
+        (b"1-0", {ENTRY_FIELD: b"garbage"}),
+        (b"2-0", {b"other": good}),
+        (b"3-0", {ENTRY_FIELD: encode(Hangup("wrong stream"))}),
+        (b"4-0", {ENTRY_FIELD: good}),
+    ]
+    assert session._sink(entries) is True
+    assert [entry_id for entry_id, _ in session.queue] == [b"4-0"]
+    assert session.faults == 3
+    assert harness.metric("switchboard_worker_malformed_input_total", kind="bad_redis_message") == 3
+    many = [(f"{i}-1".encode(), {ENTRY_FIELD: good}) for i in range(QUEUE_PAUSE_AT)]
+    assert session._sink(many) is False
+    assert session.paused

@@ -1,0 +1,193 @@
+"""Worker: claiming calls from the dispatch stream, leases, heartbeat, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fakeredis
+import pytest
+from fakeredis.aioredis import FakeRedis
+from prometheus_client import CollectorRegistry
+
+from services.realtime_worker import call_session as call_session_module
+from services.realtime_worker.worker import Worker
+from shared.config import WorkerSettings
+from shared.keys import CallField, CallState, Keys
+from shared.messages import ENTRY_FIELD, CallDispatch, InboundAudio, StreamStarted, encode
+from shared.records import create_call
+from tests.realtime_worker.test_call_session import FakeRealtime
+from tests.shared.fake_redis import polling_client
+from tests.shared.waiting import eventually
+
+pytestmark = pytest.mark.anyio
+
+WORKER = "worker-1"
+KEYS = Keys("t")
+
+
+def _settings(**changes: Any) -> WorkerSettings:
+    settings = WorkerSettings.from_env(
+        {
+            "OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime",
+            "WORKER_ID": WORKER,
+            "KEY_PREFIX": "t",
+            "HEARTBEAT_INTERVAL_MS": "100",
+            "LEASE_TTL_MS": "1000",
+        }
+    )
+    return dataclasses.replace(settings, **changes)
+
+
+class Running:
+    def __init__(self, worker: Worker, sockets: list[FakeRealtime]) -> None:
+        self.worker = worker
+        self.sockets = sockets
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[FakeRedis]:
+    client = polling_client(fakeredis.FakeServer())
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def sockets(monkeypatch: pytest.MonkeyPatch) -> list[FakeRealtime]:
+    opened: list[FakeRealtime] = []
+
+    async def open_realtime(settings: WorkerSettings) -> FakeRealtime:
+        ws = FakeRealtime()
+        opened.append(ws)
+        return ws
+
+    monkeypatch.setattr(call_session_module, "open_realtime", open_realtime)
+    return opened
+
+
+async def _start(redis: FakeRedis, sockets: list[FakeRealtime], **changes: Any) -> Running:
+    worker = Worker(_settings(**changes), client=redis, registry=CollectorRegistry())
+    running = Running(worker, sockets)
+    running.task = asyncio.create_task(worker.run(running.stop))
+    return running
+
+
+async def _finish(running: Running) -> None:
+    running.stop.set()
+    assert running.task is not None
+    await asyncio.wait_for(running.task, 5.0)
+
+
+async def test_claims_a_call_and_releases_it_on_stop(
+    redis: FakeRedis, sockets: list[FakeRealtime]
+) -> None:
+    await create_call(redis, KEYS, "CA1", {CallField.FROM: "+1"})
+    await redis.xadd(KEYS.inbound("CA1"), {ENTRY_FIELD: encode(StreamStarted("MZ", "e", 0.0))})
+    running = await _start(redis, sockets)
+    worker = running.worker
+    await eventually(lambda: "CA1" in worker.sessions and len(sockets) == 1)
+    await eventually(lambda: len(sockets[0].sent) == 1)  # session.update
+    assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()
+    await worker.ctx.writer.flush()
+    assert await redis.hget(KEYS.call("CA1"), CallField.WORKER_ID) == WORKER.encode()
+    pending = await redis.xpending(KEYS.dispatch, "workers")
+    assert pending["pending"] == 0  # acknowledged
+    assert worker.registry.get_sample_value("switchboard_worker_active_calls") == 1
+
+    # The heartbeat keeps the lease alive well past its TTL.
+    await asyncio.sleep(1.3)
+    assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()
+
+    await _finish(running)
+    assert worker.sessions == {}
+    assert not await redis.exists(KEYS.lease("CA1"))
+    assert sockets[0].closed
+    record = await redis.hgetall(KEYS.call("CA1"))
+    assert record[CallField.STATE.encode()] == CallState.DISPATCHED.encode()  # not ended
+    assert worker.registry.get_sample_value("switchboard_worker_active_calls") == 0
+
+
+async def test_skips_unknown_ended_held_and_malformed_dispatches(
+    redis: FakeRedis, sockets: list[FakeRealtime]
+) -> None:
+    await create_call(redis, KEYS, "CAended", {})
+    await redis.hset(KEYS.call("CAended"), CallField.STATE, CallState.ENDED)
+    await create_call(redis, KEYS, "CAheld", {})
+    await redis.set(KEYS.lease("CAheld"), "worker-2", px=60_000)
+    await redis.xadd(KEYS.dispatch, {ENTRY_FIELD: encode(CallDispatch("CAnone", "new", 0.0))})
+    await redis.xadd(KEYS.dispatch, {ENTRY_FIELD: b"garbage"})
+    await redis.xadd(KEYS.dispatch, {ENTRY_FIELD: encode(InboundAudio(b"", 0, 0.0))})
+    await redis.xadd(KEYS.dispatch, {b"x": b"no m field"})
+    await create_call(redis, KEYS, "CAok", {})
+    running = await _start(redis, sockets)
+    worker = running.worker
+    await eventually(lambda: "CAok" in worker.sessions)
+    await eventually(
+        lambda: (
+            worker.registry.get_sample_value(
+                "switchboard_worker_malformed_input_total", {"kind": "bad_redis_message"}
+            )
+            == 3
+        )
+    )
+    assert set(worker.sessions) == {"CAok"}
+    assert await redis.get(KEYS.lease("CAheld")) == b"worker-2"
+    assert (await redis.xpending(KEYS.dispatch, "workers"))["pending"] == 0
+    await _finish(running)
+
+
+async def test_takes_no_more_calls_than_max_calls(
+    redis: FakeRedis, sockets: list[FakeRealtime]
+) -> None:
+    for sid in ("CA1", "CA2", "CA3"):
+        await create_call(redis, KEYS, sid, {})
+    running = await _start(redis, sockets, max_calls=2)
+    worker = running.worker
+    await eventually(lambda: len(worker.sessions) == 2)
+    await asyncio.sleep(0.2)
+    assert set(worker.sessions) == {"CA1", "CA2"}
+    assert not await redis.exists(KEYS.lease("CA3"))
+    # A call ends: the third one is claimed.
+    worker.sessions["CA1"].stop("done")
+    await eventually(lambda: "CA3" in worker.sessions)
+    await _finish(running)
+
+
+async def test_lost_lease_stops_the_session(redis: FakeRedis, sockets: list[FakeRealtime]) -> None:
+    await create_call(redis, KEYS, "CA1", {})
+    running = await _start(redis, sockets)
+    worker = running.worker
+    await eventually(lambda: "CA1" in worker.sessions)
+    session = worker.sessions["CA1"]
+    await redis.set(KEYS.lease("CA1"), "worker-2", px=60_000)
+    await eventually(lambda: "CA1" not in worker.sessions)
+    assert session.end_reason == "lease_lost"
+    assert await redis.get(KEYS.lease("CA1")) == b"worker-2"
+    await _finish(running)
+
+
+async def test_heartbeat_saves_the_inbound_cursor(
+    redis: FakeRedis, sockets: list[FakeRealtime]
+) -> None:
+    await create_call(redis, KEYS, "CA1", {})
+    running = await _start(redis, sockets)
+    worker = running.worker
+    await eventually(lambda: "CA1" in worker.sessions)
+    entry_id = await redis.xadd(
+        KEYS.inbound("CA1"), {ENTRY_FIELD: encode(StreamStarted("MZ", "e", 0.0))}
+    )
+
+    async def saved() -> bytes | None:
+        value: bytes | None = await redis.hget(KEYS.call("CA1"), CallField.IN_CURSOR)
+        return value
+
+    for _ in range(150):
+        if await saved() == entry_id:
+            break
+        await asyncio.sleep(0.02)
+    assert await saved() == entry_id
+    await _finish(running)

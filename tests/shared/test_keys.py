@@ -1,0 +1,86 @@
+"""Redis key names (design.md, 'Redis data model')."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pytest
+
+from shared.keys import (
+    CALL_KEY_TTL_S,
+    DISPATCH_MAXLEN,
+    ENDED_STREAM_TTL_S,
+    INBOUND_MAXLEN,
+    OUTBOUND_MAXLEN,
+    WORKER_GROUP,
+    CallField,
+    CallState,
+    Keys,
+)
+
+SID = "CA0123456789abcdef0123456789abcdef"
+
+
+def test_default_prefix_names_match_the_design() -> None:
+    keys = Keys()
+    assert keys.prefix == "sb"
+    assert keys.dispatch == "sb:calls:dispatch"
+    assert keys.call(SID) == f"sb:call:{SID}"
+    assert keys.inbound(SID) == f"sb:call:{SID}:in"
+    assert keys.outbound(SID) == f"sb:call:{SID}:out"
+    assert keys.lease(SID) == f"sb:call:{SID}:lease"
+    assert keys.wake("worker-1") == "sb:proc:worker-1:wake"
+    assert WORKER_GROUP == "workers"
+
+
+def test_custom_prefix_applies_to_every_key() -> None:
+    keys = Keys("test42")
+    names = [
+        keys.dispatch,
+        keys.call(SID),
+        keys.inbound(SID),
+        keys.outbound(SID),
+        keys.lease(SID),
+        keys.wake("p"),
+    ]
+    assert all(name.startswith("test42:") for name in names)
+    assert all(fnmatch.fnmatchcase(name, keys.pattern()) for name in names)
+    assert not fnmatch.fnmatchcase(Keys("sb").call(SID), keys.pattern())
+
+
+def test_call_keys_are_record_and_both_streams() -> None:
+    keys = Keys("p")
+    assert keys.call_keys(SID) == (f"p:call:{SID}", f"p:call:{SID}:in", f"p:call:{SID}:out")
+    assert keys.lease(SID) not in keys.call_keys(SID)
+
+
+def test_keys_of_different_calls_do_not_collide() -> None:
+    keys = Keys()
+    a, b = "CAaaa", "CAbbb"
+    all_a = {*keys.call_keys(a), keys.lease(a)}
+    all_b = {*keys.call_keys(b), keys.lease(b)}
+    assert len(all_a) == 4
+    assert not all_a & all_b
+
+
+def test_keys_are_immutable() -> None:
+    keys = Keys("x")
+    with pytest.raises(AttributeError):
+        keys.prefix = "y"  # type: ignore[misc]
+
+
+def test_enums_are_their_wire_strings() -> None:
+    assert CallState.DISPATCHED == "dispatched"
+    assert CallState.LIVE == "live"
+    assert CallState.ENDED == "ended"
+    assert CallField.IN_CURSOR == "in_cursor"
+    assert CallField.WORKER_ID == "worker_id"
+    assert len({f.value for f in CallField}) == len(CallField)
+
+
+def test_bounds_are_sane() -> None:
+    assert DISPATCH_MAXLEN > 0
+    # At least 20 s of 20 ms frames buffered for a replacement worker or edge.
+    assert INBOUND_MAXLEN >= 1000
+    assert OUTBOUND_MAXLEN >= 1000
+    assert 0 < ENDED_STREAM_TTL_S < CALL_KEY_TTL_S

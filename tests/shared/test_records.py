@@ -1,0 +1,68 @@
+"""The call record: created once per call sid, with its dispatch entry."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fakeredis.aioredis import FakeRedis
+
+from shared.keys import CALL_KEY_TTL_S, CallField, CallState, Keys
+from shared.messages import ENTRY_FIELD, CallDispatch, decode
+from shared.records import CallRecord, create_call, load_call, now_ms
+
+pytestmark = pytest.mark.anyio
+
+KEYS = Keys("t")
+SID = "CAabc"
+
+
+async def test_create_call_writes_record_and_dispatches(redis: FakeRedis) -> None:
+    before = now_ms()
+    created = await create_call(
+        redis, KEYS, SID, {CallField.FROM: "+15550001", CallField.TO: "+15550002"}
+    )
+    assert created
+    record = await load_call(redis, KEYS, SID)
+    assert record is not None
+    assert record.call_sid == SID
+    assert record.state is CallState.DISPATCHED
+    assert not record.ended
+    assert record.get(CallField.FROM) == "+15550001"
+    assert record.get(CallField.TO) == "+15550002"
+    assert record.get(CallField.WORKER_ID) is None
+    created_ms = record.get(CallField.CREATED_MS)
+    assert created_ms is not None and before <= int(created_ms) <= now_ms()
+    assert 0 < await redis.ttl(KEYS.call(SID)) <= CALL_KEY_TTL_S
+    ((_, fields),) = await redis.xrange(KEYS.dispatch)
+    message = decode(fields[ENTRY_FIELD])
+    assert isinstance(message, CallDispatch)
+    assert (message.call_sid, message.reason) == (SID, "new")
+    assert abs(message.sent_at - time.time()) < 5
+
+
+async def test_create_call_is_once_per_sid(redis: FakeRedis) -> None:
+    assert await create_call(redis, KEYS, SID, {CallField.FROM: "+1"})
+    await redis.hset(KEYS.call(SID), CallField.STATE, CallState.LIVE)
+    assert not await create_call(redis, KEYS, SID, {CallField.FROM: "+2"})
+    record = await load_call(redis, KEYS, SID)
+    assert record is not None
+    assert record.get(CallField.FROM) == "+1"
+    assert record.state is CallState.LIVE
+    assert await redis.xlen(KEYS.dispatch) == 1
+
+
+async def test_load_unknown_call(redis: FakeRedis) -> None:
+    assert await load_call(redis, KEYS, "CAnone") is None
+
+
+def test_ended_and_unknown_states() -> None:
+    assert CallRecord("CA", {"state": "ended"}).ended
+    assert CallRecord("CA", {"state": "ended"}).state is CallState.ENDED
+    assert CallRecord("CA", {"state": "bogus"}).state is None
+    assert CallRecord("CA", {}).state is None
+    assert not CallRecord("CA", {}).ended
+
+
+def test_now_ms_is_wall_clock_milliseconds() -> None:
+    assert abs(now_ms() - time.time() * 1000) < 1000

@@ -1,0 +1,379 @@
+"""Leases, BatchWriter and FanInReader against fakeredis (with Lua, so EVAL runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import fakeredis
+import pytest
+from fakeredis.aioredis import FakeRedis
+
+from shared.messages import ENTRY_FIELD, InboundAudio, MarkPlayed, decode, encode
+from shared.streams import (
+    BatchWriter,
+    Entry,
+    FanInReader,
+    acquire_lease,
+    connect,
+    ensure_group,
+    release_lease,
+    renew_leases,
+)
+from tests.shared.waiting import eventually
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def running(*coros: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        done, stuck = await asyncio.wait(tasks, timeout=2.0)
+        assert not stuck, f"tasks did not stop: {stuck}"
+        assert all(task.cancelled() for task in done)
+
+
+async def _names(redis: FakeRedis, stream: str) -> list[str]:
+    entries = await redis.xrange(stream)
+    names = []
+    for _, fields in entries:
+        message = decode(fields[ENTRY_FIELD])
+        assert isinstance(message, MarkPlayed)
+        names.append(message.name)
+    return names
+
+
+# --- leases ---------------------------------------------------------------------------------
+
+
+async def test_lease_is_exclusive(redis: FakeRedis) -> None:
+    assert await acquire_lease(redis, "lease", "w1", 5000)
+    assert not await acquire_lease(redis, "lease", "w2", 5000)
+    assert not await acquire_lease(redis, "lease", "w1", 5000)  # not re-entrant either
+    assert await redis.get("lease") == b"w1"
+    assert 0 < await redis.pttl("lease") <= 5000
+
+
+async def test_renew_extends_only_own_leases(redis: FakeRedis) -> None:
+    await acquire_lease(redis, "a", "w1", 1000)
+    await acquire_lease(redis, "b", "w2", 1000)
+    assert await renew_leases(redis, ["a", "b", "missing"], "w1", 60_000) == [True, False, False]
+    assert await redis.pttl("a") > 1000
+    assert await redis.pttl("b") <= 1000
+    assert await redis.get("b") == b"w2"
+    assert not await redis.exists("missing")
+    assert await renew_leases(redis, [], "w1", 1000) == []
+
+
+async def test_lapsed_lease_cannot_be_renewed_and_can_be_taken(redis: FakeRedis) -> None:
+    await acquire_lease(redis, "lease", "w1", 30)
+    await asyncio.sleep(0.08)
+    assert await renew_leases(redis, ["lease"], "w1", 1000) == [False]
+    assert await acquire_lease(redis, "lease", "w2", 1000)
+    assert await renew_leases(redis, ["lease"], "w1", 1000) == [False]
+    assert await renew_leases(redis, ["lease"], "w2", 1000) == [True]
+
+
+async def test_release_only_by_owner(redis: FakeRedis) -> None:
+    await acquire_lease(redis, "lease", "w1", 5000)
+    await release_lease(redis, "lease", "w2")
+    assert await redis.get("lease") == b"w1"
+    await release_lease(redis, "lease", "w1")
+    assert not await redis.exists("lease")
+    await release_lease(redis, "lease", "w1")  # releasing twice is harmless
+    assert await acquire_lease(redis, "lease", "w2", 5000)
+
+
+async def test_ensure_group_is_idempotent(redis: FakeRedis) -> None:
+    await ensure_group(redis, "dispatch", "workers")
+    await ensure_group(redis, "dispatch", "workers")
+    groups = await redis.xinfo_groups("dispatch")
+    assert [g["name"] for g in groups] == [b"workers"]
+
+
+async def test_ensure_group_reports_other_errors(redis: FakeRedis) -> None:
+    await redis.set("dispatch", "not a stream")
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        await ensure_group(redis, "dispatch", "workers")
+
+
+async def test_connect_sets_timeouts() -> None:
+    client = connect("redis://localhost:6399/3", read_timeout_s=2.5)
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == 2.5
+        assert kwargs["socket_connect_timeout"] == 5.0
+        assert kwargs["db"] == 3
+    finally:
+        await client.aclose()
+
+
+# --- BatchWriter ----------------------------------------------------------------------------
+
+
+async def test_writer_writes_in_queue_order_and_flushes(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    async with running(writer.run()):
+        for i in range(50):
+            await writer.xadd("s1", MarkPlayed(f"a{i}"), 1000)
+            writer.xadd_nowait("s2", MarkPlayed(f"b{i}"), 1000)
+            writer.command("SET", "last", str(i))
+        await writer.flush()
+        assert writer.pending == 0
+        assert await _names(redis, "s1") == [f"a{i}" for i in range(50)]
+        assert await _names(redis, "s2") == [f"b{i}" for i in range(50)]
+        assert await redis.get("last") == b"49"
+        await writer.flush()  # nothing queued: returns at once
+
+
+async def test_writer_stores_raw_audio(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    audio = bytes(range(256))
+    async with running(writer.run()):
+        await writer.xadd("in", InboundAudio(audio, 40, 1.0), 100)
+        await writer.flush()
+    ((_, fields),) = await redis.xrange("in")
+    assert fields == {ENTRY_FIELD: encode(InboundAudio(audio, 40, 1.0))}
+
+
+async def test_writer_flush_waits_for_writes_queued_before_it(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    writer.command("SET", "k", "1")
+    flushed = asyncio.create_task(writer.flush())
+    await asyncio.sleep(0.02)
+    assert not flushed.done()  # the writer is not running yet
+    async with running(writer.run()):
+        await asyncio.wait_for(flushed, 1.0)
+        assert await redis.get("k") == b"1"
+
+
+async def test_writer_retries_while_redis_is_down_and_keeps_order(
+    redis: FakeRedis, redis_server: fakeredis.FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = BatchWriter(redis)
+    redis_server.connected = False
+    async with running(writer.run()):
+        for i in range(5):
+            await writer.xadd("s", MarkPlayed(str(i)), 1000)
+        await eventually(lambda: not writer.healthy)
+        for i in range(5, 10):
+            await writer.xadd("s", MarkPlayed(str(i)), 1000)
+        redis_server.connected = True
+        await asyncio.wait_for(writer.flush(), 2.0)
+        assert writer.healthy
+        assert await _names(redis, "s") == [str(i) for i in range(10)]
+    assert "retrying" in caplog.text
+
+
+async def test_writer_skips_a_rejected_command_and_writes_the_rest(
+    redis: FakeRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await redis.set("not-a-stream", "x")
+    writer = BatchWriter(redis)
+    async with running(writer.run()):
+        with caplog.at_level(logging.ERROR, logger="shared.streams"):
+            await writer.xadd("s", MarkPlayed("before"), 1000)
+            await writer.xadd("not-a-stream", MarkPlayed("rejected"), 1000)
+            await writer.xadd("s", MarkPlayed("after"), 1000)
+            await writer.flush()
+        assert await _names(redis, "s") == ["before", "after"]
+        assert writer.healthy
+    assert "redis rejected XADD not-a-stream" in caplog.text
+
+
+async def test_writer_applies_back_pressure(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis, max_pending=3)
+    for i in range(3):
+        await writer.xadd("s", MarkPlayed(str(i)), 1000)
+    blocked = asyncio.create_task(writer.xadd("s", MarkPlayed("3"), 1000))
+    await asyncio.sleep(0.02)
+    assert not blocked.done()
+    writer.xadd_nowait("s", MarkPlayed("control"), 1000)  # never waits
+    assert writer.pending == 4
+    async with running(writer.run()):
+        await asyncio.wait_for(blocked, 1.0)
+        await writer.flush()
+        assert await _names(redis, "s") == ["0", "1", "2", "control", "3"]
+
+
+async def test_writer_stops_on_a_non_retryable_failure(redis: FakeRedis) -> None:
+    class Broken(Exception):
+        pass
+
+    def pipeline(transaction: bool = False) -> Any:
+        raise Broken("bug")
+
+    writer = BatchWriter(redis)
+    redis.pipeline = pipeline  # type: ignore[method-assign]
+    writer.command("SET", "k", "1")
+    with pytest.raises(Broken):
+        await asyncio.wait_for(writer.run(), 1.0)
+
+
+# --- FanInReader ----------------------------------------------------------------------------
+
+
+class Sink:
+    """Collects the entries of one stream; can be told to pause."""
+
+    def __init__(self, accept: bool = True) -> None:
+        self.entries: list[Entry] = []
+        self.calls = 0
+        self.accept = accept
+
+    def __call__(self, entries: list[Entry]) -> bool:
+        self.calls += 1
+        self.entries.extend(entries)
+        return self.accept
+
+    def names(self) -> list[str]:
+        result = []
+        for _, fields in self.entries:
+            message = decode(fields[ENTRY_FIELD])
+            assert isinstance(message, MarkPlayed)
+            result.append(message.name)
+        return result
+
+
+async def _add(redis: FakeRedis, stream: str, *names: str) -> list[bytes]:
+    ids = []
+    for name in names:
+        ids.append(await redis.xadd(stream, {ENTRY_FIELD: encode(MarkPlayed(name))}))
+    return ids
+
+
+def _reader(redis: FakeRedis, writer: BatchWriter, **kwargs: Any) -> FanInReader:
+    return FanInReader(redis, writer, "wake", **kwargs)
+
+
+async def test_reader_delivers_each_stream_in_order(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    reader = _reader(redis, writer, block_ms=50, count=4)
+    a, b = Sink(), Sink()
+    reader.subscribe("a", a)
+    reader.subscribe("b", b)
+    await _add(redis, "a", *(f"a{i}" for i in range(10)))
+    await _add(redis, "b", "b0")
+    async with running(writer.run(), reader.run()):
+        await eventually(lambda: len(a.entries) == 10 and len(b.entries) == 1)
+        last = await _add(redis, "a", "a10", "a11")
+        await eventually(lambda: len(a.entries) == 12)
+    assert a.names() == [f"a{i}" for i in range(12)]
+    assert b.names() == ["b0"]
+    assert a.calls >= 3  # count=4 per read: batches, each in order
+    assert reader.last_id("a") == last[-1]
+    assert reader.healthy
+
+
+async def test_reader_starts_after_start_id(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    reader = _reader(redis, writer, block_ms=50)
+    ids = await _add(redis, "a", "old1", "old2", "new1")
+    sink = Sink()
+    reader.subscribe("a", sink, start_id=ids[1])
+    async with running(writer.run(), reader.run()):
+        await eventually(lambda: len(sink.entries) == 1)
+        await asyncio.sleep(0.05)
+    assert sink.names() == ["new1"]
+
+
+async def test_subscribe_wakes_a_blocked_read(redis_server: fakeredis.FakeServer) -> None:
+    redis = FakeRedis(server=redis_server)  # really blocks in XREAD (not the polling client)
+    writer = BatchWriter(redis)
+    reader = _reader(redis, writer, block_ms=30_000)
+    first = Sink()
+    reader.subscribe("first", first)
+    async with running(writer.run(), reader.run()):
+        await asyncio.sleep(0.05)  # the reader now blocks on "first" and the wake stream
+        await _add(redis, "late", "x")
+        late = Sink()
+        reader.subscribe("late", late)
+        await eventually(lambda: late.names() == ["x"], within_s=1.0)
+    assert first.entries == []
+    await redis.aclose()
+
+
+async def test_paused_stream_waits_in_redis_until_resumed(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    reader = _reader(redis, writer, block_ms=20)
+    sink = Sink(accept=False)
+    other = Sink()
+    reader.subscribe("a", sink)
+    reader.subscribe("b", other)
+    await _add(redis, "a", "1", "2")
+    async with running(writer.run(), reader.run()):
+        await eventually(lambda: len(sink.entries) == 2)
+        await _add(redis, "a", "3", "4")
+        await _add(redis, "b", "other")
+        await eventually(lambda: len(other.entries) == 1)
+        await asyncio.sleep(0.1)
+        assert sink.names() == ["1", "2"]  # paused: nothing more delivered
+        assert sink.calls == 1
+        sink.accept = True
+        reader.resume("a")
+        await eventually(lambda: len(sink.entries) == 4)
+        await _add(redis, "a", "5")
+        await eventually(lambda: len(sink.entries) == 5)
+    assert sink.names() == ["1", "2", "3", "4", "5"]  # nothing lost, nothing repeated
+
+
+async def test_resume_of_unpaused_or_unknown_stream_is_harmless(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    reader = _reader(redis, writer)
+    reader.subscribe("a", Sink())
+    queued = writer.pending
+    reader.resume("a")
+    reader.resume("nope")
+    assert writer.pending == queued  # no wake-ups for nothing
+
+
+async def test_unsubscribe_stops_delivery(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    reader = _reader(redis, writer, block_ms=20)
+    sink = Sink()
+    reader.subscribe("a", sink)
+    await _add(redis, "a", "1")
+    async with running(writer.run(), reader.run()):
+        await eventually(lambda: len(sink.entries) == 1)
+        reader.unsubscribe("a")
+        assert reader.last_id("a") is None
+        await _add(redis, "a", "2")
+        await asyncio.sleep(0.1)
+    assert sink.names() == ["1"]
+    reader.unsubscribe("a")  # twice is harmless
+
+
+async def test_wake_stream_is_bounded_and_expires(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    reader = _reader(redis, writer)
+    for i in range(3):
+        reader.subscribe(f"s{i}", Sink())
+    async with running(writer.run()):
+        await writer.flush()
+    assert await redis.xlen("wake") == 3
+    assert 0 < await redis.ttl("wake") <= 3600
+
+
+async def test_reader_survives_redis_outage(
+    redis: FakeRedis, redis_server: fakeredis.FakeServer
+) -> None:
+    writer = BatchWriter(redis)
+    reader = _reader(redis, writer, block_ms=20)
+    sink = Sink()
+    reader.subscribe("a", sink)
+    async with running(writer.run(), reader.run()):
+        await writer.flush()
+        redis_server.connected = False
+        await eventually(lambda: not reader.healthy)
+        redis_server.connected = True
+        await _add(redis, "a", "after")
+        await eventually(lambda: sink.names() == ["after"])
+        assert reader.healthy
