@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test pytest lint typecheck format check clean
+.PHONY: setup demo test pytest lint typecheck format check clean config-table
 
 setup: $(STAMP)  ## create .venv with the project and its test tools installed
 
@@ -37,3 +37,6 @@ check: test
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-output
+
+config-table: $(STAMP)  ## regenerate the README's configuration table from shared/config.py
+	$(BIN)/python -c 'import re, pathlib; from shared.config import reference_table as t; p = pathlib.Path("README.md"); p.write_text(re.sub(r"(<!-- config:begin -->\n).*(\n<!-- config:end -->)", lambda m: m.group(1) + t() + m.group(2), p.read_text(), flags=re.S))'

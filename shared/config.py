@@ -318,6 +318,33 @@ class EdgeSettings(_FromEnv):
     edge_id: str = _var(
         "EDGE_ID", "", _process_id, "Name of this edge process. Default: host-pid-random."
     )
+    drain_response: str = _var(
+        "DRAIN_RESPONSE",
+        "say",
+        _one_of("say", "reject"),
+        "How a draining edge answers new calls: say (speak BUSY_MESSAGE, hang up) or reject "
+        "(TwiML <Reject>: the caller hears busy).",
+    )
+    busy_message: str = _var(
+        "BUSY_MESSAGE",
+        "Sorry, we cannot take your call right now. Please call again in a few minutes.",
+        _text,
+        "What callers hear when no worker can take their call, or the edge is draining.",
+    )
+    dispatch_timeout_s: float = _var(
+        "DISPATCH_TIMEOUT",
+        "10",
+        _float_in(1, 120),
+        "Seconds a call may wait for a worker; then the stream ends and the caller hears "
+        "BUSY_MESSAGE.",
+    )
+    lease_check_interval_ms: int = _var(
+        "LEASE_CHECK_INTERVAL_MS",
+        "500",
+        _int_in(100, 10_000),
+        "How often the edge checks that each of its calls is still held by a live worker, "
+        "and puts calls whose worker died back in line.",
+    )
 
     def _cross_checks(self) -> list[str]:
         problems = []
@@ -414,6 +441,33 @@ class WorkerSettings(_FromEnv):
         _float_in(1, 300),
         "Seconds a worker keeps a call whose Twilio stream dropped without a stop, waiting for "
         "Twilio to reconnect it through another edge.",
+    )
+    session_max_s: float = _var(
+        "SESSION_MAX",
+        "3300",
+        _float_in(5, 3600),
+        "Seconds after which a call moves to a fresh Realtime session (seeded with the "
+        "conversation so far) at the next pause; the Realtime API caps sessions at 60 min.",
+    )
+    takeover_backlog_ms: int = _var(
+        "TAKEOVER_BACKLOG_MS",
+        "3000",
+        _int_in(0, 60_000),
+        "When a worker takes over a call from a dead one: caller audio younger than this is "
+        "sent to the new session; older unread audio is skipped.",
+    )
+    drain_mode: str = _var(
+        "DRAIN_MODE",
+        "handoff",
+        _one_of("handoff", "finish"),
+        "On SIGTERM: handoff (release each call so another worker resumes it at once) or "
+        "finish (keep calls until they end, up to DRAIN_TIMEOUT).",
+    )
+    drain_timeout_s: float = _var(
+        "DRAIN_TIMEOUT",
+        "30",
+        _float_in(0, 3600),
+        "On SIGTERM with DRAIN_MODE=finish, seconds calls may go on before they are handed off.",
     )
     vad: str = _var(
         "TURN_DETECTION",

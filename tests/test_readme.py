@@ -15,7 +15,7 @@ def test_configuration_table_matches_the_code() -> None:
     match = re.search(r"<!-- config:begin -->\n(.*)\n<!-- config:end -->", README, re.S)
     assert match, "README lost its configuration table markers"
     assert match.group(1) == reference_table(), (
-        "README configuration table is stale: regenerate it from shared.config.reference_table()"
+        "README configuration table is stale: run `make config-table`"
     )
 
 

@@ -14,11 +14,13 @@ POLL_S = 0.005
 def polling_client(server: fakeredis.FakeServer) -> FakeRedis:
     """A FakeRedis whose ``XREAD``/``XREADGROUP ... BLOCK`` poll instead of blocking.
 
-    fakeredis 2.40 can wedge a task cancelled while blocked in ``XREADGROUP BLOCK`` (and, more
-    rarely, ``XREAD BLOCK``), so stopping a reader or a worker could hang a test. Polling gives
-    the same replies; a read that finds nothing waits a few ms in a cancellable sleep.
+    fakeredis 2.40 wedges a task cancelled while blocked in ``XREADGROUP BLOCK``, so stopping a
+    worker could hang a test. Polling gives the same replies; a read that finds nothing waits a
+    few ms in a cancellable sleep.
     """
-    client = FakeRedis(server=server)
+    # Without a socket timeout redis-py sends without asyncio.wait_for, which on Python 3.11 can
+    # swallow a cancellation that arrives as the send completes (fakeredis sends instantly).
+    client = FakeRedis(server=server, socket_timeout=None)
     for name in ("xread", "xreadgroup"):
         original = getattr(client, name)
 

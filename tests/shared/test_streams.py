@@ -286,7 +286,8 @@ async def test_reader_starts_after_start_id(redis: FakeRedis) -> None:
 
 
 async def test_subscribe_wakes_a_blocked_read(redis_server: fakeredis.FakeServer) -> None:
-    redis = FakeRedis(server=redis_server)  # really blocks in XREAD (not the polling client)
+    # Really blocks in XREAD (not the polling client); see tests/shared/fake_redis.py.
+    redis = FakeRedis(server=redis_server, socket_timeout=None)
     writer = BatchWriter(redis)
     reader = _reader(redis, writer, block_ms=30_000)
     first = Sink()
