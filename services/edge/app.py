@@ -37,7 +37,6 @@ __all__ = ["create_app"]
 logger = logging.getLogger("switchboard.edge.http")
 
 MAX_WEBHOOK_BYTES = 64 * 1024
-SORRY = "Sorry, we cannot take your call right now. Please try again later."
 
 
 def _twiml(document: str) -> Response:
@@ -96,6 +95,13 @@ def _stream_twiml(runtime: EdgeRuntime, call_sid: str) -> Response:
     return _twiml(twiml.connect_stream(urls.media, token, urls.resume, urls.status))
 
 
+def _decline(runtime: EdgeRuntime) -> Response:
+    """What a caller hears when this edge cannot take the call (DRAIN_RESPONSE, BUSY_MESSAGE)."""
+    if runtime.draining and runtime.settings.drain_response == "reject":
+        return _twiml(twiml.reject())
+    return _twiml(twiml.say_and_hangup(runtime.settings.busy_message))
+
+
 async def voice_webhook(request: Request) -> Response:
     """A new call: record it, dispatch it at once, answer ``<Connect><Stream>``."""
     runtime: EdgeRuntime = request.app.state.runtime
@@ -107,8 +113,11 @@ async def voice_webhook(request: Request) -> Response:
     log = CallLog(logger, call_sid)
     if not runtime.ready:
         runtime.metrics.rejected.labels(VOICE_PATH, "not_ready").inc()
-        log.warning("declined the call: edge not ready (redis up: %s)", runtime.redis_ok)
-        return _twiml(twiml.say_and_hangup(SORRY))
+        log.warning(
+            "declined the call: edge %s",
+            "draining" if runtime.draining else f"not ready (redis up: {runtime.redis_ok})",
+        )
+        return _decline(runtime)
     form = dict(params)
     try:
         created = await create_call(
@@ -126,7 +135,7 @@ async def voice_webhook(request: Request) -> Response:
         if not is_retryable(exc):
             raise
         log.error("declined the call: redis unavailable (%s)", exc)
-        return _twiml(twiml.say_and_hangup(SORRY))
+        return _decline(runtime)
     if record is not None and record.ended:
         return _twiml(twiml.hangup())
     if created:
@@ -150,6 +159,9 @@ async def resume_webhook(request: Request) -> Response:
             raise
         log.error("resume: redis unavailable (%s); hanging up", exc)
         return _twiml(twiml.hangup())
+    if record is not None and record.get(CallField.END_REASON) == "no_worker":
+        log.info("resume: no worker took the call; playing the busy message")
+        return _twiml(twiml.say_and_hangup(runtime.settings.busy_message))
     if record is None or record.ended:
         log.info("resume: call %s; hanging up", "unknown" if record is None else "ended")
         return _twiml(twiml.hangup())

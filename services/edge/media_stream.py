@@ -22,6 +22,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from services.edge.framing import Frame, Framer, Output
+from services.edge.lease_watch import Action, LeaseView
 from services.edge.runtime import EdgeRuntime
 from services.edge.signature import is_valid_signature
 from services.edge.stream_token import TokenError, verify_token
@@ -167,11 +168,14 @@ class EdgeCall:
         self.has_output = asyncio.Event()
         self.paused = False
         self.sent_cursor: bytes | None = None
+        self.saved_cursor: bytes | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.frames_out = 0
         self.malformed = 0
         self.end_reason = "stream_closed"
+        self.lease_view = LeaseView(waiting_since=time.monotonic())
+        self.stop_requested = asyncio.Event()
         self.bytes_out_metric = runtime.metrics.call_audio_out_bytes.labels(self.call_sid)
         self._handlers: dict[type, Callable[[Any], Coroutine[Any, Any, bool]]] = {
             Media: self._on_media,
@@ -242,12 +246,60 @@ class EdgeCall:
     async def run(self) -> None:
         """Relay both ways until the call ends on either side, then record the end."""
         try:
-            await run_until_first_returns(self._inbound_loop(), self._outbound_loop())
+            await run_until_first_returns(
+                self._inbound_loop(), self._outbound_loop(), self.stop_requested.wait()
+            )
         except* (WebSocketDisconnect, OSError, RuntimeError) as group:
             # The socket failed under a send: the caller's side is gone.
             self.log.info("stream %s lost: %r", self.stream_sid, group.exceptions[0])
         finally:
             await self._finish()
+
+    def save_cursor(self) -> None:
+        """Record how far the outbound stream was sent, so another edge can resume there."""
+        if self.sent_cursor != self.saved_cursor and self.sent_cursor is not None:
+            self.runtime.writer.command(
+                "HSET",
+                self.runtime.keys.call(self.call_sid),
+                CallField.OUT_CURSOR,
+                self.sent_cursor,
+            )
+            self.saved_cursor = self.sent_cursor
+
+    def check_worker(self, lease_present: bool, state: str | None, now: float) -> None:
+        """One lease check's result (runtime's lease watch): re-dispatch or give up as needed."""
+        runtime, keys, sid = self.runtime, self.runtime.keys, self.call_sid
+        if state is None:
+            # The record is gone while the caller is still here: Redis restarted empty.
+            runtime.writer.command(
+                "HSET",
+                keys.call(sid),
+                CallField.STATE,
+                CallState.LIVE,
+                CallField.EDGE_ID,
+                runtime.settings.edge_id,
+                CallField.STREAM_SID,
+                self.stream_sid,
+            )
+            runtime.writer.command("EXPIRE", keys.call(sid), CALL_KEY_TTL_S)
+            self.log.warning("call record was missing (Redis restarted?): wrote it back")
+        elif state == CallState.ENDED:
+            return
+        action = self.lease_view.observe(lease_present, now, runtime.settings.dispatch_timeout_s)
+        if action is Action.REDISPATCH:
+            runtime.writer.xadd_nowait(
+                keys.dispatch, CallDispatch(sid, "lease-lost", time.time()), DISPATCH_MAXLEN
+            )
+            runtime.metrics.redispatched.inc()
+            self.log.warning("the call's worker stopped renewing its lease: dispatched it again")
+        elif action is Action.GIVE_UP:
+            self.log.error(
+                "no worker took the call within %.0f s (DISPATCH_TIMEOUT): ending the stream; "
+                "the caller hears the busy message",
+                runtime.settings.dispatch_timeout_s,
+            )
+            self.end_reason = "no_worker"
+            self.stop_requested.set()
 
     # --- twilio → redis -----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ class EdgeMetrics:
     malformed: Counter
     rejected: Counter
     redis_up: Gauge
+    redispatched: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EdgeMetrics:
@@ -64,6 +65,11 @@ class EdgeMetrics:
                 "switchboard_edge_rejected_requests",
                 "Webhooks and stream upgrades refused, by route and reason.",
                 ["route", "reason"],
+                registry=registry,
+            ),
+            redispatched=Counter(
+                "switchboard_edge_calls_redispatched",
+                "Calls put back on the dispatch stream because their worker's lease lapsed.",
                 registry=registry,
             ),
             redis_up=Gauge(

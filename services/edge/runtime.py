@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from services.edge.metrics import EdgeMetrics
 from services.edge.stream_token import derive_token_key
 from shared.config import EdgeSettings
 from shared.errors import is_retryable
-from shared.keys import CALL_KEY_TTL_S, Keys
+from shared.keys import CALL_KEY_TTL_S, CallField, Keys
 from shared.streams import BatchWriter, FanInReader, connect
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ logger = logging.getLogger("switchboard.edge")
 
 HEALTH_INTERVAL_S = 1.0
 KEY_REFRESH_INTERVAL_S = CALL_KEY_TTL_S / 4
+#: How often each call's outbound read position is saved. An edge that dies loses at most this
+#: much: the edge that takes the call over re-sends up to this much audio from the saved point.
+CURSOR_SAVE_INTERVAL_S = 0.2
 
 
 @dataclass
@@ -76,6 +80,34 @@ class EdgeRuntime:
                 for key in self.keys.call_keys(call_sid):
                     self.writer.command("EXPIRE", key, CALL_KEY_TTL_S)
 
+    async def _save_cursors_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CURSOR_SAVE_INTERVAL_S)
+            for call in list(self.calls.values()):
+                call.save_cursor()
+
+    async def _lease_watch_loop(self) -> None:
+        """Check every call's worker lease in one round trip per interval (lease_watch.py)."""
+        interval_s = self.settings.lease_check_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            calls = list(self.calls.values())
+            if not calls:
+                continue
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for call in calls:
+                        pipe.exists(self.keys.lease(call.call_sid))
+                        pipe.hget(self.keys.call(call.call_sid), CallField.STATE)
+                    results = await pipe.execute()
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                continue  # Redis is down: the health loop says so; judge leases when it is back
+            now = time.monotonic()
+            for call, lease, state in zip(calls, results[0::2], results[1::2], strict=True):
+                call.check_worker(bool(lease), state.decode() if state else None, now)
+
     async def _supervise(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
         try:
             await loop
@@ -116,6 +148,8 @@ async def edge_runtime(
         "redis-reader": runtime.reader.run(),
         "health": runtime._health_loop(),
         "key-refresh": runtime._refresh_keys_loop(),
+        "lease-watch": runtime._lease_watch_loop(),
+        "save-cursors": runtime._save_cursors_loop(),
     }
     tasks = [
         asyncio.create_task(runtime._supervise(name, coro), name=name)

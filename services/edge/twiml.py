@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["connect_stream", "hangup", "say_and_hangup"]
+__all__ = ["connect_stream", "hangup", "reject", "say_and_hangup"]
 
 _HEAD = '<?xml version="1.0" encoding="UTF-8"?>'
 
@@ -26,3 +26,8 @@ def hangup() -> str:
 
 def say_and_hangup(text: str) -> str:
     return f"{_HEAD}<Response><Say>{escape(text)}</Say><Hangup/></Response>"
+
+
+def reject() -> str:
+    """Refuse the call before it is answered: the caller hears a busy tone, nothing is billed."""
+    return f'{_HEAD}<Response><Reject reason="busy"/></Response>'

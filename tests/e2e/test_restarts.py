@@ -1,0 +1,226 @@
+"""The two legs restart independently: processes are killed for real, calls go on."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from services.call_sim import CallConfig, CallReport, place_call
+from services.devstack import (
+    DEMO_AUTH_TOKEN,
+    PUBLIC_URL,
+    Stack,
+    StackConfig,
+    free_port,
+    start_redis_server,
+)
+from tests.e2e.conftest import StackFactory, metric_value, scrape
+from tests.e2e.test_calls import wait_for_sessions
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+FAST_FAILOVER = {"LEASE_TTL_MS": "1500", "HEARTBEAT_INTERVAL_MS": "500"}
+
+
+def call(stack: Stack, audio: bytes, hold_s: float = 1.0, **extra: object) -> CallConfig:
+    return CallConfig(
+        edge_urls=stack.edge_urls,
+        public_url=PUBLIC_URL,
+        auth_token=DEMO_AUTH_TOKEN,
+        caller_audio=audio,
+        hold_s=hold_s,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def segments_of(
+    received: bytes, sent: bytes, min_len: int = 160, replay: int = 0
+) -> list[tuple[int, int]]:
+    """Split ``received`` into runs that each appear, in order, as a contiguous run of
+    ``sent``: the proof that what came back is the caller's own audio, unaltered, with at most
+    a gap where the failover was. A run may start up to ``replay`` bytes before the end of the
+    previous one (audio re-sent after an edge died). Returns each run's (start, end) in
+    ``sent``."""
+    runs: list[tuple[int, int]] = []
+    position, cursor = 0, 0
+    while position < len(received):
+        probe = received[position : position + min_len]
+        start = sent.find(probe, max(0, cursor - replay))
+        assert start >= 0, f"received bytes {position}.. are not the caller's audio in order"
+        length = len(probe)
+        while (
+            position + length < len(received)
+            and start + length < len(sent)
+            and received[position + length] == sent[start + length]
+        ):
+            length += 1
+        runs.append((start, start + length))
+        position, cursor = position + length, start + length
+    return runs
+
+
+async def wait_until(check: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_worker_killed_mid_call_another_worker_takes_over(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(workers=2, sim_mode="echo", worker_env=FAST_FAILOVER)
+    audio = random.Random(11).randbytes(12 * 8000)
+    task = asyncio.create_task(place_call(call(stack, audio, hold_s=1.0)))
+    await wait_until(lambda: any("claimed (" in w.log() for w in stack.workers), 10, "a claim")
+    await asyncio.sleep(2.0)
+    victim = next(w for w in stack.workers if "claimed (" in w.log())
+    victim.signal(signal.SIGKILL)
+    report: CallReport = await task
+    assert victim.popen.wait(timeout=5) == -signal.SIGKILL
+    stack.workers.remove(victim)  # its exit code is -9, by design
+
+    assert report.problems() == []
+    runs = segments_of(report.received_audio, report.sent_audio)
+    assert len(runs) >= 2, "the gap of the failover should show"
+    assert runs[0][0] == 0
+    assert runs[-1][1] >= len(audio), "the caller's audio after the takeover must echo"
+    survivor = stack.workers[0]
+    assert f"call={report.call_sid} claimed (lease-lost)" in survivor.log()
+    assert "took over the call" in survivor.log()
+    edge_metrics = scrape(stack.edge_urls[0])
+    assert metric_value(edge_metrics, "switchboard_edge_calls_redispatched_total") == 1
+    assert len(wait_for_sessions(stack, 2)) == 2
+
+
+async def test_edge_killed_mid_call_twilio_redirect_reaches_another_edge(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(edges=2, workers=1, sim_mode="echo")
+    audio = random.Random(12).randbytes(8 * 8000)
+    task = asyncio.create_task(place_call(call(stack, audio, hold_s=1.0)))
+    await asyncio.sleep(3.0)
+    first_edge = stack.edges[0]
+    first_edge.signal(signal.SIGKILL)
+    report = await task
+    assert first_edge.popen.wait(timeout=5) == -signal.SIGKILL
+    stack.edges.remove(first_edge)
+
+    assert report.problems() == []
+    assert len(report.redirects) == 1 and len(report.stream_sids) == 2
+    # The new edge resumes from the last saved outbound position: at most 0.2 s is re-sent.
+    runs = segments_of(report.received_audio, report.sent_audio, replay=1600)
+    assert runs[0][0] == 0 and runs[-1][1] >= len(audio)
+    # The same worker and the same Realtime session carried the call across the edges.
+    worker_log = stack.workers[0].log()
+    assert worker_log.count(f"call={report.call_sid} claimed") == 1
+    assert f"call={report.call_sid} stream is back, on edge" in worker_log
+    assert len(wait_for_sessions(stack, 1)) == 1
+
+
+async def test_edge_drain_moves_live_calls_to_another_edge_and_exits_zero(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(edges=2, workers=1, sim_mode="echo", edge_env={"DRAIN_TIMEOUT": "1"})
+    audio = random.Random(13).randbytes(6 * 8000)
+    task = asyncio.create_task(place_call(call(stack, audio, hold_s=1.0)))
+    await asyncio.sleep(2.0)
+    draining = stack.edges[0]
+    draining.signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    # While draining: not ready, and new calls hear the busy message.
+    busy = await place_call(
+        CallConfig(
+            edge_urls=[stack.edge_urls[0]],
+            public_url=PUBLIC_URL,
+            auth_token=DEMO_AUTH_TOKEN,
+            caller_audio=b"\xff" * 1600,
+        )
+    )
+    assert busy.said and "cannot take your call" in busy.said[0]
+    report = await task
+    assert draining.popen.wait(timeout=10) == 0
+    stack.edges.remove(draining)
+
+    assert report.problems() == []
+    assert len(report.stream_sids) == 2
+    runs = segments_of(report.received_audio, report.sent_audio)
+    assert runs[0][0] == 0 and runs[-1][1] >= len(audio)
+    assert "drain timeout: closing 1 live calls" in draining.log()
+
+
+async def test_no_worker_capacity_caller_hears_the_busy_message(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(
+        workers=1,
+        sim_mode="echo",
+        worker_env={"MAX_CALLS": "1"},
+        edge_env={"DISPATCH_TIMEOUT": "2"},
+    )
+    first = asyncio.create_task(place_call(call(stack, b"\x11" * 8000 * 6, hold_s=0)))
+    await asyncio.sleep(1.0)
+    second = await place_call(call(stack, b"\x22" * 8000 * 3, hold_s=0))
+    assert second.said and "cannot take your call" in second.said[0]
+    assert second.received_audio == b""
+    first_report = await first
+    assert first_report.problems() == []
+    metrics = scrape(stack.edge_urls[0])
+    assert metric_value(metrics, "switchboard_edge_calls_total", outcome="no_worker") == 1
+
+
+async def test_redis_restart_calls_go_on_and_new_calls_are_accepted(tmp_path: Path) -> None:
+    port = free_port()
+    redis_server = start_redis_server(port)
+    stack = Stack(
+        StackConfig(
+            redis_url=redis_server.url,
+            log_dir=tmp_path / "stack",
+            workers=1,
+            sim_mode="echo",
+            worker_env=FAST_FAILOVER,
+        )
+    )
+    try:
+        stack.start()
+        audio = random.Random(14).randbytes(12 * 8000)
+        task = asyncio.create_task(place_call(call(stack, audio, hold_s=1.0)))
+        await asyncio.sleep(3.0)
+        redis_server.close()  # Redis keeps nothing on disk: it comes back empty
+        await asyncio.sleep(2.0)
+        assert not ready(stack.edge_urls[0])
+        restarted_at = time.monotonic()
+        redis_server = start_redis_server(port)
+        await wait_until(lambda: ready(stack.edge_urls[0]), 5, "the edge to be ready again")
+        assert time.monotonic() - restarted_at < 5
+        later = await place_call(call(stack, random.Random(15).randbytes(2 * 8000)))
+        report = await task
+
+        assert later.problems() == []
+        assert later.received_audio == later.sent_audio[: len(later.received_audio)]
+        assert len(later.received_audio) >= 2 * 8000
+        assert report.problems() == []
+        runs = segments_of(report.received_audio, report.sent_audio)
+        assert runs[0][0] == 0
+        assert runs[-1][1] >= len(audio), "the call's audio after the restart must echo"
+        assert all(process.alive() for process in stack.processes())
+    finally:
+        codes = stack.stop()
+        redis_server.close()
+    assert all(code == 0 for code in codes.values()), codes
+
+
+def ready(edge_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{edge_url}/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
