@@ -106,7 +106,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_redis_server(port: int | None = None) -> RedisHandle:
+def start_redis_server(port: int | None = None, password: str | None = None) -> RedisHandle:
     """A private ``redis-server`` on loopback that keeps nothing on disk."""
     binary = shutil.which("redis-server")
     if binary is None:
@@ -115,11 +115,13 @@ def start_redis_server(port: int | None = None) -> RedisHandle:
         )
     port = port or free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", LOCALHOST, "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", LOCALHOST, "--save", "", "--appendonly", "no"]
+        + (["--requirepass", password] if password else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"redis://{LOCALHOST}:{port}/0"
+    auth = f":{password}@" if password else ""
+    url = f"redis://{auth}{LOCALHOST}:{port}/0"
     wait_for(lambda: _answers(url), 10, "redis-server")
     return RedisHandle(url, "redis-server", _process=process)
 

@@ -249,6 +249,20 @@ class _FromEnv:
     def _cross_checks(self) -> list[str]:
         return []
 
+    def secret_values(self) -> list[str]:
+        """Every secret this process holds, for the log formatter to mask: the secret
+        variables, and the password inside REDIS_URL (not the whole URL, which is useful)."""
+        values = []
+        for attr, var in self.variables():
+            value = getattr(self, attr)
+            if var.name == "REDIS_URL":
+                value = urlsplit(value).password if value else None
+            elif not var.secret:
+                continue
+            if value:
+                values.append(str(value))
+        return values
+
     def describe(self) -> str:
         """One line for the start-up log: every setting, secrets shown only as set/unset."""
         parts = []
@@ -287,6 +301,14 @@ class EdgeSettings(_FromEnv):
         None,
         _optional_text,
         "Twilio account auth token: checks X-Twilio-Signature.",
+        secret=True,
+    )
+    twilio_auth_token_previous: str | None = _var(
+        "TWILIO_AUTH_TOKEN_PREVIOUS",
+        None,
+        _optional_text,
+        "During an auth token rotation, the old token: signatures made with either token are "
+        "accepted. Unset it once Twilio uses the new one.",
         secret=True,
     )
     validate_signature: bool = _var(
@@ -337,6 +359,33 @@ class EdgeSettings(_FromEnv):
         _float_in(1, 120),
         "Seconds a call may wait for a worker; then the stream ends and the caller hears "
         "BUSY_MESSAGE.",
+    )
+    max_calls_per_edge: int = _var(
+        "EDGE_MAX_CALLS",
+        "500",
+        _int_in(1, 100_000),
+        "Live calls one edge takes; past it, new calls hear BUSY_MESSAGE.",
+    )
+    max_message_bytes: int = _var(
+        "MAX_MESSAGE_BYTES",
+        "16384",
+        _int_in(1024, 1_048_576),
+        "Largest WebSocket message accepted from Twilio (a 20 ms media message is ~400 bytes); "
+        "larger ones are dropped and counted.",
+    )
+    media_burst_ms: int = _var(
+        "MEDIA_BURST_MS",
+        "2000",
+        _int_in(100, 60_000),
+        "How far a call's inbound media may run ahead of real time; frames beyond are dropped "
+        "and counted (a flood cannot fill Redis).",
+    )
+    idle_timeout_s: float = _var(
+        "IDLE_TIMEOUT",
+        "15",
+        _float_in(1, 600),
+        "Seconds without any message from Twilio (or without a start message on a new socket) "
+        "after which a media socket is closed; Twilio sends media every 20 ms.",
     )
     lease_check_interval_ms: int = _var(
         "LEASE_CHECK_INTERVAL_MS",

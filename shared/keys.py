@@ -11,6 +11,7 @@ each other's data.
 | ``{p}:call:{sid}:in``        | stream            | edge → worker: audio, marks, dtmf, stop   |
 | ``{p}:call:{sid}:out``       | stream            | worker → edge: audio, marks, clear, hangup|
 | ``{p}:call:{sid}:lease``     | string, PX ttl    | id of the worker holding the call         |
+| ``{p}:call:{sid}:turns``     | list (JSON items) | the conversation so far, last TURNS_MAX   |
 | ``{p}:proc:{id}:wake``       | stream            | wakes one process's blocking reader       |
 """
 
@@ -25,6 +26,7 @@ __all__ = [
     "ENDED_STREAM_TTL_S",
     "INBOUND_MAXLEN",
     "OUTBOUND_MAXLEN",
+    "TURNS_MAX",
     "WAKE_MAXLEN",
     "WAKE_TTL_S",
     "WORKER_GROUP",
@@ -40,6 +42,7 @@ DISPATCH_MAXLEN = 10_000
 INBOUND_MAXLEN = 3_000  # about 60 s of 20 ms frames: the backlog a replacement worker can read
 OUTBOUND_MAXLEN = 3_000
 WAKE_MAXLEN = 16
+TURNS_MAX = 200  # conversation turns kept per call: what a new Realtime session is seeded with
 
 # A live call's keys are refreshed well inside this TTL; a process that dies without cleaning
 # up leaves nothing behind for longer than this.
@@ -100,12 +103,20 @@ class Keys:
     def lease(self, call_sid: str) -> str:
         return f"{self.prefix}:call:{call_sid}:lease"
 
+    def turns(self, call_sid: str) -> str:
+        return f"{self.prefix}:call:{call_sid}:turns"
+
     def wake(self, process_id: str) -> str:
         return f"{self.prefix}:proc:{process_id}:wake"
 
-    def call_keys(self, call_sid: str) -> tuple[str, str, str]:
-        """The record and both audio streams of a call (the lease has its own TTL)."""
-        return self.call(call_sid), self.inbound(call_sid), self.outbound(call_sid)
+    def call_keys(self, call_sid: str) -> tuple[str, str, str, str]:
+        """The record, both audio streams and the turns of a call (the lease has its own TTL)."""
+        return (
+            self.call(call_sid),
+            self.inbound(call_sid),
+            self.outbound(call_sid),
+            self.turns(call_sid),
+        )
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""

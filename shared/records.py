@@ -1,4 +1,5 @@
-"""The call record (``{prefix}:call:{sid}`` hash), read and written by edges and workers."""
+"""The call record (``{prefix}:call:{sid}`` hash), read and written by edges and workers, and
+the conversation turns of a call (``{prefix}:call:{sid}:turns`` list), written by workers."""
 
 from __future__ import annotations
 
@@ -6,12 +7,27 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
-from shared.keys import CALL_KEY_TTL_S, DISPATCH_MAXLEN, CallField, CallState, Keys
+from shared.keys import CALL_KEY_TTL_S, DISPATCH_MAXLEN, TURNS_MAX, CallField, CallState, Keys
 from shared.messages import ENTRY_FIELD, CallDispatch, encode
 
-__all__ = ["CallRecord", "create_call", "load_call", "now_ms"]
+__all__ = [
+    "TURN_ROLES",
+    "CallRecord",
+    "Turn",
+    "create_call",
+    "decode_turn",
+    "encode_turn",
+    "load_call",
+    "load_turns",
+    "now_ms",
+    "turn_commands",
+    "turns_rewrite_commands",
+]
+
+TURN_ROLES = ("user", "assistant")
 
 
 def now_ms() -> int:
@@ -70,3 +86,64 @@ async def create_call(
     )
     await pipe.execute()
     return True
+
+
+# --- conversation turns --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One turn of the conversation: what the caller (``user``) or the model said."""
+
+    role: str  # "user" or "assistant"
+    text: str
+    at_ms: int
+
+
+def encode_turn(turn: Turn) -> bytes:
+    return orjson.dumps({"role": turn.role, "text": turn.text, "at_ms": turn.at_ms})
+
+
+def decode_turn(raw: bytes | str) -> Turn | None:
+    """The turn in ``raw``, or None when it is not a well-formed turn (skipped by readers)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict:
+        return None
+    role, text, at_ms = value.get("role"), value.get("text"), value.get("at_ms")
+    if role not in TURN_ROLES or type(text) is not str or type(at_ms) is not int:
+        return None
+    return Turn(role, text, at_ms)
+
+
+def turn_commands(keys: Keys, call_sid: str, turn: Turn) -> list[tuple[object, ...]]:
+    """Redis commands (for a ``BatchWriter``) appending ``turn``, keeping the last TURNS_MAX."""
+    key = keys.turns(call_sid)
+    return [
+        ("RPUSH", key, encode_turn(turn)),
+        ("LTRIM", key, -TURNS_MAX, -1),
+        ("EXPIRE", key, CALL_KEY_TTL_S),
+    ]
+
+
+def turns_rewrite_commands(
+    keys: Keys, call_sid: str, turns: list[Turn]
+) -> list[tuple[object, ...]]:
+    """Commands replacing the stored turns with ``turns`` (after Redis lost them)."""
+    key = keys.turns(call_sid)
+    commands: list[tuple[object, ...]] = [("DEL", key)]
+    if turns:
+        kept = turns[-TURNS_MAX:]
+        commands += [
+            ("RPUSH", key, *(encode_turn(t) for t in kept)),
+            ("EXPIRE", key, CALL_KEY_TTL_S),
+        ]
+    return commands
+
+
+async def load_turns(client: aioredis.Redis, keys: Keys, call_sid: str) -> list[Turn]:
+    """The stored turns of a call, oldest first; malformed entries are left out."""
+    raw: list[bytes | str] = await client.lrange(keys.turns(call_sid), -TURNS_MAX, -1)
+    return [turn for turn in map(decode_turn, raw) if turn is not None]

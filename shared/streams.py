@@ -6,7 +6,8 @@
   connection per call. A subscriber whose queue is full is left out of the next reads, so its
   entries wait in Redis (bounded by MAXLEN) rather than in process memory, and other calls are
   not held up.
-- Leases: ``acquire_lease`` / ``renew_leases`` / ``release_lease``, owner-checked.
+- Leases: ``acquire_lease`` / ``renew_leases`` / ``release_lease``, owner-checked; renewal
+  takes back a lease Redis lost (restarted empty) but reports one held by another owner.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -29,10 +31,12 @@ __all__ = [
     "BatchWriter",
     "Entry",
     "FanInReader",
+    "LeaseStatus",
     "acquire_lease",
     "connect",
     "ensure_group",
     "release_lease",
+    "renew_lease_status",
     "renew_leases",
 ]
 
@@ -41,12 +45,18 @@ logger = logging.getLogger(__name__)
 Entry = tuple[bytes, dict[bytes, bytes]]  # (entry id, fields) as redis-py returns them
 Command = tuple[object, ...]
 
+# Per key: 1 renewed, 2 re-acquired (the key was missing: Redis restarted empty, or the lease
+# lapsed and nobody took it), 0 lost (another owner holds it).
 _RENEW_LEASES = """
 local renewed = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
+  local holder = redis.call('GET', key)
+  if holder == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
     renewed[i] = 1
+  elseif not holder then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    renewed[i] = 2
   else
     renewed[i] = 0
   end
@@ -85,14 +95,32 @@ async def acquire_lease(client: aioredis.Redis, key: str, owner: str, ttl_ms: in
     return bool(await client.set(key, owner, nx=True, px=ttl_ms))
 
 
-async def renew_leases(
+class LeaseStatus(IntEnum):
+    """What ``renew_lease_status`` found for one lease."""
+
+    LOST = 0  # another owner holds it
+    RENEWED = 1
+    REACQUIRED = 2  # it was missing (Redis restarted empty, or it lapsed unclaimed): taken again
+
+
+async def renew_lease_status(
     client: aioredis.Redis, keys: list[str], owner: str, ttl_ms: int
-) -> list[bool]:
-    """Extend each lease still held by ``owner``; False where it was lost (lapsed or taken)."""
+) -> list[LeaseStatus]:
+    """Extend each lease held by ``owner``, take back each missing one; LOST where another
+    owner holds it."""
     if not keys:
         return []
     result = await client.eval(_RENEW_LEASES, len(keys), *keys, owner, ttl_ms)
-    return [bool(flag) for flag in result]
+    return [LeaseStatus(int(flag)) for flag in result]
+
+
+async def renew_leases(
+    client: aioredis.Redis, keys: list[str], owner: str, ttl_ms: int
+) -> list[bool]:
+    """Like ``renew_lease_status``: True where ``owner`` holds the lease now."""
+    return [
+        s is not LeaseStatus.LOST for s in await renew_lease_status(client, keys, owner, ttl_ms)
+    ]
 
 
 async def release_lease(client: aioredis.Redis, key: str, owner: str) -> None:

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
-__all__ = ["run_until_first_returns"]
+__all__ = ["cancel_and_wait", "run_until_first_returns"]
+
+
+#: How long a cancelled task gets before it is cancelled again.
+RECANCEL_AFTER_S = 0.5
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until all are done, cancelling again any still running.
+
+    On Python 3.11 a cancellation that lands as an ``asyncio.wait_for`` inside a library (redis-py
+    uses one for socket timeouts) completes can be swallowed; a loop that retries errors
+    would then run on and keep its process from exiting. Asking again settles it.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER_S)
 
 
 async def run_until_first_returns(*coros: Coroutine[Any, Any, object]) -> None:
@@ -20,13 +38,9 @@ async def run_until_first_returns(*coros: Coroutine[Any, Any, object]) -> None:
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
     failures = [
-        outcome
-        for outcome in outcomes
-        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError)
+        error for task in tasks if not task.cancelled() and (error := task.exception()) is not None
     ]
     if failures:
         raise BaseExceptionGroup("a supervised task failed", failures)

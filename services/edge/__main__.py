@@ -13,8 +13,6 @@ from shared.config import EdgeSettings
 from shared.errors import ConfigError
 from shared.logs import setup_logging
 
-MAX_TWILIO_MESSAGE_BYTES = 64 * 1024  # Twilio's largest message (start) is a few hundred bytes
-
 
 def main() -> int:
     try:
@@ -24,7 +22,7 @@ def main() -> int:
         return 2
     setup_logging(
         settings.log_level,
-        secrets=[settings.twilio_auth_token, settings.stream_token_secret],
+        secrets=settings.secret_values(),
     )
     logging.getLogger("switchboard.edge").info("starting edge: %s", settings.describe())
     app = create_app(settings)
@@ -35,7 +33,9 @@ def main() -> int:
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         ws="websockets-sansio",
-        ws_max_size=MAX_TWILIO_MESSAGE_BYTES,
+        # A hard cap well above MAX_MESSAGE_BYTES: the edge itself counts and drops messages
+        # over that, and keeps the call; past this cap the server closes the socket.
+        ws_max_size=4 * settings.max_message_bytes,
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -111,6 +111,12 @@ async def voice_webhook(request: Request) -> Response:
     except _Refusal as refusal:
         return refusal.response
     log = CallLog(logger, call_sid)
+    if len(runtime.calls) >= runtime.settings.max_calls_per_edge:
+        runtime.metrics.rejected.labels(VOICE_PATH, "edge_full").inc()
+        log.warning(
+            "declined the call: this edge has %d live calls (EDGE_MAX_CALLS)", len(runtime.calls)
+        )
+        return _decline(runtime)
     if not runtime.ready:
         runtime.metrics.rejected.labels(VOICE_PATH, "not_ready").inc()
         log.warning(

@@ -1,7 +1,7 @@
 """The Media Streams WebSocket: one Twilio call on this edge.
 
 Handshake: the upgrade must carry a valid X-Twilio-Signature (else 403), the first ``start``
-must arrive within START_TIMEOUT_S and carry this call's stream token, and the call must exist
+must arrive within IDLE_TIMEOUT and carry this call's stream token, and the call must exist
 and not have ended. Then two loops run in one task group until either ends:
 
 - twilio → redis: each ``media`` payload is base64-decoded once and published raw to the
@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from services.edge.framing import Frame, Framer, Output
 from services.edge.lease_watch import Action, LeaseView
+from services.edge.limits import MediaPacer
 from services.edge.runtime import EdgeRuntime
 from services.edge.signature import is_valid_signature
 from services.edge.stream_token import TokenError, verify_token
@@ -75,7 +76,6 @@ __all__ = ["media_endpoint"]
 
 logger = logging.getLogger("switchboard.edge.media")
 
-START_TIMEOUT_S = 10.0
 QUEUE_PAUSE_AT = 256  # outbound messages held per call before its stream waits in Redis
 QUEUE_RESUME_AT = 64
 MAX_MALFORMED = 100  # per call; past this the caller's side is clearly broken
@@ -109,13 +109,17 @@ async def media_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     stream = TwilioStream()
     try:
-        start = await asyncio.wait_for(_receive_start(runtime, websocket, stream), START_TIMEOUT_S)
+        start = await asyncio.wait_for(
+            _receive_start(runtime, websocket, stream), settings.idle_timeout_s
+        )
         if start is None:
             return
         call = await EdgeCall.attach(runtime, websocket, stream, start)
     except TimeoutError:
         runtime.metrics.rejected.labels("media", "no_start").inc()
-        logger.warning("closed a media stream: no start message within %.0fs", START_TIMEOUT_S)
+        logger.warning(
+            "closed a media stream: no start message within %.0fs", settings.idle_timeout_s
+        )
         await websocket.close(code=CLOSE_POLICY, reason="no start message")
         return
     except _Refused as refused:
@@ -176,6 +180,8 @@ class EdgeCall:
         self.end_reason = "stream_closed"
         self.lease_view = LeaseView(waiting_since=time.monotonic())
         self.stop_requested = asyncio.Event()
+        self.pacer = MediaPacer(runtime.settings.media_burst_ms)
+        self.last_message_at = time.monotonic()
         self.bytes_out_metric = runtime.metrics.call_audio_out_bytes.labels(self.call_sid)
         self._handlers: dict[type, Callable[[Any], Coroutine[Any, Any, bool]]] = {
             Media: self._on_media,
@@ -247,7 +253,10 @@ class EdgeCall:
         """Relay both ways until the call ends on either side, then record the end."""
         try:
             await run_until_first_returns(
-                self._inbound_loop(), self._outbound_loop(), self.stop_requested.wait()
+                self._inbound_loop(),
+                self._outbound_loop(),
+                self.stop_requested.wait(),
+                self._idle_watch(),
             )
         except* (WebSocketDisconnect, OSError, RuntimeError) as group:
             # The socket failed under a send: the caller's side is gone.
@@ -307,14 +316,21 @@ class EdgeCall:
         receive = self.websocket.receive
         accept = self.stream.accept
         handlers = self._handlers
+        max_bytes = self.runtime.settings.max_message_bytes
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
+            self.last_message_at = time.monotonic()
             text = message.get("text")
             try:
                 if text is None:
                     raise TwilioProtocolError("binary frame where JSON text was expected", "binary")
+                if len(text) > max_bytes:
+                    raise TwilioProtocolError(
+                        f"message of {len(text)} bytes is over MAX_MESSAGE_BYTES={max_bytes}",
+                        "too_large",
+                    )
                 event: TwilioEvent = accept(parse_message(text))
             except TwilioProtocolError as exc:
                 if self._malformed(exc.kind, str(exc)):
@@ -324,8 +340,25 @@ class EdgeCall:
             if handler is not None and await handler(event):
                 return
 
+    async def _idle_watch(self) -> None:
+        """Return (ending the call) when Twilio has sent nothing for IDLE_TIMEOUT."""
+        timeout_s = self.runtime.settings.idle_timeout_s
+        while True:
+            idle_s = time.monotonic() - self.last_message_at
+            if idle_s >= timeout_s:
+                self.log.warning("closing the stream: nothing from Twilio for %.0f s", idle_s)
+                self.runtime.metrics.rejected.labels("media", "idle_timeout").inc()
+                self.end_reason = "idle_timeout"
+                return
+            await asyncio.sleep(timeout_s - idle_s)
+
     async def _on_media(self, event: Media) -> bool:
         audio = event.payload
+        if audio and not self.pacer.admit(len(audio), self.last_message_at):
+            self.runtime.metrics.media_dropped.labels("faster_than_real_time").inc()
+            if self.log.debug_enabled:
+                self.log.debug("dropped %d bytes of media: faster than real time", len(audio))
+            return False
         if audio:
             await self.runtime.writer.xadd(
                 self.inbound_key,

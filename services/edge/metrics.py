@@ -24,6 +24,7 @@ class EdgeMetrics:
     rejected: Counter
     redis_up: Gauge
     redispatched: Counter
+    media_dropped: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EdgeMetrics:
@@ -70,6 +71,12 @@ class EdgeMetrics:
             redispatched=Counter(
                 "switchboard_edge_calls_redispatched",
                 "Calls put back on the dispatch stream because their worker's lease lapsed.",
+                registry=registry,
+            ),
+            media_dropped=Counter(
+                "switchboard_edge_media_dropped",
+                "Inbound media frames dropped by a limit, by reason.",
+                ["reason"],
                 registry=registry,
             ),
             redis_up=Gauge(

@@ -20,6 +20,7 @@ from shared.config import EdgeSettings
 from shared.errors import is_retryable
 from shared.keys import CALL_KEY_TTL_S, CallField, Keys
 from shared.streams import BatchWriter, FanInReader, connect
+from shared.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from services.edge.media_stream import EdgeCall
@@ -130,7 +131,8 @@ async def edge_runtime(
     reader_client = connect(settings.redis_url, read_timeout_s=5.0) if own_client else redis_client
     keys = Keys(settings.key_prefix)
     writer = BatchWriter(redis_client)
-    secrets = [s for s in (settings.twilio_auth_token,) if s]
+    # The current token first: it signs nearly every request, so it is tried first.
+    secrets = [s for s in (settings.twilio_auth_token, settings.twilio_auth_token_previous) if s]
     token_secret = settings.stream_token_secret or settings.twilio_auth_token or ""
     runtime = EdgeRuntime(
         settings=settings,
@@ -163,9 +165,7 @@ async def edge_runtime(
             await asyncio.wait_for(writer.flush(), timeout=2.0)
         except TimeoutError:
             logger.warning("redis writes still pending at shutdown were dropped")
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         if own_client:
             await reader_client.aclose()
             await redis_client.aclose()

@@ -24,8 +24,14 @@ async def _serve(settings: WorkerSettings) -> None:
         logger.info("metrics on :%d/metrics", settings.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            logger.info("%s: draining (DRAIN_MODE=%s)", sig.name, settings.drain_mode)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await worker.run(stop)
 
 
@@ -35,7 +41,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"switchboard realtime worker: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, secrets=[settings.openai_api_key])
+    setup_logging(settings.log_level, secrets=settings.secret_values())
     logger.info("starting worker: %s", settings.describe())
     try:
         import uvloop

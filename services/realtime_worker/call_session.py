@@ -9,12 +9,21 @@ run in one task group until the first returns:
   ``input_audio_buffer.append``, base64-encoded once;
 - model → caller: audio deltas, decoded once, to the outbound stream, each followed by a mark;
   transcripts assembled and logged once per response;
-- watchdog: the Twilio stream must reach an edge in time, and come back in time if it drops.
+- watchdog: the Twilio stream must reach an edge in time, and come back in time if it drops;
+  an edge that goes silent (killed: no stop, no detach) ends the call after EDGE_GRACE;
+- rollover: after SESSION_MAX, at the next pause, the call moves to a fresh Realtime session
+  seeded with the conversation so far (the API caps a session at 60 minutes).
+
+Conversation turns (caller and model transcripts) are kept in memory and in the call's turns
+list in Redis, so that a new session — after a rollover here, or on the worker that takes the
+call over — starts with the conversation so far. A taken-over call (the stream is already
+attached: no ``StreamStarted`` will come) skips caller audio older than TAKEOVER_BACKLOG_MS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -34,11 +43,20 @@ from shared.errors import (
     RealtimeProtocolError,
     RealtimeSessionError,
 )
-from shared.keys import ENDED_STREAM_TTL_S, OUTBOUND_MAXLEN, CallField, CallState
+from shared.keys import (
+    CALL_KEY_TTL_S,
+    DISPATCH_MAXLEN,
+    ENDED_STREAM_TTL_S,
+    OUTBOUND_MAXLEN,
+    TURNS_MAX,
+    CallField,
+    CallState,
+)
 from shared.logs import CallLog
 from shared.messages import (
     ENTRY_FIELD,
     AudioDone,
+    CallDispatch,
     CallStopped,
     DtmfPressed,
     Hangup,
@@ -51,7 +69,7 @@ from shared.messages import (
     StreamStarted,
     decode,
 )
-from shared.records import now_ms
+from shared.records import Turn, load_turns, now_ms, turn_commands, turns_rewrite_commands
 from shared.streams import Entry, release_lease
 from shared.tasks import run_until_first_returns
 
@@ -64,6 +82,10 @@ QUEUE_RESUME_AT = 64
 WATCHDOG_INTERVAL_S = 0.25
 MAX_LOGGED_FAULTS = 3
 CLEANUP_TIMEOUT_S = 2.0
+ROLLOVER_DRAIN_S = 0.25  # the old session's last events, already on their way, before it closes
+ROLLOVER_RETRY_S = 5.0
+ROLLOVER_FORCE_MAX_S = 60.0  # longest wait for a pause before rolling over anyway…
+ROLLOVER_FORCE_FRACTION = 0.2  # …or this fraction of SESSION_MAX, when that is shorter
 
 
 @dataclass
@@ -74,10 +96,31 @@ class _Response:
     audio_bytes: int = 0
 
 
+@dataclass
+class _Backlog:
+    """Caller audio a taken-over call left unread: frames older than ``max_age_s`` are skipped
+    (the caller has moved on), younger ones are sent."""
+
+    last_id: tuple[int, int]  # the last inbound entry when the call was taken over
+    max_age_s: float
+    seeded: int = 0
+    skipped_bytes: int = 0
+    sent_bytes: int = 0
+
+
+def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry id (``ms-seq``) as a comparable pair."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class CallSession:
     """Holds the Realtime session of one call for as long as this worker owns the call."""
 
-    def __init__(self, ctx: WorkerContext, call_sid: str, in_cursor: str) -> None:
+    def __init__(
+        self, ctx: WorkerContext, call_sid: str, in_cursor: str, *, takeover: bool = False
+    ) -> None:
         self.ctx = ctx
         self.call_sid = call_sid
         self.log = CallLog(logger, call_sid)
@@ -92,8 +135,20 @@ class CallSession:
         self.paused = False
         self.ws: ClientConnection | None = None
         self.claimed_at = time.monotonic()
-        self.stream_seen = False
+        # A taken-over call's stream is attached already: its StreamStarted will not come again.
+        self.takeover = takeover
+        self.stream_seen = takeover
+        self.last_inbound = self.claimed_at
         self.detached_since: float | None = None
+        self._backlog: _Backlog | None = None
+        self.turns: deque[Turn] = deque(maxlen=TURNS_MAX)
+        self.formats: tuple[str, str] | None = None
+        self.session_started = self.claimed_at
+        self.idle = asyncio.Event()  # no response in progress and no caller speech since
+        self.rollovers = 0
+        # Held around each send of caller audio, and by a rollover while it switches sessions.
+        self._ws_lock = asyncio.Lock()
+        self.handoff = False
         self.stop_requested = asyncio.Event()
         self.end_reason: str | None = None
         self.error: str | None = None
@@ -112,6 +167,8 @@ class CallSession:
             rt.TranscriptDone: self._on_transcript_done,
             rt.InputTranscript: self._on_input_transcript,
             rt.ResponseDone: self._on_response_done,
+            rt.ResponseCreated: self._on_response_created,
+            rt.SpeechStarted: self._on_speech_started,
             rt.SessionConfirmed: self._on_session,
             rt.ErrorEvent: self._on_error,
         }
@@ -123,6 +180,27 @@ class CallSession:
         self.lease_lost = self.lease_lost or lease_lost
         self._end(reason)
         self.stop_requested.set()
+
+    def hand_off(self) -> None:
+        """Stop without hanging up, and put the call back on the dispatch stream once the
+        lease is released, so that another worker takes it over at once."""
+        if self.end_reason is None:
+            self.handoff = True
+        self.stop("handoff")
+
+    def restore_record(self) -> None:
+        """Write again what this worker owns of the call in Redis, after Redis lost it
+        (restarted empty). HSET of our own fields only: the edge re-writes its own."""
+        keys, sid, writer = self.ctx.keys, self.call_sid, self.ctx.writer
+        fields: list[object] = [CallField.WORKER_ID, self.ctx.worker_id]
+        fields += [CallField.IN_CURSOR, self.in_cursor]
+        if self.formats is not None:
+            fields += [CallField.INPUT_FORMAT, self.formats[0]]
+            fields += [CallField.OUTPUT_FORMAT, self.formats[1]]
+        writer.command("HSET", keys.call(sid), *fields)
+        writer.command("EXPIRE", keys.call(sid), CALL_KEY_TTL_S)
+        for command in turns_rewrite_commands(keys, sid, list(self.turns)):
+            writer.command(*command)
 
     def _end(self, reason: str, *, hang_up: bool = False, error: str | None = None) -> None:
         if self.end_reason is None:
@@ -160,15 +238,80 @@ class CallSession:
             await self._cleanup()
 
     async def _session(self) -> None:
+        if self.takeover:
+            await self._load_takeover_state()
         async with asyncio.timeout(self.ctx.settings.realtime_connect_timeout_s):
-            self.ws = await open_realtime(self.ctx.settings)
-            await self._configure(self.ws)
+            self.ws, seeded = await self._open_session()
+        if self._backlog is not None:
+            self._backlog.seeded = seeded
+            if _stream_id(self.in_cursor) >= self._backlog.last_id:
+                self._backlog_done()
         await run_until_first_returns(
-            self._caller_to_model(self.ws),
-            self._model_to_caller(self.ws),
+            self._caller_to_model(),
+            self._model_to_caller(),
             self._watchdog(),
+            self._rollover_loop(),
             self.stop_requested.wait(),
         )
+
+    async def _load_takeover_state(self) -> None:
+        """The stored turns, and where the unread backlog ends; Redis failing here costs the
+        new session its memory, never the call."""
+        ctx = self.ctx
+        self.ctx.metrics.takeovers.inc()
+        try:
+            self.turns.extend(await load_turns(ctx.redis, ctx.keys, self.call_sid))
+            last: Any = await ctx.redis.xrevrange(self.inbound_key, count=1)
+        except Exception as exc:
+            self.log.warning("could not read the call's turns and backlog on takeover: %s", exc)
+            last = []
+        last_id = _stream_id(last[0][0]) if last else (0, 0)
+        self._backlog = _Backlog(last_id, ctx.settings.takeover_backlog_ms / 1000)
+
+    def _backlog_done(self) -> None:
+        backlog = self._backlog
+        if backlog is None:
+            return
+        self._backlog = None
+        self.log.info(
+            "took over the call from a lapsed lease: seeded %d turns, skipped %d ms of stale "
+            "caller audio, sending %d ms",
+            backlog.seeded,
+            backlog.skipped_bytes // 8,
+            backlog.sent_bytes // 8,
+        )
+
+    async def _open_session(self) -> tuple[ClientConnection, int]:
+        """A new Realtime session: μ-law confirmed, seeded with the turns so far."""
+        ws = await open_realtime(self.ctx.settings)
+        try:
+            await self._configure(ws)
+            seeded = await self._seed(ws)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await ws.close()
+            raise
+        self.session_started = time.monotonic()
+        self.idle.set()
+        return ws, seeded
+
+    async def _seed(self, ws: ClientConnection) -> int:
+        """Send the conversation so far as items (text: a client cannot create assistant
+        audio). The server answers conversation.item.added; nothing waits for it."""
+        turns = list(self.turns)
+        for turn in turns:
+            if turn.role == "user":
+                item = rt.user_text_item(turn.text)
+            else:
+                item = rt.assistant_text_item(turn.text)
+            await ws.send(rt.conversation_item_create(self._next_event_id("seed"), item))
+        return len(turns)
+
+    def _live_ws(self) -> ClientConnection:
+        ws = self.ws
+        if ws is None:
+            raise RuntimeError("no Realtime session")
+        return ws
 
     def _fail(self, code: str, message: str) -> None:
         self.ctx.metrics.realtime_errors.labels(rt.metric_code(code)).inc()
@@ -195,6 +338,7 @@ class CallSession:
         )
         confirmed = await self._next_session_event(ws)
         self._check_formats(confirmed)
+        self.formats = (confirmed.input_format or "", confirmed.output_format or "")
         self.ctx.writer.command(
             "HSET",
             self.ctx.keys.call(self.call_sid),
@@ -243,6 +387,7 @@ class CallSession:
 
     def _sink(self, entries: list[Entry]) -> bool:
         """Called by the fan-in reader with new inbound entries; False pauses the stream."""
+        self.last_inbound = time.monotonic()
         for entry_id, fields in entries:
             try:
                 message = decode(fields[ENTRY_FIELD])
@@ -257,9 +402,7 @@ class CallSession:
         self.paused = len(self.queue) >= QUEUE_PAUSE_AT
         return not self.paused
 
-    async def _caller_to_model(self, ws: ClientConnection) -> None:
-        send = ws.send
-        metrics = self.ctx.metrics.audio_in_bytes
+    async def _caller_to_model(self) -> None:
         while True:
             await self.has_input.wait()
             self.has_input.clear()
@@ -269,9 +412,8 @@ class CallSession:
                     self.paused = False
                     self.ctx.reader.resume(self.inbound_key)
                 if type(message) is InboundAudio:
-                    await send(rt.audio_append(message.audio))
-                    self.bytes_to_model += len(message.audio)
-                    metrics.inc(len(message.audio))
+                    if self._backlog is None or self._backlog_keeps(message):
+                        await self._send_audio(message.audio)
                 elif isinstance(message, StreamStarted):
                     self._on_stream_started(message)
                 elif isinstance(message, StreamDetached):
@@ -282,7 +424,9 @@ class CallSession:
                         self.ctx.settings.edge_grace_s,
                     )
                 elif isinstance(message, MarkPlayed):
-                    pass  # playback tracking arrives with barge-in handling
+                    # Playback tracking arrives with barge-in handling; after a takeover, marks
+                    # name the old session's items and mean nothing to the new one.
+                    pass
                 elif isinstance(message, DtmfPressed):
                     self.log.info("caller pressed %s", message.digit)
                 elif isinstance(message, CallStopped):
@@ -290,16 +434,52 @@ class CallSession:
                     self._end(message.reason)
                     return
                 self.in_cursor = entry_id.decode()
+                if self._backlog is not None and _stream_id(entry_id) >= self._backlog.last_id:
+                    self._backlog_done()
+
+    async def _send_audio(self, audio: bytes) -> None:
+        # The lock is free except while a rollover switches sessions: then this waits, and the
+        # caller's audio waits in the (bounded) queue and in Redis, to go to the new session.
+        async with self._ws_lock:
+            await self._live_ws().send(rt.audio_append(audio))
+        self.bytes_to_model += len(audio)
+        self.ctx.metrics.audio_in_bytes.inc(len(audio))
+
+    def _backlog_keeps(self, message: InboundAudio) -> bool:
+        """Whether to send a frame of a taken-over call's backlog: only if still recent."""
+        backlog = self._backlog
+        assert backlog is not None
+        size = len(message.audio)
+        if time.time() - message.sent_at > backlog.max_age_s:
+            backlog.skipped_bytes += size
+            self.ctx.metrics.stale_audio_skipped_bytes.inc(size)
+            return False
+        backlog.sent_bytes += size
+        return True
 
     def _on_stream_started(self, message: StreamStarted) -> None:
-        if self.detached_since is not None:
+        if self.detached_since is not None or self.stream_seen:
+            # With or without a StreamDetached first: an edge that was killed writes none.
             self.log.info("stream is back, on edge %s", message.edge_id)
         self.stream_seen = True
         self.detached_since = None
 
     # --- model → caller ---------------------------------------------------------------------
 
-    async def _model_to_caller(self, ws: ClientConnection) -> None:
+    async def _model_to_caller(self) -> None:
+        while True:
+            ws = self._live_ws()
+            closed = await self._relay_session(ws)
+            if closed is None:
+                return
+            if self.ws is not ws:
+                continue  # rolled over: the old session was closed on purpose
+            self._fail("realtime_closed", f"the Realtime server closed the session ({closed})")
+            return
+
+    async def _relay_session(self, ws: ClientConnection) -> str | None:
+        """Handle one session's events: None when a handler ended the call, else how the
+        socket closed."""
         handlers = self._handlers
         try:
             async for frame in ws:
@@ -310,16 +490,10 @@ class CallSession:
                     continue
                 handler = handlers.get(type(event))
                 if handler is not None and await handler(event):
-                    return
+                    return None
         except websockets.exceptions.ConnectionClosed as exc:
-            self._fail(
-                "realtime_closed", f"the Realtime server closed the session ({_close_text(exc)})"
-            )
-            return
-        self._fail(
-            "realtime_closed",
-            f"the Realtime server closed the session ({ws.close_code} {ws.close_reason!r})",
-        )
+            return _close_text(exc)
+        return f"{ws.close_code} {ws.close_reason!r}"
 
     async def _on_audio_delta(self, event: rt.OutputAudioDelta) -> bool:
         writer = self.ctx.writer
@@ -352,13 +526,27 @@ class CallSession:
 
     async def _on_input_transcript(self, event: rt.InputTranscript) -> bool:
         self.log.info("caller said: %s", event.transcript)
+        text = event.transcript.strip()
+        if text:
+            self._record_turn("user", text)
+        return False
+
+    async def _on_speech_started(self, event: rt.SpeechStarted) -> bool:
+        self.idle.clear()
+        return False
+
+    async def _on_response_created(self, event: rt.ResponseCreated) -> bool:
+        self.idle.clear()
         return False
 
     async def _on_response_done(self, event: rt.ResponseDone) -> bool:
         response = self.responses.pop(event.response_id, _Response())
+        if not self.responses:
+            self.idle.set()
         text = "".join(response.transcript).strip()
         if text:
             self.log.info("AI said: %s", text)
+            self._record_turn("assistant", text)
         self.log.info(
             "response %s %s: %d bytes (%d ms) of audio sent toward Twilio",
             event.response_id,
@@ -391,6 +579,15 @@ class CallSession:
         )
         return False
 
+    def _record_turn(self, role: str, text: str) -> None:
+        """Keep a turn for seeding new sessions: in memory, and in Redis (pipelined, never
+        waiting) for a worker that takes the call over."""
+        turn = Turn(role, text, now_ms())
+        self.turns.append(turn)
+        writer = self.ctx.writer
+        for command in turn_commands(self.ctx.keys, self.call_sid, turn):
+            writer.command(*command)
+
     def _response(self, response_id: str) -> _Response:
         response = self.responses.get(response_id)
         if response is None:
@@ -410,6 +607,19 @@ class CallSession:
         while True:
             await asyncio.sleep(WATCHDOG_INTERVAL_S)
             now = time.monotonic()
+            if self.paused or not self.ctx.reader.healthy:
+                # Our own back-pressure, or Redis being down, is not silence from the edge;
+                # nor can a StreamStarted arrive while Redis is down.
+                self.last_inbound = now
+                if not self.stream_seen:
+                    self.claimed_at += WATCHDOG_INTERVAL_S
+            if self.stream_seen and now - self.last_inbound > settings.edge_grace_s:
+                self._fail(
+                    "edge_lost",
+                    f"nothing arrived from the edge for {settings.edge_grace_s:.0f}s (no "
+                    "media, no stop): the edge is gone and Twilio did not come back",
+                )
+                return
             if not self.stream_seen and now - self.claimed_at > settings.stream_start_timeout_s:
                 self._fail(
                     "stream_never_arrived",
@@ -423,6 +633,66 @@ class CallSession:
             ):
                 self._fail("edge_lost", "Twilio's stream did not come back after it dropped")
                 return
+
+    # --- session rollover ---------------------------------------------------------------------
+
+    async def _rollover_loop(self) -> None:
+        """After SESSION_MAX, move to a fresh session at the next pause (or, if none comes
+        within a while, anyway: the server's own cap would cut the call)."""
+        limit = self.ctx.settings.session_max_s
+        force_after = min(ROLLOVER_FORCE_MAX_S, limit * ROLLOVER_FORCE_FRACTION)
+        while True:
+            due = self.session_started + limit
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            forced = False
+            try:
+                async with asyncio.timeout(force_after):
+                    await self.idle.wait()
+            except TimeoutError:
+                forced = True
+            if not await self._roll_over(forced):
+                await asyncio.sleep(ROLLOVER_RETRY_S)
+
+    async def _roll_over(self, forced: bool) -> bool:
+        """Switch the call to a new session; False (and the call keeps the old one) if the
+        new one cannot be opened."""
+        old = self._live_ws()
+        age = time.monotonic() - self.session_started
+        async with self._ws_lock:
+            try:
+                async with asyncio.timeout(self.ctx.settings.realtime_connect_timeout_s):
+                    new, seeded = await self._open_session()
+            except Exception as exc:
+                self.log.warning(
+                    "could not open a new Realtime session for the rollover (%r); keeping the "
+                    "current one, retrying in %.0fs",
+                    exc,
+                    ROLLOVER_RETRY_S,
+                )
+                return False
+            self.ws = new
+        self.rollovers += 1
+        self.ctx.metrics.rollovers.inc()
+        self.log.info(
+            "rolled the call over to a new Realtime session after %.0f s (seeded %d turns)%s",
+            age,
+            seeded,
+            " without waiting any longer for a pause" if forced else "",
+        )
+        try:
+            await asyncio.sleep(ROLLOVER_DRAIN_S)
+        finally:
+            await old.close()
+            self._close_open_responses()
+        return True
+
+    def _close_open_responses(self) -> None:
+        """Responses the old session left unfinished (a forced rollover): keep what they said."""
+        for response in self.responses.values():
+            text = "".join(response.transcript).strip()
+            if text:
+                self._record_turn("assistant", text)
+        self.responses.clear()
 
     async def _cleanup(self) -> None:
         ctx, keys, sid = self.ctx, self.ctx.keys, self.call_sid
@@ -450,6 +720,9 @@ class CallSession:
                 await release_lease(ctx.redis, self.lease_key, ctx.worker_id)
             except Exception as exc:  # the lease lapses by itself within its TTL
                 self.log.warning("could not release the lease: %s", exc)
+            else:
+                if self.handoff:
+                    await self._dispatch_again()
         ctx.metrics.calls.labels(reason).inc()
         self.log.info(
             "call left this worker (%s): %d bytes of caller audio sent to the model, %d bytes "
@@ -459,6 +732,20 @@ class CallSession:
             self.bytes_from_model,
             self.bytes_from_model / 8000,
         )
+
+    async def _dispatch_again(self) -> None:
+        """Put the call back in line, after the lease is released (so the next worker can
+        take it) and the inbound cursor saved (so it resumes where this one stopped)."""
+        writer = self.ctx.writer
+        dispatch = CallDispatch(self.call_sid, "handoff", time.time())
+        writer.xadd_nowait(self.ctx.keys.dispatch, dispatch, DISPATCH_MAXLEN)
+        try:
+            await asyncio.wait_for(writer.flush(), CLEANUP_TIMEOUT_S)
+        except TimeoutError:
+            self.log.warning("could not hand the call off yet: Redis is not taking writes")
+            return
+        self.ctx.metrics.handoffs.inc()
+        self.log.info("handed the call off: lease released, call back on the dispatch stream")
 
 
 def _close_text(exc: websockets.exceptions.ConnectionClosed) -> str:

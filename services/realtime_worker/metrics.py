@@ -19,6 +19,10 @@ class WorkerMetrics:
     realtime_errors: Counter
     malformed: Counter
     redis_up: Gauge
+    rollovers: Counter
+    takeovers: Counter
+    handoffs: Counter
+    stale_audio_skipped_bytes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -64,6 +68,26 @@ class WorkerMetrics:
             redis_up=Gauge(
                 "switchboard_worker_redis_up",
                 "1 when the worker's Redis reads and writes are flowing.",
+                registry=registry,
+            ),
+            rollovers=Counter(
+                "switchboard_worker_session_rollovers",
+                "Calls moved to a fresh Realtime session after SESSION_MAX.",
+                registry=registry,
+            ),
+            takeovers=Counter(
+                "switchboard_worker_takeovers",
+                "Live calls this worker took over (a lapsed lease, or a handoff).",
+                registry=registry,
+            ),
+            handoffs=Counter(
+                "switchboard_worker_handoffs",
+                "Calls this worker handed back to the dispatch stream while draining.",
+                registry=registry,
+            ),
+            stale_audio_skipped_bytes=Counter(
+                "switchboard_worker_stale_audio_skipped_bytes",
+                "Caller audio skipped on takeover for being older than TAKEOVER_BACKLOG_MS.",
                 registry=registry,
             ),
         )

@@ -33,6 +33,7 @@ __all__ = [
     "SessionConfirmed",
     "SessionOptions",
     "SpeechStarted",
+    "assistant_text_item",
     "TranscriptDelta",
     "TranscriptDone",
     "audio_append",
@@ -138,6 +139,15 @@ def response_create(event_id: str, instructions: str | None = None) -> str:
 
 def user_text_item(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def assistant_text_item(text: str) -> dict[str, Any]:
+    """What the model said earlier, as text: a client cannot create assistant audio (§3.4)."""
+    return {
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text}],
+    }
 
 
 def conversation_item_create(event_id: str, item: dict[str, Any]) -> str:

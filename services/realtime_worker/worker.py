@@ -4,10 +4,17 @@ Loops, all in one task group for the life of the process:
 
 - claim: ``XREADGROUP`` on the dispatch stream, asking only for as many calls as there is room
   for; each call is taken with its lease (``SET NX PX``) so two workers never hold one call;
-- heartbeat: renews every lease in one script call, and notices leases that were lost;
+- heartbeat: renews every lease in one script call, and notices leases that were lost; a lease
+  Redis lost (restarted empty) is taken back and the call's worker-owned state written again;
 - the fan-in reader and the batch writer shared by all calls.
 
-On stop, the worker stops claiming and ends its sessions, releasing their leases.
+A call whose record shows its stream live on an edge is a takeover (its worker died, or handed
+it off): its session does not wait for a StreamStarted and seeds the conversation so far.
+
+On stop (SIGTERM) the worker stops claiming at once and drains: DRAIN_MODE=handoff hands every
+call back to the dispatch stream (lease released, inbound cursor saved) for another worker to
+take over; DRAIN_MODE=finish lets calls run until they end or DRAIN_TIMEOUT, then hands off
+the rest.
 """
 
 from __future__ import annotations
@@ -25,17 +32,19 @@ from services.realtime_worker.metrics import WorkerMetrics
 from shared.backoff import Backoff
 from shared.config import WorkerSettings
 from shared.errors import DecodeError, is_retryable
-from shared.keys import WORKER_GROUP, CallField, Keys
+from shared.keys import WORKER_GROUP, CallField, CallState, Keys
 from shared.messages import ENTRY_FIELD, CallDispatch, decode
 from shared.records import load_call
 from shared.streams import (
     BatchWriter,
     FanInReader,
+    LeaseStatus,
     acquire_lease,
     connect,
     ensure_group,
-    renew_leases,
+    renew_lease_status,
 )
+from shared.tasks import cancel_and_wait
 
 __all__ = ["Worker"]
 
@@ -97,28 +106,42 @@ class Worker:
                 ]
                 claimer = group.create_task(self._claim_loop(group), name="claim")
                 await stop.wait()
+                await cancel_and_wait([claimer])
                 log.info(
-                    "worker %s stopping: %d calls to end",
+                    "worker %s draining (DRAIN_MODE=%s): stopped claiming calls; %d calls held",
                     self.settings.worker_id,
+                    self.settings.drain_mode,
                     len(self.sessions),
                 )
-                claimer.cancel()
-                await self._stop_sessions()
-                for task in background:
-                    task.cancel()
+                await self._drain()
+                await cancel_and_wait(background)
         finally:
             if self._own_clients:
                 await self._reader_client.aclose()
                 await self.redis.aclose()
         log.info("worker %s stopped", self.settings.worker_id)
 
+    async def _drain(self) -> None:
+        """Let calls finish (DRAIN_MODE=finish, up to DRAIN_TIMEOUT), then hand off the rest."""
+        settings = self.settings
+        if settings.drain_mode == "finish" and self._tasks:
+            logger.info(
+                "letting %d calls finish, for up to %.0fs",
+                len(self._tasks),
+                settings.drain_timeout_s,
+            )
+            await asyncio.wait(list(self._tasks.values()), timeout=settings.drain_timeout_s)
+        if self.sessions:
+            logger.info("handing off %d calls to other workers", len(self.sessions))
+        await self._stop_sessions()
+        logger.info("drained: every call ended or was handed off")
+
     async def _stop_sessions(self) -> None:
         for session in list(self.sessions.values()):
-            session.stop("worker_stopped")
+            session.hand_off()
         if self._tasks:
             _, late = await asyncio.wait(list(self._tasks.values()), timeout=STOP_TIMEOUT_S)
-            for task in late:
-                task.cancel()
+            await cancel_and_wait(late)
         try:
             await asyncio.wait_for(self.ctx.writer.flush(), 2.0)
         except TimeoutError:
@@ -153,11 +176,15 @@ class Worker:
                         await self.redis.xack(dispatch, WORKER_GROUP, entry_id)
                 backoff.reset()
             except Exception as exc:
-                if not is_retryable(exc) and "NOGROUP" not in str(exc):
-                    raise
+                # NOGROUP: Redis restarted empty and lost the group; re-create it. Anything else
+                # unexpected is logged and retried too: a worker that exits here would only be
+                # restarted into the same state, dropping its live calls on the way.
                 group_ready = False
                 delay = backoff.next_delay()
-                logger.warning("claiming calls failed (%s); retrying in %.2fs", exc, delay)
+                if is_retryable(exc) or "NOGROUP" in str(exc):
+                    logger.warning("claiming calls failed (%s); retrying in %.2fs", exc, delay)
+                else:
+                    logger.error("claiming calls failed; retrying in %.2fs", delay, exc_info=exc)
                 await asyncio.sleep(delay)
 
     async def _claim_entry(self, group: asyncio.TaskGroup, fields: dict[bytes, bytes]) -> None:
@@ -187,10 +214,20 @@ class Worker:
         self.ctx.writer.command(
             "HSET", self.keys.call(sid), CallField.WORKER_ID, self.settings.worker_id
         )
-        session = CallSession(self.ctx, sid, record.get(CallField.IN_CURSOR) or "0-0")
+        # The stream is attached on an edge already: the previous worker's lease lapsed or it
+        # handed the call off. No StreamStarted will come again.
+        takeover = record.state is CallState.LIVE and bool(record.get(CallField.EDGE_ID))
+        session = CallSession(
+            self.ctx, sid, record.get(CallField.IN_CURSOR) or "0-0", takeover=takeover
+        )
         self.sessions[sid] = session
         self.metrics.active_calls.inc()
-        session.log.info("claimed (%s) by worker %s", message.reason, self.settings.worker_id)
+        session.log.info(
+            "claimed (%s) by worker %s%s",
+            message.reason,
+            self.settings.worker_id,
+            ", taking over its live stream" if takeover else "",
+        )
         self._tasks[sid] = group.create_task(self._serve(session), name=f"call-{sid}")
 
     async def _serve(self, session: CallSession) -> None:
@@ -209,9 +246,10 @@ class Worker:
         interval = settings.heartbeat_interval_ms / 1000
         while True:
             await asyncio.sleep(interval)
-            sessions = list(self.sessions.values())
+            # Ended sessions are releasing their leases: renewing would take them back.
+            sessions = [s for s in self.sessions.values() if s.end_reason is None]
             try:
-                held = await renew_leases(
+                statuses = await renew_lease_status(
                     self.redis,
                     [s.lease_key for s in sessions],
                     settings.worker_id,
@@ -222,10 +260,18 @@ class Worker:
                     raise
                 logger.warning("lease renewal failed: %s", exc)
                 continue
-            for session, still_held in zip(sessions, held, strict=True):
-                if not still_held and session.end_reason is None:
-                    session.log.warning("lease lost: another worker may hold the call now")
-                    session.stop("lease_lost", lease_lost=True)
+            for session, status in zip(sessions, statuses, strict=True):
+                if status is LeaseStatus.LOST:
+                    if session.end_reason is None:
+                        session.log.warning("lease lost: another worker holds the call now")
+                        session.stop("lease_lost", lease_lost=True)
+                    continue
+                if status is LeaseStatus.REACQUIRED:
+                    # Redis restarted empty (or the lease lapsed unclaimed): the record went
+                    # with it, so write this worker's part of it again.
+                    session.log.warning("lease was missing; took it back and restored the call")
+                    session.restore_record()
+                    session.saved_in_cursor = session.in_cursor
                 elif session.in_cursor != session.saved_in_cursor:
                     # Where a worker taking over this call would resume reading the caller.
                     session.saved_in_cursor = session.in_cursor

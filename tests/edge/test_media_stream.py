@@ -28,7 +28,16 @@ from shared.messages import (
     StreamStarted,
 )
 from tests.edge import twilio_frames as tf
-from tests.edge.conftest import AUTH_TOKEN, Edge, receive, receive_json, send, wait_for
+from tests.edge.conftest import (
+    AUTH_TOKEN,
+    Edge,
+    make_settings,
+    receive,
+    receive_json,
+    running_edge,
+    send,
+    wait_for,
+)
 
 REJECTED = "switchboard_edge_rejected_requests_total"
 MALFORMED = "switchboard_edge_malformed_input_total"
@@ -130,13 +139,12 @@ def test_second_stream_for_an_attached_call_is_refused(edge: Edge) -> None:
         assert receive(first)["type"] == "websocket.close"
 
 
-def test_no_start_in_time_closes_the_socket(edge: Edge, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(media_stream, "START_TIMEOUT_S", 0.1)
-    with edge.stream() as ws:
+def test_no_start_in_time_closes_the_socket() -> None:
+    with running_edge(make_settings(IDLE_TIMEOUT="1")) as edge, edge.stream() as ws:
         send(ws, tf.connected())
         message = receive(ws)
-    assert message == {"type": "websocket.close", "code": 1008, "reason": "no start message"}
-    assert edge.metric(REJECTED, route="media", reason="no_start") == 1
+        assert message == {"type": "websocket.close", "code": 1008, "reason": "no start message"}
+        assert edge.metric(REJECTED, route="media", reason="no_start") == 1
 
 
 def test_socket_closed_before_start_leaves_nothing_behind(edge: Edge) -> None:

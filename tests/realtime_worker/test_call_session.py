@@ -115,7 +115,9 @@ class FakeRealtime:
             yield frame
 
     async def close(self) -> None:
-        self.closed = True
+        if not self.closed:
+            self.closed = True
+            self.push(None)  # like websockets: iterating a closed connection ends
 
     def appended_audio(self) -> bytes:
         return b"".join(

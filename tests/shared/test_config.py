@@ -345,5 +345,26 @@ def test_all_variables_lists_each_once_with_its_services() -> None:
     assert table["OPENAI_API_KEY"][1] == {"worker"}
     assert table["TWILIO_AUTH_TOKEN"][1] == {"edge"}
     secrets = {name for name, (var, _) in table.items() if var.secret}
-    assert secrets == {"REDIS_URL", "OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "STREAM_TOKEN_SECRET"}
+    assert secrets == {
+        "REDIS_URL",
+        "OPENAI_API_KEY",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_AUTH_TOKEN_PREVIOUS",
+        "STREAM_TOKEN_SECRET",
+    }
     assert all(var.help for var, _ in table.values())
+
+
+def test_secret_values_hold_every_secret_and_only_the_redis_password() -> None:
+    settings = EdgeSettings.from_env(
+        {
+            "PUBLIC_URL": "https://edge.example.com",
+            "TWILIO_AUTH_TOKEN": "current-token",
+            "TWILIO_AUTH_TOKEN_PREVIOUS": "previous-token",
+            "STREAM_TOKEN_SECRET": "stream-secret",
+            "REDIS_URL": "redis://user:redis-password@redis.internal:6379/0",
+        }
+    )
+    assert sorted(settings.secret_values()) == sorted(
+        ["current-token", "previous-token", "stream-secret", "redis-password"]
+    )

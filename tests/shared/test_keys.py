@@ -41,6 +41,7 @@ def test_custom_prefix_applies_to_every_key() -> None:
         keys.inbound(SID),
         keys.outbound(SID),
         keys.lease(SID),
+        keys.turns(SID),
         keys.wake("p"),
     ]
     assert all(name.startswith("test42:") for name in names)
@@ -48,9 +49,14 @@ def test_custom_prefix_applies_to_every_key() -> None:
     assert not fnmatch.fnmatchcase(Keys("sb").call(SID), keys.pattern())
 
 
-def test_call_keys_are_record_and_both_streams() -> None:
+def test_call_keys_are_record_both_streams_and_turns() -> None:
     keys = Keys("p")
-    assert keys.call_keys(SID) == (f"p:call:{SID}", f"p:call:{SID}:in", f"p:call:{SID}:out")
+    assert keys.call_keys(SID) == (
+        f"p:call:{SID}",
+        f"p:call:{SID}:in",
+        f"p:call:{SID}:out",
+        f"p:call:{SID}:turns",
+    )
     assert keys.lease(SID) not in keys.call_keys(SID)
 
 
@@ -59,7 +65,7 @@ def test_keys_of_different_calls_do_not_collide() -> None:
     a, b = "CAaaa", "CAbbb"
     all_a = {*keys.call_keys(a), keys.lease(a)}
     all_b = {*keys.call_keys(b), keys.lease(b)}
-    assert len(all_a) == 4
+    assert len(all_a) == 5
     assert not all_a & all_b
 
 

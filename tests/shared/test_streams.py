@@ -17,10 +17,12 @@ from shared.streams import (
     BatchWriter,
     Entry,
     FanInReader,
+    LeaseStatus,
     acquire_lease,
     connect,
     ensure_group,
     release_lease,
+    renew_lease_status,
     renew_leases,
 )
 from tests.shared.waiting import eventually
@@ -62,24 +64,37 @@ async def test_lease_is_exclusive(redis: FakeRedis) -> None:
     assert 0 < await redis.pttl("lease") <= 5000
 
 
-async def test_renew_extends_only_own_leases(redis: FakeRedis) -> None:
+async def test_renew_extends_own_leases_and_retakes_missing_ones(redis: FakeRedis) -> None:
     await acquire_lease(redis, "a", "w1", 1000)
     await acquire_lease(redis, "b", "w2", 1000)
-    assert await renew_leases(redis, ["a", "b", "missing"], "w1", 60_000) == [True, False, False]
+    assert await renew_lease_status(redis, ["a", "b", "missing"], "w1", 60_000) == [
+        LeaseStatus.RENEWED,
+        LeaseStatus.LOST,
+        LeaseStatus.REACQUIRED,
+    ]
     assert await redis.pttl("a") > 1000
     assert await redis.pttl("b") <= 1000
     assert await redis.get("b") == b"w2"
-    assert not await redis.exists("missing")
+    assert await redis.get("missing") == b"w1"  # Redis restarted empty: taken back
+    assert 1000 < await redis.pttl("missing") <= 60_000
     assert await renew_leases(redis, [], "w1", 1000) == []
+    assert await renew_leases(redis, ["a", "b"], "w1", 1000) == [True, False]
 
 
-async def test_lapsed_lease_cannot_be_renewed_and_can_be_taken(redis: FakeRedis) -> None:
+async def test_lease_taken_by_another_worker_is_reported_lost(redis: FakeRedis) -> None:
     await acquire_lease(redis, "lease", "w1", 30)
     await asyncio.sleep(0.08)
+    assert await acquire_lease(redis, "lease", "w2", 1000)  # lapsed, and w2 took it
     assert await renew_leases(redis, ["lease"], "w1", 1000) == [False]
-    assert await acquire_lease(redis, "lease", "w2", 1000)
-    assert await renew_leases(redis, ["lease"], "w1", 1000) == [False]
+    assert await redis.get("lease") == b"w2"
     assert await renew_leases(redis, ["lease"], "w2", 1000) == [True]
+
+
+async def test_lapsed_unclaimed_lease_is_taken_back(redis: FakeRedis) -> None:
+    await acquire_lease(redis, "lease", "w1", 30)
+    await asyncio.sleep(0.08)
+    assert await renew_lease_status(redis, ["lease"], "w1", 1000) == [LeaseStatus.REACQUIRED]
+    assert not await acquire_lease(redis, "lease", "w2", 1000)
 
 
 async def test_release_only_by_owner(redis: FakeRedis) -> None:

@@ -1,0 +1,89 @@
+# syntax=docker/dockerfile:1
+#
+# Switchboard container images: one Dockerfile, one small image per service, built as targets.
+#
+#   docker build --target edge   -t switchboard-edge   .   # python -m services.edge
+#   docker build --target worker -t switchboard-worker .   # python -m services.realtime_worker
+#   docker build --target sim    -t switchboard-sim    .   # python -m services.realtime_sim
+#
+# Why per-service targets rather than one image with two entry points: each service gets its own
+# HEALTHCHECK (edge: GET /healthz on PORT; worker: GET /metrics on METRICS_PORT) and its own
+# exec-form ENTRYPOINT, so `docker run switchboard-worker` needs no command override, and the
+# simulator's extra dependencies (openai, pydantic, twilio, httpx) never ship in the production
+# images. The targets share every layer up to `runtime`, so building both costs one build.
+#
+# Dependencies are pinned: deploy/requirements/runtime.txt (and sim.txt) are generated from the
+# virtualenv the test suite ran in (deploy/requirements/lock.py); the project itself is then
+# installed with --no-deps so nothing else can be resolved at build time.
+# Configuration comes only from the environment (README, "Configuration"); no config file is read.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- build: a virtualenv with the pinned dependencies and the project (compilers allowed here) --
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+# Every runtime dependency ships manylinux wheels for amd64 and arm64; the toolchain is here only
+# for platforms where pip has to build one from source. It never reaches the final images.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/switchboard
+ENV PATH=/opt/switchboard/bin:$PATH
+WORKDIR /src
+COPY deploy/requirements/runtime.txt deploy/requirements/runtime.txt
+RUN pip install --require-virtualenv -r deploy/requirements/runtime.txt
+COPY pyproject.toml README.md ./
+COPY services services
+COPY shared shared
+RUN pip install --require-virtualenv --no-deps . \
+ && python -m compileall -q /opt/switchboard
+
+# --- build-sim: the same, plus the simulator's pinned extras ----------------------------------
+FROM build AS build-sim
+COPY deploy/requirements/sim.txt deploy/requirements/sim.txt
+RUN pip install --require-virtualenv -r deploy/requirements/sim.txt \
+ && python -m compileall -q /opt/switchboard
+
+# --- runtime: slim base, no compilers, non-root -------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/switchboard/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+RUN groupadd --system --gid 10001 switchboard \
+ && useradd --system --uid 10001 --gid switchboard --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin switchboard
+COPY --from=build /opt/switchboard /opt/switchboard
+# The venv holds the code; the working directory holds nothing, so a read-only root is fine.
+WORKDIR /tmp
+USER 10001:10001
+
+# --- edge: Twilio webhooks and Media Streams (python -m services.edge) --------------------------
+FROM runtime AS edge
+ENV PORT=8080
+EXPOSE 8080
+# /healthz: the process serves HTTP. (/readyz also needs Redis; orchestrators use it for traffic.)
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
+# Exec form: python is PID 1 and receives SIGTERM itself (the edge drains for DRAIN_TIMEOUT).
+ENTRYPOINT ["python", "-m", "services.edge"]
+
+# --- sim: the local Realtime simulator (python -m services.realtime_sim) ------------------------
+FROM runtime AS sim
+COPY --from=build-sim /opt/switchboard /opt/switchboard
+EXPOSE 8765
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 8765), 2).close()"]
+ENTRYPOINT ["python", "-m", "services.realtime_sim"]
+CMD ["--host", "0.0.0.0", "--port", "8765"]
+
+# --- worker: OpenAI Realtime sessions (python -m services.realtime_worker) ----------------------
+# Last, so a plain `docker build .` yields a production service image.
+FROM runtime AS worker
+ENV METRICS_PORT=9100
+EXPOSE 9100
+# A worker serves no HTTP besides /metrics; a live metrics endpoint means a live event loop.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('METRICS_PORT', '9100'), timeout=2)"]
+ENTRYPOINT ["python", "-m", "services.realtime_worker"]

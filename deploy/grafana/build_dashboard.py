@@ -1,0 +1,276 @@
+"""Write deploy/grafana/dashboards/switchboard.json (the Grafana dashboard) from this file.
+
+    .venv/bin/python deploy/grafana/build_dashboard.py
+
+Edit the panels here, not in the JSON. tests/deploy checks every query against the metrics the
+edge and the workers register.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "dashboards" / "switchboard.json"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+WIDTH = 24
+
+
+class Layout:
+    def __init__(self) -> None:
+        self.panels: list[dict[str, Any]] = []
+        self.x = 0
+        self.y = 0
+        self.row_height = 0
+
+    def row(self, title: str) -> None:
+        self.newline()
+        self.panels.append(
+            {
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "id": len(self.panels) + 1,
+                "gridPos": {"h": 1, "w": WIDTH, "x": 0, "y": self.y},
+                "panels": [],
+            }
+        )
+        self.y += 1
+
+    def newline(self) -> None:
+        if self.x:
+            self.y += self.row_height
+            self.x = 0
+            self.row_height = 0
+
+    def add(
+        self,
+        title: str,
+        targets: list[tuple[str, str]],
+        *,
+        unit: str = "short",
+        width: int = 12,
+        height: int = 8,
+        kind: str = "timeseries",
+        description: str = "",
+        stack: bool = False,
+    ) -> None:
+        if self.x + width > WIDTH:
+            self.newline()
+        panel: dict[str, Any] = {
+            "type": kind,
+            "title": title,
+            "description": description,
+            "id": len(self.panels) + 1,
+            "datasource": DS,
+            "gridPos": {"h": height, "w": width, "x": self.x, "y": self.y},
+            "targets": [
+                {"datasource": DS, "refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
+                for i, (expr, legend) in enumerate(targets)
+            ],
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "options": {},
+        }
+        if kind == "timeseries":
+            panel["fieldConfig"]["defaults"]["custom"] = {
+                "drawStyle": "line",
+                "fillOpacity": 10,
+                "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+            }
+            panel["options"] = {
+                "legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull"]},
+                "tooltip": {"mode": "multi", "sort": "desc"},
+            }
+        if kind == "table":
+            for target in panel["targets"]:
+                target["instant"] = True
+                target["format"] = "table"
+        self.panels.append(panel)
+        self.x += width
+        self.row_height = max(self.row_height, height)
+
+
+def build() -> dict[str, Any]:
+    d = Layout()
+    d.row("Live calls")
+    d.add(
+        "Bytes out per live call (rate)",
+        [("sum by (call_sid) (rate(switchboard_call_audio_out_bytes_total[1m]))", "{{call_sid}}")],
+        unit="Bps",
+        width=16,
+        description="μ-law bytes the edge sends to Twilio for each live call: about 8000 B/s "
+        "while the model speaks, 0 while it listens. Series vanish when the call ends.",
+    )
+    d.add(
+        "Bytes out per live call (total)",
+        [("sum by (call_sid) (switchboard_call_audio_out_bytes_total)", "{{call_sid}}")],
+        unit="bytes",
+        width=8,
+        kind="table",
+        description="Bytes sent to Twilio so far, per live call (8000 bytes = 1 s of audio).",
+    )
+    d.add(
+        "Active calls per edge",
+        [("sum by (instance) (switchboard_edge_active_calls)", "{{instance}}")],
+        stack=True,
+    )
+    d.add(
+        "Active calls per worker",
+        [
+            ("sum by (instance) (switchboard_worker_active_calls)", "{{instance}}"),
+            ("sum(switchboard_worker_capacity)", "capacity (sum of MAX_CALLS)"),
+        ],
+    )
+    d.add(
+        "Worker capacity in use",
+        [("sum(switchboard_worker_active_calls) / sum(switchboard_worker_capacity)", "in use")],
+        unit="percentunit",
+        width=8,
+        kind="stat",
+    )
+    d.add(
+        "Call outcomes (edge)",
+        [("sum by (outcome) (increase(switchboard_edge_calls_total[5m]))", "{{outcome}}")],
+        width=8,
+        stack=True,
+        description="Streams that ended on the edges in the last 5 minutes, by outcome.",
+    )
+    d.add(
+        "Call outcomes (workers)",
+        [("sum by (outcome) (increase(switchboard_worker_calls_total[5m]))", "{{outcome}}")],
+        width=8,
+        stack=True,
+    )
+    d.row("Audio")
+    d.add(
+        "Audio byte rates",
+        [
+            ("sum(rate(switchboard_edge_audio_in_bytes_total[1m]))", "edge in (from callers)"),
+            ("sum(rate(switchboard_worker_audio_in_bytes_total[1m]))", "worker in (to model)"),
+            ("sum(rate(switchboard_worker_audio_out_bytes_total[1m]))", "worker out (from model)"),
+            ("sum(rate(switchboard_edge_audio_out_bytes_total[1m]))", "edge out (to Twilio)"),
+        ],
+        unit="Bps",
+        description="Each direction should match hop to hop: a gap between edge in and worker "
+        "in, or worker out and edge out, is audio lost or queued on the way.",
+    )
+    d.add(
+        "Audio byte rates per process",
+        [
+            (
+                "sum by (instance) (rate(switchboard_edge_audio_out_bytes_total[1m]))",
+                "out {{instance}}",
+            ),
+            (
+                "sum by (instance) (rate(switchboard_edge_audio_in_bytes_total[1m]))",
+                "in {{instance}}",
+            ),
+            (
+                "sum by (instance) (rate(switchboard_worker_audio_out_bytes_total[1m]))",
+                "model {{instance}}",
+            ),
+        ],
+        unit="Bps",
+    )
+    d.row("Errors")
+    d.add(
+        "Realtime errors by code",
+        [("sum by (code) (rate(switchboard_worker_realtime_errors_total[5m]))", "{{code}}")],
+        unit="ops",
+        width=8,
+        stack=True,
+        description="Error events and failed Realtime sessions; format_mismatch means the "
+        "server did not confirm audio/pcmu.",
+    )
+    d.add(
+        "Malformed input by kind",
+        [
+            ("sum by (kind) (rate(switchboard_edge_malformed_input_total[5m]))", "edge {{kind}}"),
+            (
+                "sum by (kind) (rate(switchboard_worker_malformed_input_total[5m]))",
+                "worker {{kind}}",
+            ),
+        ],
+        unit="ops",
+        width=8,
+        stack=True,
+    )
+    d.add(
+        "Refused requests by route and reason",
+        [
+            (
+                "sum by (route, reason) (rate(switchboard_edge_rejected_requests_total[5m]))",
+                "{{route}} {{reason}}",
+            )
+        ],
+        unit="ops",
+        width=8,
+        stack=True,
+    )
+    d.row("Redis and continuity")
+    d.add(
+        "Redis health",
+        [
+            ("min by (instance) (switchboard_edge_redis_up)", "edge {{instance}}"),
+            ("min by (instance) (switchboard_worker_redis_up)", "worker {{instance}}"),
+        ],
+        width=8,
+        description="1: the process's last Redis check succeeded.",
+    )
+    d.add(
+        "Calls moved between processes",
+        [
+            (
+                "sum(increase(switchboard_edge_calls_redispatched_total[5m]))",
+                "redispatched (lease lapsed)",
+            ),
+            ("sum(increase(switchboard_worker_takeovers_total[5m]))", "taken over"),
+            ("sum(increase(switchboard_worker_handoffs_total[5m]))", "handed off (drain)"),
+            ("sum(increase(switchboard_worker_session_rollovers_total[5m]))", "session rollovers"),
+        ],
+        width=8,
+    )
+    d.add(
+        "Stale caller audio skipped on takeover",
+        [("sum(rate(switchboard_worker_stale_audio_skipped_bytes_total[5m]))", "skipped")],
+        unit="Bps",
+        width=8,
+    )
+    return {
+        "title": "Switchboard",
+        "uid": "switchboard",
+        "description": "Twilio ⇄ OpenAI Realtime bridge: live calls, audio, errors, Redis.",
+        "tags": ["switchboard"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": False,
+        "refresh": "10s",
+        "time": {"from": "now-30m", "to": "now"},
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {"text": "Prometheus", "value": "prometheus"},
+                    "hide": 0,
+                }
+            ]
+        },
+        "annotations": {"list": []},
+        "panels": d.panels,
+    }
+
+
+def main() -> int:
+    OUT.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
