@@ -185,12 +185,16 @@ def build() -> dict[str, Any]:
         "server did not confirm audio/pcmu.",
     )
     d.add(
-        "Malformed input by kind",
+        "Malformed or dropped input by kind",
         [
             ("sum by (kind) (rate(switchboard_edge_malformed_input_total[5m]))", "edge {{kind}}"),
             (
                 "sum by (kind) (rate(switchboard_worker_malformed_input_total[5m]))",
                 "worker {{kind}}",
+            ),
+            (
+                "sum by (reason) (rate(switchboard_edge_media_dropped_total[5m]))",
+                "edge media dropped: {{reason}}",
             ),
         ],
         unit="ops",
