@@ -491,6 +491,13 @@ class WorkerSettings(_FromEnv):
         "Seconds a worker keeps a call whose Twilio stream dropped without a stop, waiting for "
         "Twilio to reconnect it through another edge.",
     )
+    max_audio_delta_bytes: int = _var(
+        "MAX_AUDIO_DELTA_BYTES",
+        "131072",
+        _int_in(1024, 4_000_000),
+        "Largest audio delta accepted from the Realtime server (μ-law: 8000 bytes per second; "
+        "real deltas hold a fraction of one); larger ones are dropped and counted.",
+    )
     session_max_s: float = _var(
         "SESSION_MAX",
         "3300",

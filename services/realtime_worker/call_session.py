@@ -498,6 +498,14 @@ class CallSession:
     async def _on_audio_delta(self, event: rt.OutputAudioDelta) -> bool:
         writer = self.ctx.writer
         audio = event.audio
+        limit = self.ctx.settings.max_audio_delta_bytes
+        if len(audio) > limit:
+            # Real deltas hold a fraction of a second; this one would flood the caller's queue.
+            self._fault(
+                "delta_too_large",
+                f"audio delta of {len(audio)} bytes is over MAX_AUDIO_DELTA_BYTES={limit}",
+            )
+            return False
         await writer.xadd(
             self.outbound_key, OutboundAudio(audio, event.item_id, time.time()), OUTBOUND_MAXLEN
         )

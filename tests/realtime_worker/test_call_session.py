@@ -455,3 +455,28 @@ async def test_sink_drops_bad_entries_and_pauses_when_full(harness: Harness) -> 
     many = [(f"{i}-1".encode(), {ENTRY_FIELD: good}) for i in range(QUEUE_PAUSE_AT)]
     assert session._sink(many) is False
     assert session.paused
+
+
+async def test_oversized_audio_delta_is_dropped_and_counted_the_call_goes_on(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = FakeRealtime()
+    _use(monkeypatch, ws)
+    small = dataclasses.replace(harness.ctx.settings, max_audio_delta_bytes=1024)
+    monkeypatch.setattr(harness, "ctx", dataclasses.replace(harness.ctx, settings=small))
+    await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
+    session = CallSession(harness.ctx, SID, "0-0")
+    task = asyncio.create_task(session.run())
+    await eventually(lambda: len(ws.sent) >= 1)
+    for size in (5000, 300):  # one far over the limit, then a normal one
+        ws.push_event(
+            type="response.output_audio.delta",
+            response_id="resp_1",
+            item_id="item_1",
+            delta=base64.b64encode(b"\x55" * size).decode(),
+        )
+    await eventually(lambda: session.bytes_from_model == 300)
+    assert harness.metric("switchboard_worker_malformed_input_total", kind="delta_too_large") == 1
+    assert session.end_reason is None
+    session.stop("test over")
+    await asyncio.wait_for(task, 2.0)
