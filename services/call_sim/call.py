@@ -154,7 +154,14 @@ class _Call:
                     response = await self.http.get(target, headers=headers)
                 else:
                     response = await self.http.post(target, data=params, headers=headers)
-            except httpx.ConnectError as exc:
+            except (
+                httpx.ConnectError,
+                httpx.ReadError,
+                httpx.WriteError,
+                httpx.RemoteProtocolError,
+            ) as exc:
+                # Refused, or reset before any answer (an edge dying under the request): a
+                # load balancer tries the next edge; these webhooks are safe to repeat.
                 if attempt + 1 < len(self.ring):
                     self.report.notes.append(f"{target} refused ({exc}); trying the next edge")
                     self.ring.rotate()

@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 import redis
 
-from services.devstack import RedisHandle, Stack, StackConfig, provide_redis, start_redis_server
+from services.call_sim import CallConfig
+from services.devstack import (
+    PUBLIC_URL,
+    RedisHandle,
+    Stack,
+    StackConfig,
+    provide_redis,
+    start_redis_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -84,3 +92,15 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         if found == wanted:
             return float(match.group(3))
     return 0.0
+
+
+def call_config(stack: Stack, audio: bytes, hold_s: float = 1.0, **extra: Any) -> CallConfig:
+    """A simulated call to ``stack``'s edges, signed with the stack's auth token."""
+    fields: dict[str, Any] = {
+        "edge_urls": stack.edge_urls,
+        "public_url": PUBLIC_URL,
+        "auth_token": stack.config.auth_token,
+        "caller_audio": audio,
+        "hold_s": hold_s,
+    }
+    return CallConfig(**(fields | extra))

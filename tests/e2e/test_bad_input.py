@@ -17,9 +17,9 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from services.call_sim import CallConfig, place_call
+from services.call_sim import place_call
 from services.devstack import DEMO_AUTH_TOKEN, PUBLIC_URL, Stack
-from tests.e2e.conftest import StackFactory, metric_value, scrape
+from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -141,17 +141,7 @@ async def test_bad_input_is_refused_and_counted_while_a_healthy_call_stays_bit_e
 ) -> None:
     stack = make_stack(workers=1, sim_mode="echo")
     healthy_audio = random.Random(7).randbytes(5 * 8000)
-    healthy = asyncio.create_task(
-        place_call(
-            CallConfig(
-                edge_urls=stack.edge_urls,
-                public_url=PUBLIC_URL,
-                auth_token=DEMO_AUTH_TOKEN,
-                caller_audio=healthy_audio,
-                hold_s=1.0,
-            )
-        )
-    )
+    healthy = asyncio.create_task(place_call(call_config(stack, healthy_audio)))
     await asyncio.sleep(0.5)
     await unsigned_upgrade(stack)
     await wrong_token(stack)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from services.call_sim import CallConfig, CallReport, place_call, place_calls
-from services.devstack import DEMO_AUTH_TOKEN, PUBLIC_URL, Stack
+from services.call_sim import CallReport, place_call, place_calls
+from services.devstack import Stack
 from shared.audio import FRAME_BYTES, SILENCE_BYTE
-from tests.e2e.conftest import StackFactory, metric_value, scrape
+from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -42,21 +42,11 @@ def wait_for_sessions(stack: Stack, count: int, timeout_s: float = 10) -> list[d
     raise AssertionError(f"expected {count} realtime sessions, got {len(sim_sessions(stack))}")
 
 
-def config(stack: Stack, audio: bytes, hold_s: float) -> CallConfig:
-    return CallConfig(
-        edge_urls=stack.edge_urls,
-        public_url=PUBLIC_URL,
-        auth_token=DEMO_AUTH_TOKEN,
-        caller_audio=audio,
-        hold_s=hold_s,
-    )
-
-
 async def test_echo_five_concurrent_calls_two_workers_bit_exact(make_stack: StackFactory) -> None:
     stack = make_stack(workers=2, sim_mode="echo")
     rng = random.Random(3)
     audios = [rng.randbytes(10 * 8000) for _ in range(5)]  # 10 s each, distinct
-    reports = await place_calls([config(stack, audio, hold_s=1.0) for audio in audios])
+    reports = await place_calls([call_config(stack, audio, hold_s=1.0) for audio in audios])
 
     for audio, report in zip(audios, reports, strict=True):
         assert report.problems() == []
@@ -87,7 +77,7 @@ async def test_conversation_reply_is_bit_exact_and_logged(make_stack: StackFacto
     poller = threading.Thread(target=poll_metrics)
     poller.start()
     try:
-        report: CallReport = await place_call(config(stack, CALLER_AUDIO, hold_s=10.0))
+        report: CallReport = await place_call(call_config(stack, CALLER_AUDIO, hold_s=10.0))
     finally:
         done.set()
         poller.join()

@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from services.call_sim import CallConfig, CallReport, place_call
 from services.devstack import PUBLIC_URL, RedisHandle, Stack, StackConfig, start_redis_server
 from services.edge.stream_token import derive_token_key, issue_token
-from tests.e2e.conftest import StackFactory, metric_value, scrape
+from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
 from tests.e2e.test_bad_input import (
     VALIDATOR,
     answer_call,
@@ -40,13 +40,7 @@ REJECTED = "switchboard_edge_rejected_requests_total"
 
 def healthy_call(stack: Stack, seconds: float, seed: int) -> asyncio.Task[CallReport]:
     audio = random.Random(seed).randbytes(int(seconds * 8000))
-    config = CallConfig(
-        edge_urls=stack.edge_urls,
-        public_url=PUBLIC_URL,
-        auth_token=stack.config.auth_token,
-        caller_audio=audio,
-        hold_s=1.0,
-    )
+    config = call_config(stack, audio)
     return asyncio.create_task(place_call(config))
 
 

@@ -11,32 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from services.call_sim import CallConfig, CallReport, place_call
+from services.call_sim import CallReport, place_call
 from services.devstack import (
-    DEMO_AUTH_TOKEN,
-    PUBLIC_URL,
     Stack,
     StackConfig,
     free_port,
     start_redis_server,
 )
-from tests.e2e.conftest import StackFactory, metric_value, scrape
+from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
 from tests.e2e.test_calls import wait_for_sessions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 FAST_FAILOVER = {"LEASE_TTL_MS": "1500", "HEARTBEAT_INTERVAL_MS": "500"}
-
-
-def call(stack: Stack, audio: bytes, hold_s: float = 1.0, **extra: object) -> CallConfig:
-    return CallConfig(
-        edge_urls=stack.edge_urls,
-        public_url=PUBLIC_URL,
-        auth_token=DEMO_AUTH_TOKEN,
-        caller_audio=audio,
-        hold_s=hold_s,
-        **extra,  # type: ignore[arg-type]
-    )
 
 
 def segments_of(
@@ -79,7 +66,7 @@ async def test_worker_killed_mid_call_another_worker_takes_over(
 ) -> None:
     stack = make_stack(workers=2, sim_mode="echo", worker_env=FAST_FAILOVER)
     audio = random.Random(11).randbytes(12 * 8000)
-    task = asyncio.create_task(place_call(call(stack, audio, hold_s=1.0)))
+    task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
     await wait_until(lambda: any("claimed (" in w.log() for w in stack.workers), 10, "a claim")
     await asyncio.sleep(2.0)
     victim = next(w for w in stack.workers if "claimed (" in w.log())
@@ -108,7 +95,7 @@ async def test_edge_killed_mid_call_twilio_redirect_reaches_another_edge(
 ) -> None:
     stack = make_stack(edges=2, workers=1, sim_mode="echo")
     audio = random.Random(12).randbytes(8 * 8000)
-    task = asyncio.create_task(place_call(call(stack, audio, hold_s=1.0)))
+    task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
     await asyncio.sleep(3.0)
     first_edge = stack.edges[0]
     first_edge.signal(signal.SIGKILL)
@@ -133,20 +120,13 @@ async def test_edge_drain_moves_live_calls_to_another_edge_and_exits_zero(
 ) -> None:
     stack = make_stack(edges=2, workers=1, sim_mode="echo", edge_env={"DRAIN_TIMEOUT": "1"})
     audio = random.Random(13).randbytes(6 * 8000)
-    task = asyncio.create_task(place_call(call(stack, audio, hold_s=1.0)))
+    task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
     await asyncio.sleep(2.0)
     draining = stack.edges[0]
     draining.signal(signal.SIGTERM)
     await asyncio.sleep(0.3)
     # While draining: not ready, and new calls hear the busy message.
-    busy = await place_call(
-        CallConfig(
-            edge_urls=[stack.edge_urls[0]],
-            public_url=PUBLIC_URL,
-            auth_token=DEMO_AUTH_TOKEN,
-            caller_audio=b"\xff" * 1600,
-        )
-    )
+    busy = await place_call(call_config(stack, b"\xff" * 1600, edge_urls=[stack.edge_urls[0]]))
     assert busy.said and "cannot take your call" in busy.said[0]
     report = await task
     assert draining.popen.wait(timeout=10) == 0
@@ -168,9 +148,9 @@ async def test_no_worker_capacity_caller_hears_the_busy_message(
         worker_env={"MAX_CALLS": "1"},
         edge_env={"DISPATCH_TIMEOUT": "2"},
     )
-    first = asyncio.create_task(place_call(call(stack, b"\x11" * 8000 * 6, hold_s=0)))
+    first = asyncio.create_task(place_call(call_config(stack, b"\x11" * 8000 * 6, hold_s=0)))
     await asyncio.sleep(1.0)
-    second = await place_call(call(stack, b"\x22" * 8000 * 3, hold_s=0))
+    second = await place_call(call_config(stack, b"\x22" * 8000 * 3, hold_s=0))
     assert second.said and "cannot take your call" in second.said[0]
     assert second.received_audio == b""
     first_report = await first
@@ -194,7 +174,7 @@ async def test_redis_restart_calls_go_on_and_new_calls_are_accepted(tmp_path: Pa
     try:
         stack.start()
         audio = random.Random(14).randbytes(12 * 8000)
-        task = asyncio.create_task(place_call(call(stack, audio, hold_s=1.0)))
+        task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
         await asyncio.sleep(3.0)
         redis_server.close()  # Redis keeps nothing on disk: it comes back empty
         await asyncio.sleep(2.0)
@@ -203,7 +183,7 @@ async def test_redis_restart_calls_go_on_and_new_calls_are_accepted(tmp_path: Pa
         redis_server = start_redis_server(port)
         await wait_until(lambda: ready(stack.edge_urls[0]), 5, "the edge to be ready again")
         assert time.monotonic() - restarted_at < 5
-        later = await place_call(call(stack, random.Random(15).randbytes(2 * 8000)))
+        later = await place_call(call_config(stack, random.Random(15).randbytes(2 * 8000)))
         report = await task
 
         assert later.problems() == []
@@ -232,7 +212,7 @@ async def test_session_rollover_keeps_the_audio_bit_exact(make_stack: StackFacto
     # The simulator's echo never pauses, so the worker forces the switch at SESSION_MAX + 20%.
     stack = make_stack(workers=1, sim_mode="echo", worker_env={"SESSION_MAX": "5"})
     audio = random.Random(16).randbytes(10 * 8000)
-    report = await place_call(call(stack, audio, hold_s=1.0))
+    report = await place_call(call_config(stack, audio, hold_s=1.0))
 
     assert report.problems() == []
     assert report.sent_audio.startswith(audio)
