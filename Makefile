@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS ?=
 
-.PHONY: setup demo test pytest lint typecheck format check clean config-table
+.PHONY: setup demo bench test pytest lint typecheck format check clean config-table
 
 setup: $(STAMP)  ## create .venv with the project and its test tools installed
 
@@ -16,6 +18,13 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)  ## one simulated call end to end: Redis, edge, worker, simulators
 	$(BIN)/python -m services.demo
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[sim,dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)  ## split bridge vs direct relay under load; BENCH_ARGS="--calls 100 --duration 60"
+	$(BIN)/python -m services.bench $(BENCH_ARGS)
 
 test: lint typecheck pytest  ## the whole suite: lint, types, unit, service and end-to-end tests
 

@@ -121,6 +121,22 @@ def _one_of(*choices: str) -> Parser:
     return parse
 
 
+def _admin_token(raw: str) -> str | None:
+    if raw and len(raw) < 16:
+        raise ValueError("expected at least 16 characters (e.g. openssl rand -hex 24)")
+    return raw or None
+
+
+def _tools_file(raw: str) -> str | None:
+    """A readable, valid tools file (checked now, so a bad one stops the worker at start-up)."""
+    if not raw:
+        return None
+    from services.realtime_worker.tools import load_tools  # the one place the format lives
+
+    load_tools(raw)  # ToolsError is a ValueError naming the file, the tool and the field
+    return raw
+
+
 def _log_level(raw: str) -> str:
     level: str = _one_of(*_LOG_LEVELS)(raw.upper())
     return level
@@ -272,7 +288,7 @@ class _FromEnv:
                 shown = redact_url(value)
             elif var.secret:
                 shown = "<set>" if value else "<unset>"
-            elif var.name == "INSTRUCTIONS":
+            elif var.name in ("INSTRUCTIONS", "GREETING"):
                 shown = f"<{len(value)} chars>"
             else:
                 shown = str(value)
@@ -393,6 +409,14 @@ class EdgeSettings(_FromEnv):
         _int_in(100, 10_000),
         "How often the edge checks that each of its calls is still held by a live worker, "
         "and puts calls whose worker died back in line.",
+    )
+    admin_token: str | None = _var(
+        "ADMIN_TOKEN",
+        None,
+        _admin_token,
+        "Bearer token of the read API (GET /calls, GET /calls/{sid}); at least 16 characters. "
+        "Unset: the read API is off (404).",
+        secret=True,
     )
 
     def _cross_checks(self) -> list[str]:
@@ -530,6 +554,61 @@ class WorkerSettings(_FromEnv):
         "server_vad",
         _one_of("server_vad", "semantic_vad"),
         "How the model detects the end of the caller's turn.",
+    )
+    barge_in: bool = _var(
+        "BARGE_IN",
+        "true",
+        _bool,
+        "Let the caller interrupt the model: its reply stops at once (Twilio clear) and the "
+        "model is told how much of it was heard (truncate).",
+    )
+    barge_in_min_heard_ms: int = _var(
+        "BARGE_IN_MIN_HEARD_MS",
+        "300",
+        _int_in(0, 10_000),
+        "Milliseconds of a reply the caller must have heard before speaking interrupts it.",
+    )
+    dtmf: bool = _var(
+        "DTMF",
+        "true",
+        _bool,
+        "Tell the model which keys the caller presses, and let it answer.",
+    )
+    greeting: str = _var(
+        "GREETING",
+        "",
+        _text,
+        "Instruction for the model to speak first when a call starts (e.g. 'Greet the caller "
+        "and ask how you can help.'); empty: the caller speaks first.",
+    )
+    max_call_duration_s: float = _var(
+        "MAX_CALL_DURATION",
+        "0",
+        _float_in(0, 86_400),
+        "Seconds after which the model is told to wrap up, and the call ends after its "
+        "goodbye; 0: no limit.",
+    )
+    max_tokens_per_call: int = _var(
+        "MAX_TOKENS_PER_CALL",
+        "0",
+        _int_in(0, 100_000_000),
+        "Tokens (input and output, all modalities) after which the model is told to wrap up, "
+        "and the call ends after its goodbye; 0: no limit.",
+    )
+    call_record_retention_s: int = _var(
+        "CALL_RECORD_RETENTION",
+        "86400",
+        _int_in(60, 90 * 86_400),
+        "Seconds a call's record and transcript are kept after the call ends.",
+    )
+    tools_file: str | None = _var(
+        "TOOLS_FILE",
+        "",
+        _tools_file,
+        "Path to a JSON file of function tools the model may call besides the built-in "
+        "end_call: each with name, description, parameters (JSON schema), url (the worker "
+        "POSTs the call sid and the arguments there) and optional timeout_s (default 5, at "
+        "most 30); checked at start-up. Empty: no further tools.",
     )
 
     def _cross_checks(self) -> list[str]:

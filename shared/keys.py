@@ -13,6 +13,7 @@ each other's data.
 | ``{p}:call:{sid}:lease``     | string, PX ttl    | id of the worker holding the call         |
 | ``{p}:call:{sid}:turns``     | list (JSON items) | the conversation so far, last TURNS_MAX   |
 | ``{p}:proc:{id}:wake``       | stream            | wakes one process's blocking reader       |
+| ``{p}:calls:recent``         | sorted set        | call sids by start time, last RECENT_MAX  |
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "ENDED_STREAM_TTL_S",
     "INBOUND_MAXLEN",
     "OUTBOUND_MAXLEN",
+    "RECENT_CALLS_MAX",
     "TURNS_MAX",
     "WAKE_MAXLEN",
     "WAKE_TTL_S",
@@ -43,6 +45,7 @@ INBOUND_MAXLEN = 3_000  # about 60 s of 20 ms frames: the backlog a replacement 
 OUTBOUND_MAXLEN = 3_000
 WAKE_MAXLEN = 16
 TURNS_MAX = 200  # conversation turns kept per call: what a new Realtime session is seeded with
+RECENT_CALLS_MAX = 1_000  # calls listed by the read API; older ones drop out of the index
 
 # A live call's keys are refreshed well inside this TTL; a process that dies without cleaning
 # up leaves nothing behind for longer than this.
@@ -79,6 +82,22 @@ class CallField(StrEnum):
     ERROR = "error"
     IN_CURSOR = "in_cursor"  # last inbound entry the worker relayed (worker takeover)
     OUT_CURSOR = "out_cursor"  # last outbound entry an edge sent to Twilio (edge failover)
+    AUDIO_CHECK = "audio_check"  # the edge's verdict on the call's first outbound audio
+    # The summary a worker writes when the call ends (counters are HINCRBY: a call taken over
+    # by another worker keeps counting).
+    DURATION_MS = "duration_ms"
+    ENDED_BY = "ended_by"  # caller, model, limit, edge or error
+    BARGE_INS = "barge_ins"
+    ERRORS = "errors"  # Realtime error events and failures during the call
+    TOKENS_INPUT_TEXT = "tokens_input_text"
+    TOKENS_INPUT_AUDIO = "tokens_input_audio"
+    TOKENS_OUTPUT_TEXT = "tokens_output_text"
+    TOKENS_OUTPUT_AUDIO = "tokens_output_audio"
+
+    @classmethod
+    def tokens(cls, direction: str, modality: str) -> CallField:
+        """The token counter for ``direction`` (input/output) and ``modality`` (text/audio)."""
+        return cls(f"tokens_{direction}_{modality}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +124,10 @@ class Keys:
 
     def turns(self, call_sid: str) -> str:
         return f"{self.prefix}:call:{call_sid}:turns"
+
+    @property
+    def recent_calls(self) -> str:
+        return f"{self.prefix}:calls:recent"
 
     def wake(self, process_id: str) -> str:
         return f"{self.prefix}:proc:{process_id}:wake"

@@ -10,7 +10,15 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from shared.keys import CALL_KEY_TTL_S, DISPATCH_MAXLEN, TURNS_MAX, CallField, CallState, Keys
+from shared.keys import (
+    CALL_KEY_TTL_S,
+    DISPATCH_MAXLEN,
+    RECENT_CALLS_MAX,
+    TURNS_MAX,
+    CallField,
+    CallState,
+    Keys,
+)
 from shared.messages import ENTRY_FIELD, CallDispatch, encode
 
 __all__ = [
@@ -18,6 +26,7 @@ __all__ = [
     "CallRecord",
     "Turn",
     "create_call",
+    "end_of_call_commands",
     "decode_turn",
     "encode_turn",
     "load_call",
@@ -75,9 +84,13 @@ async def create_call(
         return False
     pipe = client.pipeline(transaction=False)
     mapping: dict[Any, Any] = {str(name): value for name, value in fields.items()}
-    mapping[CallField.CREATED_MS.value] = now_ms()
+    created = now_ms()
+    mapping[CallField.CREATED_MS.value] = created
     pipe.hset(key, mapping=mapping)
     pipe.expire(key, CALL_KEY_TTL_S)
+    # The index the read API lists calls from; bounded, newest kept.
+    pipe.zadd(keys.recent_calls, {call_sid: created})
+    pipe.zremrangebyrank(keys.recent_calls, 0, -RECENT_CALLS_MAX - 1)
     pipe.xadd(
         keys.dispatch,
         {ENTRY_FIELD: encode(CallDispatch(call_sid, "new", time.time()))},
@@ -86,6 +99,19 @@ async def create_call(
     )
     await pipe.execute()
     return True
+
+
+def end_of_call_commands(
+    keys: Keys, call_sid: str, summary: dict[CallField, object], retention_s: int
+) -> list[tuple[object, ...]]:
+    """Commands writing the end-of-call summary and keeping record and turns ``retention_s``."""
+    fields = [value for name, v in summary.items() for value in (str(name), v)]
+    commands: list[tuple[object, ...]] = [("HSET", keys.call(call_sid), *fields)] if fields else []
+    commands += [
+        ("EXPIRE", keys.call(call_sid), retention_s),
+        ("EXPIRE", keys.turns(call_sid), retention_s),
+    ]
+    return commands
 
 
 # --- conversation turns --------------------------------------------------------------------

@@ -17,10 +17,12 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from shared.backoff import Backoff
 from shared.errors import is_retryable
@@ -71,12 +73,19 @@ return 0
 
 def connect(url: str, *, read_timeout_s: float | None = 10.0) -> aioredis.Redis:
     """A client for ``url`` (hiredis parser when installed). Commands time out after
-    ``read_timeout_s`` so a silent network failure surfaces as a retryable error."""
+    ``read_timeout_s`` so a silent network failure surfaces as a retryable error.
+
+    After a Redis restart every pooled connection is dead: a connection idle for a couple of
+    seconds is pinged before use, and a command that meets a closed connection is sent once
+    more on a fresh one, so the first webhook after the restart is not turned away.
+    """
     return aioredis.Redis.from_url(
         url,
         socket_timeout=read_timeout_s,
         socket_connect_timeout=5.0,
-        health_check_interval=0,
+        health_check_interval=2,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[redis.exceptions.ConnectionError],
         max_connections=64,
     )
 
@@ -128,16 +137,37 @@ async def release_lease(client: aioredis.Redis, key: str, owner: str) -> None:
     await client.eval(_RELEASE_LEASE, 1, key, owner)
 
 
+class _Count(Protocol):
+    """A counter child, bound to its labels (``Counter.labels(...)``)."""
+
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _NoCount:
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+
 class BatchWriter:
     """Queues writes and sends all that accumulated while the previous batch was in flight.
 
     Commands keep their queue order. ``xadd`` waits when more than ``max_pending`` writes are
     queued (back-pressure); ``command`` never waits, for the few control writes that must not.
-    Transient Redis failures are retried with backoff, keeping the batch and its order.
+    Transient Redis failures are retried with backoff, keeping the batch and its order; each
+    failed attempt counts in ``errors``, each return to health in ``reconnects``.
     """
 
-    def __init__(self, client: aioredis.Redis, max_pending: int = 20_000) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        max_pending: int = 20_000,
+        *,
+        errors: _Count | None = None,
+        reconnects: _Count | None = None,
+    ) -> None:
         self._client = client
+        self._errors: _Count = errors if errors is not None else _NoCount()
+        self._reconnects: _Count = reconnects if reconnects is not None else _NoCount()
         self._max_pending = max_pending
         self._pending: list[Command] = []
         self._has_work = asyncio.Event()
@@ -190,6 +220,7 @@ class BatchWriter:
                     if not is_retryable(exc):
                         raise
                     self.healthy = False
+                    self._errors.inc()
                     delay = backoff.next_delay()
                     logger.warning(
                         "redis write of %d commands failed (%s); retrying in %.2fs",
@@ -201,6 +232,7 @@ class BatchWriter:
                     continue
                 if not self.healthy:
                     logger.info("redis writes flowing again")
+                    self._reconnects.inc()
                 self.healthy = True
                 backoff.reset()
                 break
@@ -235,7 +267,8 @@ class FanInReader:
 
     ``sink(entries)`` is called in the reader's task with each batch for its stream, in order;
     it must not block. It returns False to pause the stream (its queue is full); the subscriber
-    calls ``resume(stream)`` once it has drained.
+    calls ``resume(stream)`` once it has drained. Failed reads count in ``errors``, each return
+    to health in ``reconnects``.
     """
 
     def __init__(
@@ -246,8 +279,12 @@ class FanInReader:
         *,
         block_ms: int = 1000,
         count: int = 64,
+        errors: _Count | None = None,
+        reconnects: _Count | None = None,
     ) -> None:
         self._client = client
+        self._errors: _Count = errors if errors is not None else _NoCount()
+        self._reconnects: _Count = reconnects if reconnects is not None else _NoCount()
         self._writer = writer
         self._wake_stream = wake_stream
         self._wake_id: bytes | str = "0-0"
@@ -299,12 +336,14 @@ class FanInReader:
                 if not is_retryable(exc):
                     raise
                 self.healthy = False
+                self._errors.inc()
                 delay = backoff.next_delay()
                 logger.warning("redis read failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 continue
             if not self.healthy:
                 logger.info("redis reads flowing again")
+                self._reconnects.inc()
             self.healthy = True
             backoff.reset()
             self._deliver(reply or [])

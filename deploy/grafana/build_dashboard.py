@@ -92,6 +92,20 @@ class Layout:
         self.row_height = max(self.row_height, height)
 
 
+def quantiles(
+    metric: str, qs: tuple[float, ...] = (0.5, 0.95, 0.99), by: str = "", legend: str = ""
+) -> list[tuple[str, str]]:
+    """``histogram_quantile`` targets of a histogram over 5 minutes, one per quantile."""
+    group = f"le, {by}" if by else "le"
+    return [
+        (
+            f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket[5m])))",
+            f"p{round(q * 100)}{' ' + legend if legend else ''}",
+        )
+        for q in qs
+    ]
+
+
 def build() -> dict[str, Any]:
     d = Layout()
     d.row("Live calls")
@@ -174,6 +188,65 @@ def build() -> dict[str, Any]:
         ],
         unit="Bps",
     )
+    d.row("Latency and playback")
+    d.add(
+        "Relay latency per hop",
+        quantiles("switchboard_relay_latency_seconds", by="hop", legend="{{hop}}"),
+        unit="s",
+        description="From a hop publishing audio to Redis to the next process relaying it: "
+        "edge_to_worker (caller audio reaching the model's socket), worker_to_edge (model audio "
+        "sent to Twilio). Wall clocks of two hosts: skew shifts it.",
+    )
+    d.add(
+        "Audio queued at Twilio (mark round-trip)",
+        quantiles("switchboard_edge_mark_round_trip_seconds", (0.5, 0.95)),
+        unit="s",
+        description="From sending a mark to Twilio to its echo: how much model audio was "
+        "queued ahead of it at Twilio. Replies are generated faster than they play, so seconds "
+        "are normal while the model speaks.",
+    )
+    d.add(
+        "Speech start → clear",
+        quantiles("switchboard_worker_speech_to_clear_seconds", (0.5, 0.95)),
+        unit="s",
+        width=8,
+        description="At a barge-in, from the worker handling speech_started to publishing the "
+        "clear that stops the reply at the caller's end.",
+    )
+    d.add(
+        "Webhook → first model audio",
+        quantiles("switchboard_edge_webhook_to_first_audio_seconds", (0.5, 0.95)),
+        unit="s",
+        width=8,
+        description="From the voice webhook to the call's first model audio sent to Twilio: "
+        "the greeting, or without one the first reply (which waits for the caller to speak).",
+    )
+    d.add(
+        "Dispatch wait",
+        quantiles("switchboard_edge_dispatch_wait_seconds", (0.5, 0.95)),
+        unit="s",
+        width=8,
+        description="From a stream attaching (or a re-dispatch) to a worker holding the call.",
+    )
+    d.add(
+        "Barge-ins",
+        [
+            ("sum(rate(switchboard_worker_barge_ins_total[5m])) * 60", "barge-ins per minute"),
+            (
+                "sum(rate(switchboard_worker_late_audio_dropped_bytes_total[5m])) / 8000 * 60",
+                "late audio dropped (s per minute)",
+            ),
+        ],
+        description="Replies the caller spoke over (clear + truncate), and the audio of those "
+        "replies that arrived after the clear and was dropped.",
+    )
+    d.add(
+        "Unheard audio at barge-in (truncation)",
+        quantiles("switchboard_worker_barge_in_unheard_ms", (0.5, 0.95)),
+        unit="ms",
+        description="Generated but never heard at each barge-in: what the truncate removed "
+        "from the model's memory.",
+    )
     d.row("Errors")
     d.add(
         "Realtime errors by code",
@@ -202,6 +275,19 @@ def build() -> dict[str, Any]:
         stack=True,
     )
     d.add(
+        "Audio format faults by kind",
+        [
+            (
+                "sum by (kind) (increase(switchboard_edge_format_mismatch_total[15m]))",
+                "{{kind}}",
+            )
+        ],
+        width=8,
+        stack=True,
+        description="Calls whose first model audio was not μ-law speech (pcm16, base64_text, "
+        "wav_header; silence is a warning), in the last 15 minutes.",
+    )
+    d.add(
         "Refused requests by route and reason",
         [
             (
@@ -222,6 +308,22 @@ def build() -> dict[str, Any]:
         ],
         width=8,
         description="1: the process's last Redis check succeeded.",
+    )
+    d.add(
+        "Redis errors and reconnects",
+        [
+            (
+                "sum by (process, op) (rate(switchboard_redis_errors_total[5m]))",
+                "errors {{process}} {{op}}",
+            ),
+            (
+                "sum by (process, op) (increase(switchboard_redis_reconnects_total[5m]))",
+                "recoveries in 5m {{process}} {{op}}",
+            ),
+        ],
+        width=8,
+        description="Failed Redis pipelines (write) and stream reads (read), retried with "
+        "backoff; a recovery is the loop flowing again after failing.",
     )
     d.add(
         "Calls moved between processes",

@@ -271,6 +271,7 @@ class _Call:
             frame_bytes=self.config.frame_bytes,
             linger_s=self.config.linger_s,
             quiet_s=self.config.quiet_s,
+            dtmf=self.config.dtmf if len(self.report.stream_sids) == 1 else (),
         )
         async with ws, asyncio.TaskGroup() as group:
             group.create_task(self._status_callback(stream, stream_sid, "stream-started"))

@@ -86,6 +86,18 @@ def mark_echo(sequence: int, stream_sid: str, name: str) -> str:
     )
 
 
+def dtmf_message(sequence: int, stream_sid: str, digit: str) -> str:
+    """A key the caller pressed, as Twilio sends it (bidirectional streams only)."""
+    return _dump(
+        {
+            "event": "dtmf",
+            "streamSid": stream_sid,
+            "sequenceNumber": str(sequence),
+            "dtmf": {"track": "inbound_track", "digit": digit},
+        }
+    )
+
+
 def stop_message(sequence: int, stream_sid: str, account_sid: str, call_sid: str) -> str:
     return _dump(
         {

@@ -46,6 +46,8 @@ class CallConfig:
     timeout_s: float | None = None  # whole call; None: audio + hold + 30 s
     http_timeout_s: float = 10.0
     strict: bool = False  # raise CallFailed instead of only reporting
+    # Keys the caller presses: (seconds after the stream starts, digit), on the first stream.
+    dtmf: list[tuple[float, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -89,6 +89,7 @@ class StreamSession:
         frame_bytes: int | None = None,
         linger_s: float = 0.0,
         quiet_s: float = 0.5,
+        dtmf: Sequence[tuple[float, str]] = (),
     ) -> None:
         self._ws = ws
         self.stream_sid = stream_sid
@@ -101,6 +102,8 @@ class StreamSession:
         self._frame_bytes = frame_bytes
         self._linger_s = linger_s
         self._quiet_s = quiet_s
+        self._dtmf = sorted(dtmf)
+        self._started = asyncio.Event()  # the start message has been sent
         self._loop = asyncio.get_running_loop()
         self._origin = self._loop.time()
         self._playback = Playback(0.0)
@@ -118,8 +121,10 @@ class StreamSession:
         async with asyncio.TaskGroup() as group:
             sender = group.create_task(self._send_loop())
             playout = group.create_task(self._playout_loop())
+            keys = group.create_task(self._dtmf_loop())
             await self._read_loop()
             playout.cancel()
+            keys.cancel()
             if not self._hanging_up:
                 sender.cancel()
             # else the sender is finishing its close handshake: let it.
@@ -156,6 +161,7 @@ class StreamSession:
                     custom_parameters=self._parameters,
                 )
             )
+            self._started.set()
             start = self._loop.time()
             chunk = 0
             while not outgoing.done:
@@ -191,6 +197,25 @@ class StreamSession:
             await self._ws.close()
         except ConnectionClosed:
             return  # the edge closed first; the reader reports it
+
+    async def _dtmf_loop(self) -> None:
+        """Press the configured keys, each at its time after the stream started."""
+        if not self._dtmf:
+            return
+        await self._started.wait()
+        start = self._loop.time()
+        try:
+            for at_s, digit in self._dtmf:
+                delay = start + at_s - self._loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self._hanging_up:
+                    return
+                await self._send_numbered(
+                    partial(messages.dtmf_message, stream_sid=self.stream_sid, digit=digit)
+                )
+        except ConnectionClosed:
+            return
 
     async def _linger(self) -> None:
         """After the last frame, stay on the line (sending nothing) until the edge's audio has

@@ -1,4 +1,5 @@
-"""The edge's Starlette application: Twilio webhooks, the Media Streams socket, health, metrics.
+"""The edge's Starlette application: Twilio webhooks, the Media Streams socket, health, metrics,
+and the read API (``admin_api.py``).
 
 Build it with ``create_app(settings)``; resources are opened in the lifespan, never at import,
 and tests may pass their own Redis client and metrics registry.
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from services.edge import twiml
+from services.edge.admin_api import admin_routes
 from services.edge.media_stream import media_endpoint
 from services.edge.runtime import EdgeRuntime, edge_runtime
 from services.edge.signature import is_valid_signature
@@ -249,5 +251,6 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        *admin_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -30,6 +30,7 @@ MISSING_CHECKS = 3
 
 class Action(Enum):
     NONE = "none"
+    SERVED = "served"  # a worker holds the call now, after it waited since ``waiting_since``
     REDISPATCH = "redispatch"
     GIVE_UP = "give_up"
 
@@ -45,8 +46,9 @@ class LeaseView:
     def observe(self, lease_present: bool, now: float, dispatch_timeout_s: float) -> Action:
         """Update with one check's result; what the edge should do now."""
         if lease_present:
+            action = Action.NONE if self.served else Action.SERVED
             self.served, self.misses = True, 0
-            return Action.NONE
+            return action
         if self.served:
             self.misses += 1
             if self.misses < MISSING_CHECKS:

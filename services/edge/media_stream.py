@@ -41,6 +41,7 @@ from services.edge.twilio_protocol import (
     parse_message,
 )
 from services.edge.urls import PublicUrls
+from shared.audio_check import AudioVerdict, OutboundInspector
 from shared.errors import DecodeError, TwilioProtocolError
 from shared.keys import (
     CALL_KEY_TTL_S,
@@ -68,6 +69,7 @@ from shared.messages import (
     StreamStarted,
     decode,
 )
+from shared.metrics import HOP_WORKER_TO_EDGE
 from shared.records import load_call, now_ms
 from shared.streams import Entry
 from shared.tasks import run_until_first_returns
@@ -79,6 +81,7 @@ logger = logging.getLogger("switchboard.edge.media")
 QUEUE_PAUSE_AT = 256  # outbound messages held per call before its stream waits in Redis
 QUEUE_RESUME_AT = 64
 MAX_MALFORMED = 100  # per call; past this the caller's side is clearly broken
+MAX_MARKS_TIMED = 256  # marks awaiting Twilio's echo whose send time is kept, per call
 CLOSE_POLICY = 1008
 
 
@@ -181,8 +184,13 @@ class EdgeCall:
         self.lease_view = LeaseView(waiting_since=time.monotonic())
         self.stop_requested = asyncio.Event()
         self.pacer = MediaPacer(runtime.settings.media_burst_ms)
+        self.inspector = OutboundInspector()
         self.last_message_at = time.monotonic()
         self.bytes_out_metric = runtime.metrics.call_audio_out_bytes.labels(self.call_sid)
+        self.relay_latency = runtime.metrics.relay_latency.labels(HOP_WORKER_TO_EDGE)
+        self.marks_sent: dict[str, float] = {}  # mark name → when it was sent to Twilio
+        # The webhook's time (the record's created_ms), while the call's first audio is due.
+        self.first_audio_due_ms: int | None = None
         self._handlers: dict[type, Callable[[Any], Coroutine[Any, Any, bool]]] = {
             Media: self._on_media,
             Mark: self._on_mark,
@@ -211,7 +219,11 @@ class EdgeCall:
         if start.call_sid in runtime.calls:
             raise _Refused("already_attached", f"call {start.call_sid} already has a stream")
         call = cls(runtime, websocket, stream, start)
-        await call._bind(record.get(CallField.WORKER_ID), record.get(CallField.OUT_CURSOR))
+        out_cursor = record.get(CallField.OUT_CURSOR)
+        created_ms = record.get(CallField.CREATED_MS)
+        if not out_cursor and created_ms and created_ms.isdigit():
+            call.first_audio_due_ms = int(created_ms)  # no audio sent yet by any edge
+        await call._bind(record.get(CallField.WORKER_ID), out_cursor)
         return call
 
     async def _bind(self, worker_id: str | None, out_cursor: str | None) -> None:
@@ -294,8 +306,11 @@ class EdgeCall:
             self.log.warning("call record was missing (Redis restarted?): wrote it back")
         elif state == CallState.ENDED:
             return
+        waited_s = now - self.lease_view.waiting_since
         action = self.lease_view.observe(lease_present, now, runtime.settings.dispatch_timeout_s)
-        if action is Action.REDISPATCH:
+        if action is Action.SERVED:
+            runtime.metrics.dispatch_wait.observe(waited_s)
+        elif action is Action.REDISPATCH:
             runtime.writer.xadd_nowait(
                 keys.dispatch, CallDispatch(sid, "lease-lost", time.time()), DISPATCH_MAXLEN
             )
@@ -370,6 +385,9 @@ class EdgeCall:
         return False
 
     async def _on_mark(self, event: Mark) -> bool:
+        sent = self.marks_sent.pop(event.name, None)
+        if sent is not None:
+            self.runtime.metrics.mark_round_trip.observe(time.monotonic() - sent)
         await self.runtime.writer.xadd(self.inbound_key, MarkPlayed(event.name), INBOUND_MAXLEN)
         return False
 
@@ -437,13 +455,17 @@ class EdgeCall:
                     self.paused = False
                     self.runtime.reader.resume(self.outbound_key)
                 if isinstance(message, OutboundAudio):
+                    if not self.inspector.done:
+                        self._check_audio(self.inspector.feed(message.audio))
                     await self._send_outputs(send, self.framer.audio(message.audio))
+                    self.relay_latency.observe(max(0.0, time.time() - message.sent_at))
                 elif isinstance(message, PlaybackMark):
                     await self._send_outputs(send, self.framer.mark(message.name))
                 elif isinstance(message, AudioDone):
                     await self._send_outputs(send, self.framer.finish())
                 elif isinstance(message, ClearPlayback):
                     await send(clear_message(self.stream_sid))
+                    self.marks_sent.clear()  # Twilio echoes them at once: no audio queued
                     for name in self.framer.clear():  # never reached Twilio: void at once
                         self.runtime.writer.xadd_nowait(
                             self.inbound_key, MarkPlayed(name), INBOUND_MAXLEN
@@ -454,6 +476,19 @@ class EdgeCall:
                     self.sent_cursor = entry_id
                     return
                 self.sent_cursor = entry_id
+
+    def _check_audio(self, verdict: AudioVerdict | None) -> None:
+        """One line per call when the model's audio is not μ-law speech ("vacuum cleaner")."""
+        if verdict is None or verdict.kind == "ok":
+            return
+        self.runtime.metrics.format_mismatch.labels(verdict.kind).inc()
+        self.runtime.writer.command(
+            "HSET", self.runtime.keys.call(self.call_sid), CallField.AUDIO_CHECK, verdict.kind
+        )
+        if verdict.is_fault:
+            self.log.error("the audio sent to the caller is wrong: %s", verdict)
+        else:
+            self.log.warning("the audio sent to the caller so far: %s", verdict)
 
     async def _send_outputs(
         self, send: Callable[[str], Coroutine[Any, Any, None]], outputs: list[Output]
@@ -466,10 +501,18 @@ class EdgeCall:
                 self.frames_out += 1
                 self.runtime.metrics.audio_out_bytes.inc(size)
                 self.bytes_out_metric.inc(size)
+                if self.first_audio_due_ms is not None:
+                    waited_s = (now_ms() - self.first_audio_due_ms) / 1000
+                    self.first_audio_due_ms = None
+                    self.runtime.metrics.webhook_to_first_audio.observe(max(0.0, waited_s))
                 if self.log.debug_enabled:
                     self.log.debug("sent frame %d to Twilio", self.frames_out)
             else:
                 await send(mark_message(self.stream_sid, output.name))
+                marks = self.marks_sent
+                if len(marks) >= MAX_MARKS_TIMED:
+                    del marks[next(iter(marks))]  # the oldest: its echo was lost
+                marks[output.name] = time.monotonic()
 
     # --- the end --------------------------------------------------------------------------
 
@@ -522,5 +565,5 @@ class EdgeCall:
         if self.websocket.application_state is not WebSocketState.DISCONNECTED:
             try:
                 await self.websocket.close(code=1000)
-            except (RuntimeError, OSError):
-                pass
+            except (RuntimeError, OSError, WebSocketDisconnect):
+                pass  # the caller's side closed first (after its stop): nothing to close

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared import metrics as shared_metrics
 
 __all__ = ["EdgeMetrics"]
 
@@ -24,7 +26,14 @@ class EdgeMetrics:
     rejected: Counter
     redis_up: Gauge
     redispatched: Counter
+    dispatch_wait: Histogram
+    format_mismatch: Counter
     media_dropped: Counter
+    relay_latency: Histogram
+    redis_errors: Counter
+    redis_reconnects: Counter
+    mark_round_trip: Histogram
+    webhook_to_first_audio: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EdgeMetrics:
@@ -73,6 +82,19 @@ class EdgeMetrics:
                 "Calls put back on the dispatch stream because their worker's lease lapsed.",
                 registry=registry,
             ),
+            dispatch_wait=Histogram(
+                "switchboard_edge_dispatch_wait_seconds",
+                "From a call's stream attaching (or its re-dispatch) to a worker holding it.",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20),
+                registry=registry,
+            ),
+            format_mismatch=Counter(
+                "switchboard_edge_format_mismatch",
+                "Calls whose first outbound audio is not μ-law speech, by likely cause "
+                "(pcm16, base64_text, wav_header; silence is a warning).",
+                ["kind"],
+                registry=registry,
+            ),
             media_dropped=Counter(
                 "switchboard_edge_media_dropped",
                 "Inbound media frames dropped by a limit, by reason.",
@@ -82,6 +104,23 @@ class EdgeMetrics:
             redis_up=Gauge(
                 "switchboard_edge_redis_up",
                 "1 when the edge's last Redis health check succeeded.",
+                registry=registry,
+            ),
+            relay_latency=shared_metrics.relay_latency(registry),
+            redis_errors=shared_metrics.redis_errors(registry),
+            redis_reconnects=shared_metrics.redis_reconnects(registry),
+            mark_round_trip=Histogram(
+                "switchboard_edge_mark_round_trip_seconds",
+                "From sending a mark to Twilio to Twilio echoing it (the mark's audio played): "
+                "how much audio is queued at Twilio. Marks voided by a clear are not counted.",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
+                registry=registry,
+            ),
+            webhook_to_first_audio=Histogram(
+                "switchboard_edge_webhook_to_first_audio_seconds",
+                "From the voice webhook answering a call to the edge sending the call's first "
+                "model audio to Twilio (the greeting, or the first reply), once per call.",
+                buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 8, 13, 20, 30, 60),
                 registry=registry,
             ),
         )

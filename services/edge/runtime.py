@@ -130,7 +130,12 @@ async def edge_runtime(
     redis_client = client if client is not None else connect(settings.redis_url)
     reader_client = connect(settings.redis_url, read_timeout_s=5.0) if own_client else redis_client
     keys = Keys(settings.key_prefix)
-    writer = BatchWriter(redis_client)
+    metrics = EdgeMetrics.create(registry)
+    writer = BatchWriter(
+        redis_client,
+        errors=metrics.redis_errors.labels("edge", "write"),
+        reconnects=metrics.redis_reconnects.labels("edge", "write"),
+    )
     # The current token first: it signs nearly every request, so it is tried first.
     secrets = [s for s in (settings.twilio_auth_token, settings.twilio_auth_token_previous) if s]
     token_secret = settings.stream_token_secret or settings.twilio_auth_token or ""
@@ -138,8 +143,14 @@ async def edge_runtime(
         settings=settings,
         redis=redis_client,
         writer=writer,
-        reader=FanInReader(reader_client, writer, keys.wake(settings.edge_id)),
-        metrics=EdgeMetrics.create(registry),
+        reader=FanInReader(
+            reader_client,
+            writer,
+            keys.wake(settings.edge_id),
+            errors=metrics.redis_errors.labels("edge", "read"),
+            reconnects=metrics.redis_reconnects.labels("edge", "read"),
+        ),
+        metrics=metrics,
         registry=registry,
         keys=keys,
         token_keys=[derive_token_key(token_secret)],

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from .behaviour import BehaviourConfig, Mode, SimSession
 from .client_events import validate_client_event, validate_server_event
+from .faults import Fault
 from .record import SessionRecord
 from .server import RunningSimulator, SimulatorConfig, run_simulator
 from .vad import VadSettings
 
 __all__ = [
     "BehaviourConfig",
+    "Fault",
     "Mode",
     "RunningSimulator",
     "SessionRecord",

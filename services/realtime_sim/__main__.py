@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from shared.logs import setup_logging
 
 from .behaviour import BehaviourConfig, Mode
+from .faults import Fault
 from .reply import DEFAULT_CALLER_TRANSCRIPT, DEFAULT_REPLY_TEXT, default_reply_audio
 from .server import SimulatorConfig, run_simulator
 from .vad import VadSettings
@@ -73,6 +75,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="frame level counted as speech (default %(default)s)",
     )
     parser.add_argument(
+        "--end-call-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="from the Nth caller turn on, call the session's end_call tool instead of "
+        "replying (0: never; default %(default)s)",
+    )
+    parser.add_argument(
+        "--call-tool",
+        metavar="NAME",
+        help="at the first caller turn, call the session's function tool NAME (if declared) "
+        "before replying; the reply follows the function's output",
+    )
+    parser.add_argument(
+        "--tool-arguments",
+        default="{}",
+        metavar="JSON",
+        help="the arguments of --call-tool, a JSON object (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fault",
+        choices=[f.value for f in Fault],
+        default=Fault.NONE.value,
+        help="misbehave on purpose: pcm16 (answer in PCM16 24 kHz, confirm audio/pcm), "
+        "double-base64 (deltas base64-encoded twice), ignore-session-update (keep the default "
+        "audio/pcm session) (default %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -85,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     if args.speed <= 0:
         raise ValueError("--speed must be positive")
+    if args.end_call_after < 0:
+        raise ValueError("--end-call-after must be 0 or more")
+    try:
+        arguments = json.loads(args.tool_arguments)
+    except ValueError:
+        arguments = None
+    if not isinstance(arguments, dict):
+        raise ValueError("--tool-arguments must be a JSON object")
     behaviour = BehaviourConfig(
         mode=Mode(args.mode),
         reply_audio=args.reply_audio.read_bytes() if args.reply_audio else default_reply_audio(),
@@ -93,6 +131,10 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         speed=args.speed,
         seed=args.seed,
         vad=VadSettings(threshold_dbfs=args.vad_threshold_dbfs),
+        fault=Fault(args.fault),
+        end_call_after=args.end_call_after,
+        call_tool=args.call_tool,
+        tool_arguments=json.dumps(arguments),
     )
     return SimulatorConfig(
         host=args.host,

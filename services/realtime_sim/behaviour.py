@@ -25,6 +25,7 @@ from shared.audio import BYTES_PER_MS, SAMPLE_RATE
 from . import server_events as body
 from .client_events import validate_client_event
 from .conversation import Conversation, ItemError
+from .faults import Fault, encode_delta, session_after_update
 from .record import SessionRecord
 from .reply import (
     DEFAULT_CALLER_TRANSCRIPT,
@@ -62,11 +63,22 @@ class BehaviourConfig:
     vad: VadSettings = VadSettings()
     min_delta_bytes: int = 800
     max_delta_bytes: int = 4000
+    fault: Fault = Fault.NONE  # misbehave on purpose (faults.py)
+    # From this caller turn on (0: never), answer by calling the session's end_call function
+    # tool, if it declares one, instead of speaking: the model hanging up.
+    end_call_after: int = 0
+    # At the first caller turn, answer by calling this function tool of the session (if it
+    # declares it) with these arguments (JSON text); the reply follows the function's output.
+    call_tool: str | None = None
+    tool_arguments: str = "{}"
 
 
 class _Kind(Enum):
     ECHO = "echo"
     REPLY = "reply"
+
+
+END_CALL: Final = "end_call"
 
 
 @dataclass
@@ -106,6 +118,8 @@ class SimSession:
         self._speech_item: str | None = None  # the user item being spoken, from speech start
         self._buffered = 0  # input bytes since the last commit
         self._heard = 0  # input bytes in the whole session
+        self._caller_turns = 0  # committed caller turns
+        self._tool_called = False  # call_tool has been called
         self._handlers: dict[str, Callable[[Event], list[Event]]] = {
             "session.update": self._session_update,
             "input_audio_buffer.append": self._append,
@@ -208,17 +222,19 @@ class SimSession:
     def _audio_delta(self, r: _Response, audio: bytes) -> Event:
         r.audio_bytes += len(audio)
         self._conversation.get(r.item_id).audio_bytes += len(audio)
-        delta = base64.b64encode(audio).decode("ascii")
+        delta = encode_delta(self.config.fault, audio)
         return self._event("response.output_audio.delta", **self._part(r), delta=delta)
 
     def _usage(self, r: _Response) -> Event:
+        return self._usage_of(r.audio_bytes // BYTES_PER_MS, len(r.transcript))
+
+    def _usage_of(self, output_audio_ms: int, output_chars: int) -> Event:
         instructions = self._session.get("instructions") or ""
-        return body.usage(
-            self._heard // BYTES_PER_MS,
-            len(instructions),
-            r.audio_bytes // BYTES_PER_MS,
-            len(r.transcript),
+        block = body.usage(
+            self._heard // BYTES_PER_MS, len(instructions), output_audio_ms, output_chars
         )
+        self._record.usage.append(block)
+        return block
 
     def _output_audio(self) -> Event:
         output = (self._session.get("audio") or {}).get("output") or {}
@@ -299,10 +315,11 @@ class SimSession:
                 "This simulator serves realtime sessions only: session.type must be 'realtime'."
             )
             return [self._error("invalid_value", message, caused_by, "session.type")]
-        self._session = merge_session(self._session, update)
+        merged = merge_session(self._session, update)
+        self._session = session_after_update(self.config.fault, self._session, merged)
         self._apply_session()
         events = [self._event("session.updated", session=copy.deepcopy(self._session))]
-        if not self.pcmu:
+        if not self.pcmu and not self.config.fault.speaks_pcm16:
             fmt_in, fmt_out = self.formats
             message = (
                 f"This simulator serves only {PCMU} audio; the session is now input {fmt_in}, "
@@ -321,7 +338,8 @@ class SimSession:
             audio = base64.b64decode(event["audio"], validate=True)
         except binascii.Error:
             return [self._error("invalid_value", "audio is not valid base64", caused_by, "audio")]
-        if not self.pcmu:
+        # A faulty PCM16 server takes any bytes as audio, as the real one does.
+        if not self.pcmu and not self.config.fault.speaks_pcm16:
             fmt_in, fmt_out = self.formats
             message = (
                 f"audio refused: this simulator serves only {PCMU} sessions, and this session "
@@ -377,11 +395,77 @@ class SimSession:
             *self._commit(item_id),
         ]
         if turn.get("create_response", True) and self._response is None:
-            events += self._start_response(_Kind.REPLY)
+            if self._ends_call():
+                events += self._call_end_call()
+            elif self._calls_tool():
+                self._tool_called = True
+                assert self.config.call_tool is not None
+                events += self._call_function(self.config.call_tool, self.config.tool_arguments)
+            else:
+                events += self._start_response(_Kind.REPLY)
         return events
+
+    def _ends_call(self) -> bool:
+        after = self.config.end_call_after
+        tools = self._session.get("tools") or []
+        declared = any(t.get("type") == "function" and t.get("name") == END_CALL for t in tools)
+        return after > 0 and self._caller_turns >= after and declared
+
+    def _calls_tool(self) -> bool:
+        name = self.config.call_tool
+        tools = self._session.get("tools") or []
+        declared = any(t.get("type") == "function" and t.get("name") == name for t in tools)
+        return name is not None and not self._tool_called and declared
+
+    def _call_end_call(self) -> list[Event]:
+        """A whole response that calls ``end_call`` (no audio), as the real server streams it."""
+        return self._call_function(END_CALL, json.dumps({"reason": "the caller said goodbye"}))
+
+    def _call_function(self, name: str, arguments: str) -> list[Event]:
+        """A whole response that calls the function ``name`` (no audio)."""
+        response_id, item_id, call_id = self._ids("resp"), self._ids("item"), self._ids("call")
+        item = body.function_call_item(item_id, call_id, name, "", "in_progress")
+        done = body.function_call_item(item_id, call_id, name, arguments, "completed")
+        previous = self._conversation.add(done)
+        where = {"response_id": response_id, "item_id": item_id, "output_index": 0}
+        created = body.response_resource(
+            response_id, self._conversation_id, "in_progress", self._output_audio()
+        )
+        resource = body.response_resource(
+            response_id,
+            self._conversation_id,
+            "completed",
+            self._output_audio(),
+            output=[done],
+            usage_block=self._usage_of(0, len(arguments)),
+        )
+        self._record.function_calls.append(name)
+        return [
+            self._event("response.created", response=created),
+            self._event(
+                "response.output_item.added", response_id=response_id, output_index=0, item=item
+            ),
+            self._event("conversation.item.added", previous_item_id=previous, item=item),
+            self._event(
+                "response.function_call_arguments.delta", **where, call_id=call_id, delta=arguments
+            ),
+            self._event(
+                "response.function_call_arguments.done",
+                **where,
+                call_id=call_id,
+                name=name,
+                arguments=arguments,
+            ),
+            self._event(
+                "response.output_item.done", response_id=response_id, output_index=0, item=done
+            ),
+            self._event("conversation.item.done", previous_item_id=previous, item=done),
+            self._event("response.done", response=resource),
+        ]
 
     def _commit(self, item_id: str) -> list[Event]:
         heard_ms = self._buffered // BYTES_PER_MS
+        self._caller_turns += 1
         self._buffered, self._speech_item = 0, None
         item = body.user_audio_item(item_id, None)
         previous = self._conversation.add(item)
@@ -431,6 +515,7 @@ class SimSession:
             item, previous = self._conversation.create(event["item"], lambda: self._ids("item"))
         except ItemError as exc:
             return self._item_error(exc, event)
+        self._record.item_created(item)
         return [
             self._event("conversation.item.added", previous_item_id=previous, item=item),
             self._event("conversation.item.done", previous_item_id=previous, item=item),
@@ -443,6 +528,7 @@ class SimSession:
         except ItemError as exc:
             return self._item_error(exc, event)
         fields = {"item_id": item_id, "content_index": 0, "audio_end_ms": end_ms}
+        self._record.truncates.append({"item_id": item_id, "audio_end_ms": end_ms})
         return [self._event("conversation.item.truncated", **fields)]
 
     def _item_delete(self, event: Event) -> list[Event]:

@@ -31,6 +31,11 @@ class SessionRecord:
     deltas: list[dict[str, Any]] = field(default_factory=list)
     transcripts: list[str] = field(default_factory=list)
     session_formats: dict[str, str | None] = field(default_factory=dict)
+    truncates: list[dict[str, Any]] = field(default_factory=list)  # accepted: item_id, audio_end_ms
+    usage: list[dict[str, Any]] = field(default_factory=list)  # each response.done usage block
+    function_calls: list[str] = field(default_factory=list)  # names of the tools it called
+    tool_outputs: list[str] = field(default_factory=list)  # function_call_output items received
+    user_texts: list[str] = field(default_factory=list)  # user text items the client created
     _audio_in_hash: Any = field(default_factory=hashlib.sha256, repr=False)
     _audio_out: bytearray = field(default_factory=bytearray, repr=False)
 
@@ -40,6 +45,15 @@ class SessionRecord:
 
     def invalid(self, problem: str) -> None:
         self.invalid_events.append(problem)
+
+    def item_created(self, item: dict[str, Any]) -> None:
+        """Note a conversation item the client created: function outputs and user texts."""
+        if item.get("type") == "function_call_output":
+            self.tool_outputs.append(str(item.get("output", "")))
+        elif item.get("type") == "message" and item.get("role") == "user":
+            for part in item.get("content") or []:
+                if isinstance(part, dict) and part.get("type") == "input_text":
+                    self.user_texts.append(str(part.get("text", "")))
 
     def audio_in(self, audio: bytes) -> None:
         """Audio the simulated model accepted from the client."""
@@ -84,6 +98,11 @@ class SessionRecord:
             "audio_out_b64": base64.b64encode(self._audio_out).decode("ascii"),
             "transcripts": list(self.transcripts),
             "session_formats": dict(self.session_formats),
+            "truncates": list(self.truncates),
+            "usage": list(self.usage),
+            "function_calls": list(self.function_calls),
+            "tool_outputs": list(self.tool_outputs),
+            "user_texts": list(self.user_texts),
         }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "assistant_item",
+    "function_call_item",
     "error_body",
     "response_resource",
     "transcription_usage",
@@ -31,6 +32,19 @@ def assistant_item(item_id: str, status: str, transcript: str | None) -> Json:
         "role": "assistant",
         "status": status,
         "content": content,
+    }
+
+
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> Json:
+    """A function call the model makes."""
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
     }
 
 

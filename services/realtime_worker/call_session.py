@@ -12,7 +12,14 @@ run in one task group until the first returns:
 - watchdog: the Twilio stream must reach an edge in time, and come back in time if it drops;
   an edge that goes silent (killed: no stop, no detach) ends the call after EDGE_GRACE;
 - rollover: after SESSION_MAX, at the next pause, the call moves to a fresh Realtime session
-  seeded with the conversation so far (the API caps a session at 60 minutes).
+  seeded with the conversation so far (the API caps a session at 60 minutes);
+- cancel: a reply interrupted by the caller is cancelled if the server has not done so itself.
+
+Conversation (decisions in ``turn_state.py``, playback bookkeeping in ``playback.py``):
+barge-in (speech over a playing reply: ClearPlayback to the edge, ``conversation.item.truncate``
+to what the caller heard, late deltas of that reply dropped); DTMF digits as user messages; an
+optional greeting; the ``end_call`` tool and the duration/token caps, which end the call once
+the model's goodbye has been heard; token usage and a summary on the call record at the end.
 
 Conversation turns (caller and model transcripts) are kept in memory and in the call's turns
 list in Redis, so that a new session — after a rollover here, or on the worker that takes the
@@ -36,12 +43,24 @@ from websockets.asyncio.client import ClientConnection
 
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.context import WorkerContext
+from services.realtime_worker.playback import PlaybackTracker
 from services.realtime_worker.realtime_client import open_realtime
+from services.realtime_worker.tool_runner import run_tool
+from services.realtime_worker.tools import session_tools
+from services.realtime_worker.turn_state import (
+    BargeIn,
+    Ending,
+    EndReason,
+    cap_reached,
+    decide_barge_in,
+    heard_text,
+)
 from shared.errors import (
     DecodeError,
     FormatMismatchError,
     RealtimeProtocolError,
     RealtimeSessionError,
+    is_retryable,
 )
 from shared.keys import (
     CALL_KEY_TTL_S,
@@ -58,6 +77,7 @@ from shared.messages import (
     AudioDone,
     CallDispatch,
     CallStopped,
+    ClearPlayback,
     DtmfPressed,
     Hangup,
     InboundAudio,
@@ -69,7 +89,15 @@ from shared.messages import (
     StreamStarted,
     decode,
 )
-from shared.records import Turn, load_turns, now_ms, turn_commands, turns_rewrite_commands
+from shared.metrics import HOP_EDGE_TO_WORKER
+from shared.records import (
+    Turn,
+    end_of_call_commands,
+    load_turns,
+    now_ms,
+    turn_commands,
+    turns_rewrite_commands,
+)
 from shared.streams import Entry, release_lease
 from shared.tasks import run_until_first_returns
 
@@ -86,6 +114,28 @@ ROLLOVER_DRAIN_S = 0.25  # the old session's last events, already on their way, 
 ROLLOVER_RETRY_S = 5.0
 ROLLOVER_FORCE_MAX_S = 60.0  # longest wait for a pause before rolling over anyway…
 ROLLOVER_FORCE_FRACTION = 0.2  # …or this fraction of SESSION_MAX, when that is shorter
+# With interrupt_response the server cancels an interrupted reply itself; only if it has not
+# within this long does the worker send response.cancel (never a cancel with nothing to cancel).
+CANCEL_GRACE_S = 0.5
+WRAP_UP_TIMEOUT_S = 30.0  # longest wait for a goodbye to be said and heard before hanging up
+INTERRUPTED_KEPT = 16
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+GOODBYE_INSTRUCTIONS = {
+    EndReason.MODEL: "Say a brief, friendly goodbye to the caller now. The call then ends.",
+    EndReason.MAX_DURATION: (
+        "The call has reached its time limit. Wrap up now: tell the caller briefly that you "
+        "have to end the call, and say goodbye."
+    ),
+    EndReason.MAX_TOKENS: (
+        "The call has reached its usage limit. Wrap up now: tell the caller briefly that you "
+        "have to end the call, and say goodbye."
+    ),
+}
+ENDED_BY = {
+    EndReason.MODEL: "model",
+    EndReason.MAX_DURATION: "limit",
+    EndReason.MAX_TOKENS: "limit",
+}
 
 
 @dataclass
@@ -94,6 +144,7 @@ class _Response:
 
     transcript: list[str] = field(default_factory=list)
     audio_bytes: int = 0
+    heard_ms: int | None = None  # set when the caller cut it short: what was heard
 
 
 @dataclass
@@ -119,7 +170,13 @@ class CallSession:
     """Holds the Realtime session of one call for as long as this worker owns the call."""
 
     def __init__(
-        self, ctx: WorkerContext, call_sid: str, in_cursor: str, *, takeover: bool = False
+        self,
+        ctx: WorkerContext,
+        call_sid: str,
+        in_cursor: str,
+        *,
+        takeover: bool = False,
+        started_ms: int | None = None,
     ) -> None:
         self.ctx = ctx
         self.call_sid = call_sid
@@ -154,12 +211,32 @@ class CallSession:
         self.error: str | None = None
         self.hang_up = False  # the worker ends the call: tell the edge, mark the record
         self.lease_lost = False
+        self.unconfirmed_warned = False
         self.responses: dict[str, _Response] = {}
         self.mark_seq = 0
         self.event_seq = 0
         self.bytes_to_model = 0
         self.bytes_from_model = 0
         self.faults = 0
+        self.started_ms = started_ms or now_ms()  # the call's start (its record's created_ms)
+        self.clock = time.monotonic  # of playback and the ending; tests replace it
+        self.playback = PlaybackTracker()
+        self.relay_latency = ctx.metrics.relay_latency.labels(HOP_EDGE_TO_WORKER)
+        if takeover:
+            self.playback.stream_ready(self.clock())
+        self.active_response: str | None = None  # between response.created and .done
+        self.interrupted: deque[str] = deque(maxlen=INTERRUPTED_KEPT)  # responses cut short
+        self._cancel_target: str | None = None
+        self._cancel_wanted = asyncio.Event()
+        self.barge_ins = 0
+        self.usage = rt.TokenUsage()
+        self.ending: Ending | None = None
+        self.caller_ended = False  # the edge reported the end of the call (CallStopped)
+        self._answered_calls: set[str] = set()
+        self._tools = {tool.name: tool for tool in ctx.tools}
+        self._tool_tasks: set[asyncio.Task[None]] = set()  # calls to configured tools
+        self._response_over = asyncio.Event()  # set whenever active_response becomes None
+        self._last_spoken: tuple[str, Turn] | None = None  # the last reply's stored turn
         self._handlers: dict[type, Callable[[Any], Coroutine[Any, Any, bool]]] = {
             rt.OutputAudioDelta: self._on_audio_delta,
             rt.OutputAudioDone: self._on_audio_done,
@@ -246,11 +323,17 @@ class CallSession:
             self._backlog.seeded = seeded
             if _stream_id(self.in_cursor) >= self._backlog.last_id:
                 self._backlog_done()
+        if not self.takeover and self.ctx.settings.greeting:
+            await self._send(
+                rt.response_create(self._next_event_id("greeting"), self.ctx.settings.greeting)
+            )
+            self.log.info("asked the model to greet the caller")
         await run_until_first_returns(
             self._caller_to_model(),
             self._model_to_caller(),
             self._watchdog(),
             self._rollover_loop(),
+            self._cancel_loop(),
             self.stop_requested.wait(),
         )
 
@@ -315,6 +398,7 @@ class CallSession:
 
     def _fail(self, code: str, message: str) -> None:
         self.ctx.metrics.realtime_errors.labels(rt.metric_code(code)).inc()
+        self._count_error()
         self.log.error("ending the call: %s (%s)", message, code)
         self._end(code, hang_up=True, error=message)
 
@@ -333,6 +417,8 @@ class CallSession:
                     voice=settings.voice,
                     transcription_model=settings.transcription_model,
                     turn_detection=settings.vad,
+                    interrupt_response=settings.barge_in,
+                    tools=session_tools((rt.END_CALL_TOOL,), self.ctx.tools),
                 ),
             )
         )
@@ -414,6 +500,7 @@ class CallSession:
                 if type(message) is InboundAudio:
                     if self._backlog is None or self._backlog_keeps(message):
                         await self._send_audio(message.audio)
+                        self.relay_latency.observe(max(0.0, time.time() - message.sent_at))
                 elif isinstance(message, StreamStarted):
                     self._on_stream_started(message)
                 elif isinstance(message, StreamDetached):
@@ -424,13 +511,17 @@ class CallSession:
                         self.ctx.settings.edge_grace_s,
                     )
                 elif isinstance(message, MarkPlayed):
-                    # Playback tracking arrives with barge-in handling; after a takeover, marks
-                    # name the old session's items and mean nothing to the new one.
-                    pass
+                    # Marks of items this worker never published (a takeover) are ignored.
+                    if self.playback.mark_played(message.name, self.clock()) is not None:
+                        self._check_ending()
                 elif isinstance(message, DtmfPressed):
-                    self.log.info("caller pressed %s", message.digit)
+                    # Not during a rollover's switch; a closed socket is the relay's to report.
+                    async with self._ws_lock:
+                        with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                            await self._on_dtmf(message.digit)
                 elif isinstance(message, CallStopped):
                     self.in_cursor = entry_id.decode()
+                    self.caller_ended = True
                     self._end(message.reason)
                     return
                 self.in_cursor = entry_id.decode()
@@ -463,6 +554,34 @@ class CallSession:
             self.log.info("stream is back, on edge %s", message.edge_id)
         self.stream_seen = True
         self.detached_since = None
+        self.playback.stream_ready(self.clock())
+
+    async def _on_dtmf(self, digit: str) -> None:
+        """A key press is the caller's turn: it interrupts a playing reply, reaches the model
+        as a user message, and prompts a response."""
+        self.log.info("caller pressed %s", digit)
+        settings = self.ctx.settings
+        if not settings.dtmf or self.ending is not None:
+            return
+        if digit not in DTMF_DIGITS:
+            self._fault("bad_dtmf", f"DTMF digit {digit[:8]!r}")
+            return
+        decision = decide_barge_in(
+            self.playback.current, self.clock(), enabled=settings.barge_in, min_heard_ms=0
+        )
+        if decision is not None:
+            await self._barge_in(decision, server_cancels=False)
+        elif self.active_response is not None:
+            # No VAD cancels for a key press: the reply being generated gives way to it.
+            await self._send(
+                rt.response_cancel(self._next_event_id("cancel"), self.active_response)
+            )
+        text = f"The caller pressed {digit} on the keypad."
+        await self._send(
+            rt.conversation_item_create(self._next_event_id("dtmf"), rt.user_text_item(text))
+        )
+        await self._send(rt.response_create(self._next_event_id("dtmf")))
+        self.ctx.metrics.dtmf_digits.inc()
 
     # --- model → caller ---------------------------------------------------------------------
 
@@ -498,6 +617,16 @@ class CallSession:
     async def _on_audio_delta(self, event: rt.OutputAudioDelta) -> bool:
         writer = self.ctx.writer
         audio = event.audio
+        if event.response_id in self.interrupted:
+            # Already on the wire when the caller barged in: never after the clear.
+            self.ctx.metrics.late_audio_dropped_bytes.inc(len(audio))
+            return False
+        if not self.ctx.lease_clock.valid():
+            # Paused past the lease: another worker may be speaking on this call already.
+            if not self.unconfirmed_warned:
+                self.unconfirmed_warned = True
+                self.log.warning("dropping model audio until this worker's lease is confirmed")
+            return False
         limit = self.ctx.settings.max_audio_delta_bytes
         if len(audio) > limit:
             # Real deltas hold a fraction of a second; this one would flood the caller's queue.
@@ -510,9 +639,8 @@ class CallSession:
             self.outbound_key, OutboundAudio(audio, event.item_id, time.time()), OUTBOUND_MAXLEN
         )
         self.mark_seq += 1
-        writer.xadd_nowait(
-            self.outbound_key, PlaybackMark(f"{event.item_id}:{self.mark_seq}"), OUTBOUND_MAXLEN
-        )
+        mark = self.playback.audio_sent(event.item_id, event.response_id, len(audio), self.clock())
+        writer.xadd_nowait(self.outbound_key, PlaybackMark(mark), OUTBOUND_MAXLEN)
         self._response(event.response_id).audio_bytes += len(audio)
         self.bytes_from_model += len(audio)
         self.ctx.metrics.audio_out_bytes.inc(len(audio))
@@ -521,6 +649,11 @@ class CallSession:
         return False
 
     async def _on_audio_done(self, event: rt.OutputAudioDone) -> bool:
+        if event.response_id in self.interrupted:
+            return False
+        item = self.playback.get(event.item_id)
+        if item is not None:
+            item.audio_done = True
         self.ctx.writer.xadd_nowait(self.outbound_key, AudioDone(event.item_id), OUTBOUND_MAXLEN)
         return False
 
@@ -540,29 +673,232 @@ class CallSession:
         return False
 
     async def _on_speech_started(self, event: rt.SpeechStarted) -> bool:
+        heard_at = time.monotonic()
         self.idle.clear()
+        settings = self.ctx.settings
+        decision = decide_barge_in(
+            self.playback.current,
+            self.clock(),
+            enabled=settings.barge_in and self.ending is None,
+            min_heard_ms=settings.barge_in_min_heard_ms,
+        )
+        if decision is not None:
+            await self._barge_in(decision, server_cancels=settings.barge_in, speech_at=heard_at)
         return False
+
+    async def _barge_in(
+        self, decision: BargeIn, *, server_cancels: bool, speech_at: float | None = None
+    ) -> None:
+        """Stop the reply at the caller's end and make the model forget what was not heard.
+        ``speech_at``: when the caller's speech_started was handled (VAD barge-ins)."""
+        item = self.playback.get(decision.item_id)
+        if item is not None:
+            item.interrupted = True  # before any await: its late deltas are dropped from now
+        self.interrupted.append(decision.response_id)
+        if decision.response_id in self.responses:
+            self._response(decision.response_id).heard_ms = decision.audio_end_ms
+        else:
+            self._amend_spoken_turn(decision)
+        await self.ctx.writer.xadd(
+            self.outbound_key, ClearPlayback(decision.item_id), OUTBOUND_MAXLEN
+        )
+        if speech_at is not None:
+            self.ctx.metrics.speech_to_clear.observe(time.monotonic() - speech_at)
+        await self._send(
+            rt.truncate(self._next_event_id("truncate"), decision.item_id, decision.audio_end_ms)
+        )
+        if self.active_response == decision.response_id:
+            if server_cancels:
+                self._cancel_target = decision.response_id
+                self._cancel_wanted.set()
+            else:
+                await self._send(
+                    rt.response_cancel(self._next_event_id("cancel"), decision.response_id)
+                )
+        self.barge_ins += 1
+        metrics = self.ctx.metrics
+        metrics.barge_ins.inc()
+        metrics.unheard_ms.observe(decision.generated_ms - decision.audio_end_ms)
+        self.ctx.writer.command(
+            "HINCRBY", self.ctx.keys.call(self.call_sid), CallField.BARGE_INS, 1
+        )
+        self.log.info(
+            "caller barged in: cleared the reply and truncated item %s at %d ms (of %d ms "
+            "generated)",
+            decision.item_id,
+            decision.audio_end_ms,
+            decision.generated_ms,
+        )
+
+    async def _cancel_loop(self) -> None:
+        """Cancel an interrupted reply the server has not cancelled within CANCEL_GRACE_S."""
+        while True:
+            await self._cancel_wanted.wait()
+            self._cancel_wanted.clear()
+            await asyncio.sleep(CANCEL_GRACE_S)
+            target, self._cancel_target = self._cancel_target, None
+            if target is not None and target == self.active_response:
+                with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                    await self._send(rt.response_cancel(self._next_event_id("cancel"), target))
+                    self.log.info("cancelled interrupted response %s", target)
 
     async def _on_response_created(self, event: rt.ResponseCreated) -> bool:
         self.idle.clear()
+        self.active_response = event.response_id
         return False
 
     async def _on_response_done(self, event: rt.ResponseDone) -> bool:
         response = self.responses.pop(event.response_id, _Response())
+        if self.active_response == event.response_id:
+            self.active_response = None
+            self._response_over.set()
         if not self.responses:
             self.idle.set()
+        self._log_response(event, response)
+        self._count_usage(event.token_usage)
+        ending = self.ending  # a goodbye asked for before this response: this was it
+        await self._answer_function_calls(event, response)
+        if ending is not None:
+            ending.goodbye_pending = False
+            self._check_ending()
+        else:
+            await self._check_caps()
+        return False
+
+    def _log_response(self, event: rt.ResponseDone, response: _Response) -> None:
         text = "".join(response.transcript).strip()
-        if text:
+        generated_ms = response.audio_bytes // 8
+        if response.heard_ms is not None:
+            text = heard_text(text, response.heard_ms, generated_ms)
+            if text:
+                self.log.info(
+                    "AI said (cut off after %d of %d ms): %s", response.heard_ms, generated_ms, text
+                )
+        elif text:
             self.log.info("AI said: %s", text)
-            self._record_turn("assistant", text)
+        if text:
+            turn = self._record_turn("assistant", text)
+            # Generation outruns playback: the caller may still cut this reply short.
+            self._last_spoken = (event.response_id, turn) if response.heard_ms is None else None
         self.log.info(
             "response %s %s: %d bytes (%d ms) of audio sent toward Twilio",
             event.response_id,
             event.status + (f" ({event.reason})" if event.reason else ""),
             response.audio_bytes,
-            response.audio_bytes // 8,
+            generated_ms,
         )
-        return False
+
+    def _count_usage(self, usage: rt.TokenUsage) -> None:
+        """Add a response's tokens to the call (in memory, on the record) and to the metrics."""
+        if usage.total == 0:
+            return
+        self.usage += usage
+        record = self.ctx.keys.call(self.call_sid)
+        for direction, modality, tokens in usage.items():
+            if tokens:
+                self.ctx.metrics.tokens.labels(direction, modality).inc(tokens)
+                self.ctx.writer.command(
+                    "HINCRBY", record, CallField.tokens(direction, modality), tokens
+                )
+
+    async def _answer_function_calls(self, event: rt.ResponseDone, response: _Response) -> None:
+        """Answer every function call of the response; ``end_call`` starts the goodbye."""
+        for call in event.function_calls:
+            if call.call_id in self._answered_calls:
+                continue
+            self._answered_calls.add(call.call_id)
+            if call.name in self._tools:
+                # The HTTP call runs beside the relays, never blocking audio.
+                task = asyncio.create_task(self._call_tool(call), name=f"tool-{call.name}")
+                self._tool_tasks.add(task)
+                task.add_done_callback(self._tool_tasks.discard)
+                continue
+            if call.name == rt.END_CALL:
+                output = '{"ok": true, "note": "The call ends after your goodbye."}'
+            else:
+                output = f'{{"error": "there is no function named {call.name[:64]}"}}'
+            item = rt.function_call_output_item(call.call_id, output)
+            await self._send(rt.conversation_item_create(self._next_event_id("tool"), item))
+            self.log.info("model called %s(%s)", call.name, call.arguments[:200])
+            if call.name == rt.END_CALL:
+                # A model that already said goodbye with the call is not asked to say it again.
+                await self._begin_ending(EndReason.MODEL, goodbye=response.audio_bytes == 0)
+            else:
+                await self._send(rt.response_create(self._next_event_id("tool")))
+
+    async def _call_tool(self, call: rt.FunctionCall) -> None:
+        """Call a configured tool and give the model its answer (or what went wrong), then
+        ask for a response. Supervised: a failure is logged, never the end of the call."""
+        tool = self._tools[call.name]
+        self.log.info("model called %s(%s)", call.name, call.arguments[:200])
+        try:
+            assert self.ctx.http is not None
+            result = await run_tool(self.ctx.http, tool, self.call_sid, call.arguments)
+            self.ctx.metrics.tool_calls.labels(tool.name, result.outcome).inc()
+            if result.problem is not None:
+                self.log.warning("tool %s failed: %s", tool.name, result.problem)
+            item = rt.function_call_output_item(call.call_id, result.output)
+            async with self._ws_lock:
+                await self._send(rt.conversation_item_create(self._next_event_id("tool"), item))
+            # One response at a time: a reply already under way finishes first.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WRAP_UP_TIMEOUT_S):
+                    while self.active_response is not None:
+                        self._response_over.clear()
+                        await self._response_over.wait()
+            if self.ending is None and self.end_reason is None:
+                async with self._ws_lock:
+                    await self._send(rt.response_create(self._next_event_id("tool")))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log.warning("could not answer the call of tool %s: %r", tool.name, exc)
+
+    async def _check_caps(self) -> None:
+        """Start the goodbye when a cap is reached, between responses (never cutting one)."""
+        if self.ending is not None or self.active_response is not None:
+            return
+        settings = self.ctx.settings
+        reason = cap_reached(
+            (now_ms() - self.started_ms) / 1000,
+            self.usage.total,
+            max_duration_s=settings.max_call_duration_s,
+            max_tokens=settings.max_tokens_per_call,
+        )
+        if reason is not None:
+            await self._begin_ending(reason, goodbye=True)
+
+    async def _begin_ending(self, reason: EndReason, *, goodbye: bool) -> None:
+        if self.ending is not None:
+            return
+        self.ending = Ending(reason, self.clock() + WRAP_UP_TIMEOUT_S, goodbye)
+        self.log.info("ending the call (%s) once the model's goodbye has been heard", reason)
+        if goodbye:
+            instructions = GOODBYE_INSTRUCTIONS[reason]
+            await self._send(rt.response_create(self._next_event_id("goodbye"), instructions))
+        self._check_ending()
+
+    def _check_ending(self) -> None:
+        """Hang up once the goodbye is over and every byte of it has been played."""
+        ending = self.ending
+        if ending is None or self.end_reason is not None:
+            return
+        now = self.clock()
+        if ending.ready(
+            response_active=self.active_response is not None,
+            all_heard=self.playback.all_heard(),
+            now=now,
+        ):
+            if now >= ending.deadline:
+                self.log.warning("hanging up: the goodbye did not finish within the wrap-up time")
+            else:
+                self.log.info("the goodbye has been heard: hanging up")
+            self._end(ending.reason, hang_up=True)
+            self.stop_requested.set()
+
+    async def _send(self, event: str) -> None:
+        """Send a client event to the current Realtime session."""
+        await self._live_ws().send(event)
 
     async def _on_session(self, event: rt.SessionConfirmed) -> bool:
         try:
@@ -579,6 +915,7 @@ class CallSession:
         # Most errors concern one client event (a cancel racing the server's own, say) and
         # leave the session usable: the call goes on.
         self.ctx.metrics.realtime_errors.labels(rt.metric_code(event.code)).inc()
+        self._count_error()
         self.log.warning(
             "the Realtime server refused event %s (%s): %s",
             event.event_id or "?",
@@ -587,7 +924,10 @@ class CallSession:
         )
         return False
 
-    def _record_turn(self, role: str, text: str) -> None:
+    def _count_error(self) -> None:
+        self.ctx.writer.command("HINCRBY", self.ctx.keys.call(self.call_sid), CallField.ERRORS, 1)
+
+    def _record_turn(self, role: str, text: str) -> Turn:
         """Keep a turn for seeding new sessions: in memory, and in Redis (pipelined, never
         waiting) for a worker that takes the call over."""
         turn = Turn(role, text, now_ms())
@@ -595,6 +935,27 @@ class CallSession:
         writer = self.ctx.writer
         for command in turn_commands(self.ctx.keys, self.call_sid, turn):
             writer.command(*command)
+        return turn
+
+    def _amend_spoken_turn(self, decision: BargeIn) -> None:
+        """A reply interrupted after it was complete (and stored in full): keep only what the
+        caller heard of it, in memory and in Redis."""
+        spoken, self._last_spoken = self._last_spoken, None
+        if spoken is None or spoken[0] != decision.response_id:
+            return
+        turn = spoken[1]
+        text = heard_text(turn.text, decision.audio_end_ms, decision.generated_ms)
+        turns = list(self.turns)
+        for index in range(len(turns) - 1, -1, -1):
+            if turns[index] is turn:
+                turns[index : index + 1] = [Turn(turn.role, text, turn.at_ms)] if text else []
+                break
+        else:
+            return
+        self.turns = deque(turns, maxlen=TURNS_MAX)
+        for command in turns_rewrite_commands(self.ctx.keys, self.call_sid, turns):
+            self.ctx.writer.command(*command)
+        self.log.info("AI was cut off after %d ms; it said: %s", decision.audio_end_ms, text)
 
     def _response(self, response_id: str) -> _Response:
         response = self.responses.get(response_id)
@@ -641,6 +1002,9 @@ class CallSession:
             ):
                 self._fail("edge_lost", "Twilio's stream did not come back after it dropped")
                 return
+            if self.stream_seen:
+                await self._check_caps()
+            self._check_ending()
 
     # --- session rollover ---------------------------------------------------------------------
 
@@ -692,6 +1056,8 @@ class CallSession:
         finally:
             await old.close()
             self._close_open_responses()
+            self.active_response = None
+            self._response_over.set()
         return True
 
     def _close_open_responses(self) -> None:
@@ -706,10 +1072,17 @@ class CallSession:
         ctx, keys, sid = self.ctx, self.ctx.keys, self.call_sid
         writer = ctx.writer
         ctx.reader.unsubscribe(self.inbound_key)
+        for task in self._tool_tasks:
+            task.cancel()
         if self.ws is not None:
             await self.ws.close()
         reason = self.end_reason or "ended"
         record = keys.call(sid)
+        if not self.lease_lost and await self._lease_taken_by_another():
+            # This process was paused (SIGSTOP, a long GC, a frozen VM) past its lease: another
+            # worker serves the call now, and must not be hung up on by what this one saw.
+            self.lease_lost = True
+            self.log.warning("another worker holds the call now: leaving it without a word")
         if not self.lease_lost:
             writer.command("HSET", record, CallField.IN_CURSOR, self.in_cursor)
         if self.hang_up and not self.lease_lost:
@@ -722,6 +1095,9 @@ class CallSession:
             if not self.stream_seen:
                 for key in (self.inbound_key, self.outbound_key):
                     writer.command("EXPIRE", key, ENDED_STREAM_TTL_S)
+        if (self.hang_up or self.caller_ended) and not self.lease_lost:
+            for command in self._summary_commands(reason):
+                writer.command(*command)
         if not self.lease_lost:
             try:
                 await asyncio.wait_for(writer.flush(), CLEANUP_TIMEOUT_S)
@@ -740,6 +1116,44 @@ class CallSession:
             self.bytes_from_model,
             self.bytes_from_model / 8000,
         )
+
+    async def _lease_taken_by_another(self) -> bool:
+        try:
+            owner = await self.ctx.redis.get(self.lease_key)
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            return False  # cannot tell; the heartbeat settles it within the lease TTL
+        if owner is None:
+            return False
+        return (owner.decode() if isinstance(owner, bytes) else owner) != self.ctx.worker_id
+
+    def _summary_commands(self, reason: str) -> list[tuple[object, ...]]:
+        """The end-of-call summary on the record; record and turns kept CALL_RECORD_RETENTION."""
+        record = self.ctx.keys.call(self.call_sid)
+        if self.caller_ended:
+            ended_by = "caller" if reason == "caller_hangup" else "edge"
+        else:
+            ended_by = ENDED_BY.get(EndReason(reason), "error") if reason in ENDED_BY else "error"
+        summary: dict[CallField, object] = {
+            CallField.ENDED_BY: ended_by,
+            CallField.DURATION_MS: max(0, now_ms() - self.started_ms),
+        }
+        # Counters nobody incremented still appear, as 0.
+        counters = [CallField.BARGE_INS, CallField.ERRORS]
+        counters += [CallField.tokens(d, m) for d, m, _ in rt.TokenUsage().items()]
+        commands: list[tuple[object, ...]] = [("HINCRBY", record, f, 0) for f in counters]
+        retention = self.ctx.settings.call_record_retention_s
+        commands += end_of_call_commands(self.ctx.keys, self.call_sid, summary, retention)
+        self.log.info(
+            "call summary: ended by %s (%s) after %.1f s, %d barge-ins, %d tokens",
+            ended_by,
+            reason,
+            summary[CallField.DURATION_MS] / 1000,  # type: ignore[operator]
+            self.barge_ins,
+            self.usage.total,
+        )
+        return commands
 
     async def _dispatch_again(self) -> None:
         """Put the call back in line, after the lease is released (so the next worker can

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
+import httpx
 import redis.asyncio as aioredis
 
 from services.realtime_worker.metrics import WorkerMetrics
+from services.realtime_worker.tools import Tool
 from shared.config import WorkerSettings
 from shared.keys import Keys
 from shared.streams import BatchWriter, FanInReader
 
-__all__ = ["WorkerContext"]
+__all__ = ["LeaseClock", "WorkerContext"]
+
+
+class LeaseClock:
+    """When this worker last confirmed its leases with Redis.
+
+    A worker that was paused (SIGSTOP, a stalled VM) past its lease TTL may wake up after
+    another worker took its calls over; until its next heartbeat says otherwise it must not
+    speak on them, or the caller would hear both. ``ttl_s=None``: always valid (tests).
+    """
+
+    __slots__ = ("confirmed_at", "ttl_s")
+
+    def __init__(self, ttl_s: float | None = None) -> None:
+        self.ttl_s = ttl_s
+        self.confirmed_at = time.monotonic()
+
+    def confirm(self, asked_at: float) -> None:
+        """The renewal sent at ``asked_at`` (monotonic) succeeded."""
+        self.confirmed_at = max(self.confirmed_at, asked_at)
+
+    def valid(self) -> bool:
+        return self.ttl_s is None or time.monotonic() - self.confirmed_at < self.ttl_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +47,9 @@ class WorkerContext:
     writer: BatchWriter
     reader: FanInReader
     metrics: WorkerMetrics
+    tools: tuple[Tool, ...] = ()  # from TOOLS_FILE
+    http: httpx.AsyncClient | None = None  # for the tools; set whenever there are tools
+    lease_clock: LeaseClock = field(default_factory=LeaseClock)
 
     @property
     def worker_id(self) -> str:

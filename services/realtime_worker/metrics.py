@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared import metrics as shared_metrics
 
 __all__ = ["WorkerMetrics"]
 
@@ -23,6 +25,16 @@ class WorkerMetrics:
     takeovers: Counter
     handoffs: Counter
     stale_audio_skipped_bytes: Counter
+    barge_ins: Counter
+    unheard_ms: Histogram
+    late_audio_dropped_bytes: Counter
+    tokens: Counter
+    dtmf_digits: Counter
+    relay_latency: Histogram
+    redis_errors: Counter
+    redis_reconnects: Counter
+    speech_to_clear: Histogram
+    tool_calls: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -88,6 +100,51 @@ class WorkerMetrics:
             stale_audio_skipped_bytes=Counter(
                 "switchboard_worker_stale_audio_skipped_bytes",
                 "Caller audio skipped on takeover for being older than TAKEOVER_BACKLOG_MS.",
+                registry=registry,
+            ),
+            barge_ins=Counter(
+                "switchboard_worker_barge_ins",
+                "Replies cut short because the caller spoke over them (clear + truncate).",
+                registry=registry,
+            ),
+            unheard_ms=Histogram(
+                "switchboard_worker_barge_in_unheard_ms",
+                "At a barge-in, milliseconds of the reply generated but never heard by the "
+                "caller: what the truncate removed from the model's memory.",
+                buckets=(50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000),
+                registry=registry,
+            ),
+            late_audio_dropped_bytes=Counter(
+                "switchboard_worker_late_audio_dropped_bytes",
+                "Audio of interrupted replies that arrived after the barge-in and was dropped.",
+                registry=registry,
+            ),
+            tokens=Counter(
+                "switchboard_worker_tokens",
+                "Tokens used by model responses (response.done usage), by direction and modality.",
+                ["direction", "modality"],
+                registry=registry,
+            ),
+            dtmf_digits=Counter(
+                "switchboard_worker_dtmf_digits",
+                "Keypad digits passed on to the model.",
+                registry=registry,
+            ),
+            relay_latency=shared_metrics.relay_latency(registry),
+            redis_errors=shared_metrics.redis_errors(registry),
+            redis_reconnects=shared_metrics.redis_reconnects(registry),
+            speech_to_clear=Histogram(
+                "switchboard_worker_speech_to_clear_seconds",
+                "At a barge-in, from handling input_audio_buffer.speech_started to publishing "
+                "the ClearPlayback that stops the reply at the caller's end.",
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+                registry=registry,
+            ),
+            tool_calls=Counter(
+                "switchboard_worker_tool_calls",
+                "Calls the model made to tools from TOOLS_FILE, by tool and outcome (ok, "
+                "timeout, unreachable, http_error, bad_arguments).",
+                ["tool", "outcome"],
                 registry=registry,
             ),
         )

@@ -20,9 +20,11 @@ import orjson
 from shared.errors import RealtimeProtocolError
 
 __all__ = [
+    "END_CALL_TOOL",
     "FATAL_ERROR_CODES",
     "PCMU",
     "ErrorEvent",
+    "FunctionCall",
     "InputTranscript",
     "OtherEvent",
     "OutputAudioDelta",
@@ -33,12 +35,14 @@ __all__ = [
     "SessionConfirmed",
     "SessionOptions",
     "SpeechStarted",
+    "TokenUsage",
     "assistant_text_item",
     "TranscriptDelta",
     "TranscriptDone",
     "audio_append",
     "conversation_item_create",
     "ends_session",
+    "function_call_output_item",
     "metric_code",
     "parse_server_event",
     "response_cancel",
@@ -49,6 +53,25 @@ __all__ = [
 ]
 
 PCMU: Final = "audio/pcmu"
+END_CALL: Final = "end_call"
+
+#: The built-in tool the model calls to hang up (after which it is asked to say goodbye).
+END_CALL_TOOL: Final[dict[str, Any]] = {
+    "type": "function",
+    "name": END_CALL,
+    "description": (
+        "End the phone call. Call this when the caller says goodbye, asks to hang up, or the "
+        "conversation is clearly over. The call ends after you have said goodbye."
+    ),
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "reason": {"type": "string", "description": "Why the call is ending, in a few words."}
+        },
+        "required": [],
+        "additionalProperties": False,
+    },
+}
 
 
 # --- client events -------------------------------------------------------------------------
@@ -61,6 +84,8 @@ class SessionOptions:
     voice: str
     transcription_model: str | None
     turn_detection: str  # "server_vad" or "semantic_vad"
+    interrupt_response: bool = True  # the server cancels its reply when the caller speaks
+    tools: tuple[dict[str, Any], ...] = ()
 
 
 def _dumps(event: dict[str, Any]) -> str:
@@ -78,26 +103,23 @@ def session_update(event_id: str, options: SessionOptions) -> str:
             "prefix_padding_ms": 300,
             "silence_duration_ms": 500,
         }
-    turn |= {"create_response": True, "interrupt_response": True}
+    turn |= {"create_response": True, "interrupt_response": options.interrupt_response}
     audio_in: dict[str, Any] = {"format": {"type": PCMU}, "turn_detection": turn}
     if options.transcription_model:
         audio_in["transcription"] = {"model": options.transcription_model}
     voice: str | dict[str, str] = (
         {"id": options.voice} if options.voice.startswith("voice_") else options.voice
     )
-    return _dumps(
-        {
-            "type": "session.update",
-            "event_id": event_id,
-            "session": {
-                "type": "realtime",
-                "model": options.model,
-                "output_modalities": ["audio"],
-                "instructions": options.instructions,
-                "audio": {"input": audio_in, "output": {"format": {"type": PCMU}, "voice": voice}},
-            },
-        }
-    )
+    session: dict[str, Any] = {
+        "type": "realtime",
+        "model": options.model,
+        "output_modalities": ["audio"],
+        "instructions": options.instructions,
+        "audio": {"input": audio_in, "output": {"format": {"type": PCMU}, "voice": voice}},
+    }
+    if options.tools:
+        session |= {"tools": list(options.tools), "tool_choice": "auto"}
+    return _dumps({"type": "session.update", "event_id": event_id, "session": session})
 
 
 def audio_append(audio: bytes) -> str:
@@ -148,6 +170,11 @@ def assistant_text_item(text: str) -> dict[str, Any]:
         "role": "assistant",
         "content": [{"type": "output_text", "text": text}],
     }
+
+
+def function_call_output_item(call_id: str, output: str) -> dict[str, Any]:
+    """The answer to a function call the model made (``output``: JSON text for the model)."""
+    return {"type": "function_call_output", "call_id": call_id, "output": output}
 
 
 def conversation_item_create(event_id: str, item: dict[str, Any]) -> str:
@@ -216,12 +243,80 @@ class ResponseCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens of one response (or summed over a call), by direction and modality."""
+
+    input_text: int = 0
+    input_audio: int = 0
+    output_text: int = 0
+    output_audio: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input_text + self.input_audio + self.output_text + self.output_audio
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.input_text + other.input_text,
+            self.input_audio + other.input_audio,
+            self.output_text + other.output_text,
+            self.output_audio + other.output_audio,
+        )
+
+    def items(self) -> list[tuple[str, str, int]]:
+        """(direction, modality, tokens) rows, for metrics and the call record."""
+        return [
+            ("input", "text", self.input_text),
+            ("input", "audio", self.input_audio),
+            ("output", "text", self.output_text),
+            ("output", "audio", self.output_audio),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    call_id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True, slots=True)
 class ResponseDone:
     response_id: str
     status: str
     reason: str | None
     usage: dict[str, Any] | None
     output: list[dict[str, Any]]
+
+    @property
+    def function_calls(self) -> list[FunctionCall]:
+        """The function calls among the response's output items (malformed ones left out)."""
+        calls = []
+        for item in self.output:
+            call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments")
+            if item.get("type") == "function_call" and type(call_id) is str and type(name) is str:
+                calls.append(
+                    FunctionCall(call_id, name, arguments if type(arguments) is str else "")
+                )
+        return calls
+
+    @property
+    def token_usage(self) -> TokenUsage:
+        """The response's usage (zeros where the server left fields out)."""
+        usage = self.usage or {}
+        details_in = usage.get("input_token_details")
+        details_out = usage.get("output_token_details")
+        return TokenUsage(
+            _count(details_in, "text_tokens"),
+            _count(details_in, "audio_tokens"),
+            _count(details_out, "text_tokens"),
+            _count(details_out, "audio_tokens"),
+        )
+
+
+def _count(details: object, key: str) -> int:
+    value = details.get(key) if type(details) is dict else None
+    return value if type(value) is int and value > 0 else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
+import httpx
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from services.realtime_worker.call_session import CallSession
-from services.realtime_worker.context import WorkerContext
+from services.realtime_worker.context import LeaseClock, WorkerContext
 from services.realtime_worker.metrics import WorkerMetrics
+from services.realtime_worker.tools import load_tools
 from shared.backoff import Backoff
 from shared.config import WorkerSettings
 from shared.errors import DecodeError, is_retryable
@@ -73,14 +76,31 @@ class Worker:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = WorkerMetrics.create(self.registry)
         self.metrics.capacity.set(settings.max_calls)
-        writer = BatchWriter(self.redis)
+        metrics = self.metrics
+        writer = BatchWriter(
+            self.redis,
+            errors=metrics.redis_errors.labels("worker", "write"),
+            reconnects=metrics.redis_reconnects.labels("worker", "write"),
+        )
+        # Checked by WorkerSettings already; one HTTP client (its connection pool) per worker.
+        tools = load_tools(settings.tools_file)
+        self._http = httpx.AsyncClient(follow_redirects=False) if tools else None
         self.ctx = WorkerContext(
             settings=settings,
             keys=self.keys,
             redis=self.redis,
             writer=writer,
-            reader=FanInReader(self._reader_client, writer, self.keys.wake(settings.worker_id)),
+            reader=FanInReader(
+                self._reader_client,
+                writer,
+                self.keys.wake(settings.worker_id),
+                errors=metrics.redis_errors.labels("worker", "read"),
+                reconnects=metrics.redis_reconnects.labels("worker", "read"),
+            ),
             metrics=self.metrics,
+            lease_clock=LeaseClock(settings.lease_ttl_ms / 1000),
+            tools=tools,
+            http=self._http,
         )
         self.sessions: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -116,6 +136,8 @@ class Worker:
                 await self._drain()
                 await cancel_and_wait(background)
         finally:
+            if self._http is not None:
+                await self._http.aclose()
             if self._own_clients:
                 await self._reader_client.aclose()
                 await self.redis.aclose()
@@ -217,8 +239,13 @@ class Worker:
         # The stream is attached on an edge already: the previous worker's lease lapsed or it
         # handed the call off. No StreamStarted will come again.
         takeover = record.state is CallState.LIVE and bool(record.get(CallField.EDGE_ID))
+        created = record.get(CallField.CREATED_MS) or ""
         session = CallSession(
-            self.ctx, sid, record.get(CallField.IN_CURSOR) or "0-0", takeover=takeover
+            self.ctx,
+            sid,
+            record.get(CallField.IN_CURSOR) or "0-0",
+            takeover=takeover,
+            started_ms=int(created) if created.isdigit() else None,
         )
         self.sessions[sid] = session
         self.metrics.active_calls.inc()
@@ -248,6 +275,7 @@ class Worker:
             await asyncio.sleep(interval)
             # Ended sessions are releasing their leases: renewing would take them back.
             sessions = [s for s in self.sessions.values() if s.end_reason is None]
+            asked_at = time.monotonic()
             try:
                 statuses = await renew_lease_status(
                     self.redis,
@@ -258,8 +286,14 @@ class Worker:
             except Exception as exc:
                 if not is_retryable(exc):
                     raise
+                self.metrics.redis_up.set(0)
                 logger.warning("lease renewal failed: %s", exc)
                 continue
+            self.ctx.lease_clock.confirm(asked_at)
+            # The reader polls Redis all the time, so this holds with no call to renew as well.
+            self.metrics.redis_up.set(
+                1 if self.ctx.writer.healthy and self.ctx.reader.healthy else 0
+            )
             for session, status in zip(sessions, statuses, strict=True):
                 if status is LeaseStatus.LOST:
                     if session.end_reason is None:

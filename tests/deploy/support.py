@@ -85,8 +85,12 @@ class Metric:
 @cache
 def registered_metrics() -> dict[str, Metric]:
     """Every sample name the edge and the workers export, mapped to its metric family."""
-    registry = CollectorRegistry()
-    metric_sets: list[Any] = [EdgeMetrics.create(registry), WorkerMetrics.create(registry)]
+    # One registry each, as in production: families such as the relay latency are exported
+    # under the same name by both.
+    metric_sets: list[Any] = [
+        EdgeMetrics.create(CollectorRegistry()),
+        WorkerMetrics.create(CollectorRegistry()),
+    ]
     by_family: dict[str, Metric] = {}
     for metric_set in metric_sets:
         for field in dataclasses.fields(metric_set):

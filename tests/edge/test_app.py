@@ -232,6 +232,27 @@ def test_edge_not_ready_declines_politely(edge: Edge) -> None:
     assert _dispatched(edge) == []
 
 
+def test_a_draining_edge_can_reject_instead_of_speaking() -> None:
+    with running_edge(make_settings(DRAIN_RESPONSE="reject")) as edge:
+        edge.runtime.draining = True
+        root = _root(edge.post_signed("/twilio/voice", voice_params()).text)
+        assert [(child.tag, child.attrib) for child in root] == [("Reject", {"reason": "busy"})]
+
+
+def test_a_full_edge_declines_new_calls_and_counts_them() -> None:
+    with running_edge(make_settings(EDGE_MAX_CALLS="1")) as edge:
+        edge.runtime.calls["CA" + "1" * 32] = object()  # type: ignore[assignment]
+        try:
+            response = edge.post_signed("/twilio/voice", voice_params())
+        finally:
+            edge.runtime.calls.clear()
+        root = _root(response.text)
+        assert [child.tag for child in root] == ["Say", "Hangup"]
+        assert _dispatched(edge) == []
+        rejected = "switchboard_edge_rejected_requests_total"
+        assert edge.metric(rejected, route="/twilio/voice", reason="edge_full") == 1
+
+
 def test_signature_check_can_be_switched_off_for_local_tests() -> None:
     settings = make_settings(
         TWILIO_VALIDATE_SIGNATURE="false", TWILIO_AUTH_TOKEN="", STREAM_TOKEN_SECRET="s" * 32

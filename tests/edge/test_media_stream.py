@@ -366,3 +366,95 @@ def test_malformed_worker_message_is_dropped(edge: Edge) -> None:
         assert edge.metric(MALFORMED, kind="bad_redis_message") == 1
         send(ws, tf.stop())
         receive(ws)
+
+
+# --- latency metrics ------------------------------------------------------------------------
+
+RELAY = "switchboard_relay_latency_seconds"
+MARK_RT = "switchboard_edge_mark_round_trip_seconds"
+FIRST_AUDIO = "switchboard_edge_webhook_to_first_audio_seconds"
+
+
+def test_relay_latency_worker_to_edge_is_observed_per_audio_message(edge: Edge) -> None:
+    token = edge.answer()
+    with edge.call(token) as ws:
+        assert edge.metric(f"{RELAY}_count", hop="worker_to_edge") == 0  # exported from the start
+        edge.publish(OutboundAudio(b"\x01" * 160, "item_1", time.time() - 0.02))
+        edge.publish(OutboundAudio(b"\x01" * 160, "item_1", time.time() + 5))  # a skewed clock
+        receive_json(ws), receive_json(ws)
+        wait_for(lambda: edge.metric(f"{RELAY}_count", hop="worker_to_edge") == 2)
+        total = edge.metric(f"{RELAY}_sum", hop="worker_to_edge")
+        assert 0.02 <= total < 1.0  # the skewed one counts as 0
+        assert edge.metric(f"{RELAY}_bucket", hop="worker_to_edge", le="0.0005") == 1
+        send(ws, tf.stop())
+        receive(ws)
+    assert edge.metric(f"{RELAY}_count", hop="edge_to_worker") == 0  # the workers' hop
+
+
+def test_mark_round_trip_is_observed_and_cleared_marks_are_not(edge: Edge) -> None:
+    token = edge.answer()
+    with edge.call(token) as ws:
+        edge.publish(OutboundAudio(b"\x01" * 160, "item_1", time.time()))
+        edge.publish(PlaybackMark("m1"))
+        receive_json(ws)
+        assert receive_json(ws)["event"] == "mark"
+        time.sleep(0.05)  # Twilio plays the audio queued ahead of the mark
+        send(ws, tf.mark("m1"))
+        wait_for(lambda: edge.metric(f"{MARK_RT}_count") == 1)
+        assert 0.05 <= edge.metric(f"{MARK_RT}_sum") < 1.0
+        edge.publish(OutboundAudio(b"\x02" * 160, "item_2", time.time()))
+        edge.publish(PlaybackMark("m2"))
+        receive_json(ws)
+        assert receive_json(ws)["event"] == "mark"
+        edge.publish(ClearPlayback("item_2"))
+        assert receive_json(ws)["event"] == "clear"
+        send(ws, tf.mark("m2"))  # echoed at once after the clear: no audio was queued
+        send(ws, tf.mark("never_sent"))
+        wait_for(lambda: MarkPlayed("never_sent") in edge.inbound())
+        send(ws, tf.stop())
+        receive(ws)
+    assert edge.metric(f"{MARK_RT}_count") == 1
+
+
+def test_marks_awaiting_their_echo_are_bounded(edge: Edge, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(media_stream, "MAX_MARKS_TIMED", 2)
+    token = edge.answer()
+    with edge.call(token) as ws:
+        for n in range(3):
+            edge.publish(OutboundAudio(b"\x01" * 160, "item_1", time.time()))
+            edge.publish(PlaybackMark(f"m{n}"))
+            receive_json(ws)
+            assert receive_json(ws)["event"] == "mark"
+        assert list(edge.runtime.calls[tf.CALL_SID].marks_sent) == ["m1", "m2"]
+        send(ws, tf.stop())
+        receive(ws)
+
+
+def test_webhook_to_first_audio_is_observed_once_per_call(edge: Edge) -> None:
+    token = edge.answer()
+    created_ms = int(edge.record()[CallField.CREATED_MS])
+    edge.redis.hset(edge.keys.call(tf.CALL_SID), CallField.CREATED_MS, created_ms - 1500)
+    with edge.call(token) as ws:
+        time.sleep(0.1)
+        assert edge.metric(f"{FIRST_AUDIO}_count") == 0
+        for _ in range(2):
+            edge.publish(OutboundAudio(b"\x01" * 160, "item_1", time.time()))
+            receive_json(ws)
+        wait_for(lambda: edge.metric(f"{FIRST_AUDIO}_count") == 1)
+        assert 1.5 <= edge.metric(f"{FIRST_AUDIO}_sum") < 5.0
+        send(ws, tf.stop())
+        receive(ws)
+    assert edge.metric(f"{FIRST_AUDIO}_count") == 1
+
+
+def test_a_stream_resumed_on_another_edge_does_not_count_first_audio_again(edge: Edge) -> None:
+    token = edge.answer()
+    edge.publish(OutboundAudio(b"\x01" * 160, "item_1", time.time()))  # sent by the old edge
+    first_id = edge.redis.xrange(edge.keys.outbound(tf.CALL_SID))[0][0].decode()
+    edge.redis.hset(edge.keys.call(tf.CALL_SID), CallField.OUT_CURSOR, first_id)
+    with edge.call(token) as ws:
+        edge.publish(OutboundAudio(b"\x02" * 160, "item_1", time.time()))
+        assert _frame_audio(receive_json(ws)) == b"\x02" * 160
+        send(ws, tf.stop())
+        receive(ws)
+    assert edge.metric(f"{FIRST_AUDIO}_count") == 0

@@ -289,3 +289,62 @@ def test_manual_turns_without_vad() -> None:
     assert types(committed)[0] == "input_audio_buffer.committed"
     assert "response.created" not in types(committed)
     assert types(d.send(rt.response_create("r")))[0] == "response.created"
+
+
+def _update_with_end_call() -> str:
+    options = rt.SessionOptions(
+        model="gpt-realtime",
+        instructions="Be brief.",
+        voice="marin",
+        transcription_model=None,
+        turn_detection="server_vad",
+        tools=(rt.END_CALL_TOOL,),
+    )
+    return rt.session_update("evt_update", options)
+
+
+def test_end_call_after_n_turns_calls_the_tool_then_the_goodbye_is_spoken() -> None:
+    d = Driver(end_call_after=2)
+    d.send(_update_with_end_call())
+    first = d.speak(CALLER)
+    assert of_type(first, "response.created")  # turn 1: a spoken reply
+    d.steps()
+    second = d.speak(CALLER)
+    (done,) = of_type(second, "response.done")
+    (call,) = done["response"]["output"]
+    assert (call["type"], call["name"], call["status"]) == (
+        "function_call",
+        "end_call",
+        "completed",
+    )
+    assert json.loads(call["arguments"]) == {"reason": "the caller said goodbye"}
+    assert not of_type(second, "response.output_audio.delta")
+    assert of_type(second, "response.function_call_arguments.done")[0]["name"] == "end_call"
+    assert d.record.function_calls == ["end_call"]
+    # The client answers the call and asks for the goodbye: a spoken reply.
+    output = rt.function_call_output_item(call["call_id"], '{"ok": true}')
+    added = d.send(rt.conversation_item_create("evt_out", output))
+    assert types(added) == ["conversation.item.added", "conversation.item.done"]
+    assert types(d.send(rt.response_create("evt_bye", "Say goodbye.")))[0] == "response.created"
+    assert of_type(d.steps(), "response.done")[0]["response"]["status"] == "completed"
+    assert len(d.record.usage) == 3  # every response.done's usage, recorded
+    assert d.record.invalid_events == []
+
+
+def test_end_call_needs_the_tool_declared() -> None:
+    d = Driver(end_call_after=1)
+    d.send(pcmu_update())
+    events = d.speak(CALLER)
+    assert of_type(events, "response.created")
+    assert d.record.function_calls == []
+
+
+def test_accepted_truncates_are_recorded() -> None:
+    d = Driver()
+    d.send(pcmu_update())
+    d.speak(CALLER)
+    d.steps()
+    (item,) = of_type(d.events, "response.output_item.done")
+    d.send(rt.truncate("evt_t", item["item"]["id"], 120))
+    d.send(rt.truncate("evt_bad", item["item"]["id"], 10**7))  # refused: not recorded
+    assert d.record.truncates == [{"item_id": item["item"]["id"], "audio_end_ms": 120}]

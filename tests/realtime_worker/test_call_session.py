@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -479,4 +480,25 @@ async def test_oversized_audio_delta_is_dropped_and_counted_the_call_goes_on(
     assert harness.metric("switchboard_worker_malformed_input_total", kind="delta_too_large") == 1
     assert session.end_reason is None
     session.stop("test over")
+    await asyncio.wait_for(task, 2.0)
+
+
+async def test_relay_latency_edge_to_worker_is_observed_per_audio_frame_sent(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = FakeRealtime()
+    _use(monkeypatch, ws)
+    name = "switchboard_relay_latency_seconds"
+    await harness.send_inbound(
+        StreamStarted("MZ1", "edge-1", 0.0),
+        InboundAudio(b"\x01" * 160, 0, time.time() - 0.03),
+        InboundAudio(b"\x01" * 160, 20, time.time() + 5),  # a skewed clock counts as 0
+    )
+    session = CallSession(harness.ctx, SID, "0-0")
+    task = asyncio.create_task(session.run())
+    await eventually(lambda: harness.metric(f"{name}_count", hop="edge_to_worker") == 2)
+    assert 0.03 <= harness.metric(f"{name}_sum", hop="edge_to_worker") < 1.0
+    assert harness.metric(f"{name}_bucket", hop="edge_to_worker", le="0.0005") == 1
+    assert harness.metric(f"{name}_count", hop="worker_to_edge") == 0  # the edges' hop
+    await harness.send_inbound(CallStopped("caller_hangup"))
     await asyncio.wait_for(task, 2.0)

@@ -111,6 +111,22 @@ async def test_claims_a_call_and_releases_it_on_stop(
     assert worker.registry.get_sample_value("switchboard_worker_active_calls") == 0
 
 
+async def test_redis_up_follows_the_workers_redis_reads_and_writes(
+    redis: FakeRedis, sockets: list[FakeRealtime]
+) -> None:
+    server = redis.connection_pool.connection_kwargs["server"]
+    running = await _start(redis, sockets)
+    registry = running.worker.registry
+    await eventually(lambda: registry.get_sample_value("switchboard_worker_redis_up") == 1)
+    server.connected = False
+    await eventually(lambda: registry.get_sample_value("switchboard_worker_redis_up") == 0)
+    server.connected = True
+    await eventually(lambda: registry.get_sample_value("switchboard_worker_redis_up") == 1)
+    errors = "switchboard_redis_errors_total"
+    assert (registry.get_sample_value(errors, {"process": "worker", "op": "read"}) or 0) >= 1
+    await _finish(running)
+
+
 async def test_skips_unknown_ended_held_and_malformed_dispatches(
     redis: FakeRedis, sockets: list[FakeRealtime]
 ) -> None:

@@ -351,6 +351,7 @@ def test_all_variables_lists_each_once_with_its_services() -> None:
         "TWILIO_AUTH_TOKEN",
         "TWILIO_AUTH_TOKEN_PREVIOUS",
         "STREAM_TOKEN_SECRET",
+        "ADMIN_TOKEN",
     }
     assert all(var.help for var, _ in table.values())
 
@@ -368,3 +369,39 @@ def test_secret_values_hold_every_secret_and_only_the_redis_password() -> None:
     assert sorted(settings.secret_values()) == sorted(
         ["current-token", "previous-token", "stream-secret", "redis-password"]
     )
+
+
+def test_conversation_settings_defaults_and_validation() -> None:
+    base = {"OPENAI_REALTIME_URL": "ws://sim:1/v1/realtime"}
+    settings = WorkerSettings.from_env(base)
+    assert settings.barge_in is True
+    assert settings.barge_in_min_heard_ms == 300
+    assert settings.dtmf is True
+    assert settings.greeting == ""
+    assert settings.max_call_duration_s == 0
+    assert settings.max_tokens_per_call == 0
+    assert settings.call_record_retention_s == 86400
+    changed = WorkerSettings.from_env(
+        base
+        | {"BARGE_IN": "off", "DTMF": "false", "GREETING": "Say hello.", "MAX_CALL_DURATION": "20"}
+    )
+    assert (changed.barge_in, changed.dtmf, changed.greeting) == (False, False, "Say hello.")
+    assert changed.max_call_duration_s == 20
+    assert "GREETING=<10 chars>" in changed.describe()
+    with pytest.raises(ConfigError) as info:
+        WorkerSettings.from_env(
+            base | {"BARGE_IN_MIN_HEARD_MS": "-1", "CALL_RECORD_RETENTION": "5", "DTMF": "maybe"}
+        )
+    for name in ("BARGE_IN_MIN_HEARD_MS", "CALL_RECORD_RETENTION", "DTMF"):
+        assert name in str(info.value)
+
+
+def test_admin_token_is_optional_secret_and_not_weak() -> None:
+    env = {"PUBLIC_URL": "https://e.example.com", "TWILIO_AUTH_TOKEN": "t" * 32}
+    assert EdgeSettings.from_env(env).admin_token is None
+    assert EdgeSettings.from_env(env | {"ADMIN_TOKEN": ""}).admin_token is None
+    strong = EdgeSettings.from_env(env | {"ADMIN_TOKEN": "a" * 24})
+    assert strong.admin_token == "a" * 24
+    assert "a" * 24 not in repr(strong) and "ADMIN_TOKEN=<set>" in strong.describe()
+    with pytest.raises(ConfigError, match="ADMIN_TOKEN=\\(hidden\\): expected at least 16"):
+        EdgeSettings.from_env(env | {"ADMIN_TOKEN": "short"})

@@ -11,7 +11,9 @@ from typing import Any
 import fakeredis
 import pytest
 from fakeredis.aioredis import FakeRedis
+from prometheus_client import CollectorRegistry, Counter
 
+from shared import metrics
 from shared.messages import ENTRY_FIELD, InboundAudio, MarkPlayed, decode, encode
 from shared.streams import (
     BatchWriter,
@@ -393,3 +395,60 @@ async def test_reader_survives_redis_outage(
         await _add(redis, "a", "after")
         await eventually(lambda: sink.names() == ["after"])
         assert reader.healthy
+
+
+# --- metrics of the retry paths -----------------------------------------------------------------
+
+
+def _redis_counters() -> tuple[CollectorRegistry, Counter, Counter]:
+    registry = CollectorRegistry()
+    return registry, metrics.redis_errors(registry), metrics.redis_reconnects(registry)
+
+
+def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_writer_counts_redis_errors_and_the_reconnect(
+    redis: FakeRedis, redis_server: fakeredis.FakeServer
+) -> None:
+    registry, errors, reconnects = _redis_counters()
+    writer = BatchWriter(
+        redis, errors=errors.labels("edge", "write"), reconnects=reconnects.labels("edge", "write")
+    )
+    redis_server.connected = False
+    async with running(writer.run()):
+        await writer.xadd("s", MarkPlayed("0"), 1000)
+        await eventually(lambda: not writer.healthy)
+        assert (
+            _sample(registry, "switchboard_redis_reconnects_total", process="edge", op="write") == 0
+        )
+        redis_server.connected = True
+        await asyncio.wait_for(writer.flush(), 2.0)
+    assert _sample(registry, "switchboard_redis_errors_total", process="edge", op="write") >= 1
+    assert _sample(registry, "switchboard_redis_reconnects_total", process="edge", op="write") == 1
+
+
+async def test_reader_counts_redis_errors_and_the_reconnect(
+    redis: FakeRedis, redis_server: fakeredis.FakeServer
+) -> None:
+    registry, errors, reconnects = _redis_counters()
+    writer = BatchWriter(redis)
+    reader = _reader(
+        redis,
+        writer,
+        block_ms=20,
+        errors=errors.labels("worker", "read"),
+        reconnects=reconnects.labels("worker", "read"),
+    )
+    sink = Sink()
+    reader.subscribe("a", sink)
+    async with running(writer.run(), reader.run()):
+        await writer.flush()
+        redis_server.connected = False
+        await eventually(lambda: not reader.healthy)
+        redis_server.connected = True
+        await _add(redis, "a", "after")
+        await eventually(lambda: sink.names() == ["after"])
+    assert _sample(registry, "switchboard_redis_errors_total", process="worker", op="read") >= 1
+    assert _sample(registry, "switchboard_redis_reconnects_total", process="worker", op="read") == 1

@@ -1,0 +1,151 @@
+"""The read API: live and recent calls, and one call's record and transcript, as JSON.
+
+Behind ``Authorization: Bearer <ADMIN_TOKEN>`` (compared in constant time); without
+ADMIN_TOKEN the routes answer 404, as if they did not exist. Read-only: nothing here writes.
+
+- ``GET /calls?limit=N``: the newest calls of the recent-calls index (``Keys.recent_calls``),
+  newest first, each with its record's summary fields; calls whose record expired are left out.
+- ``GET /calls/{sid}``: the record and the transcript turns.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.edge.runtime import EdgeRuntime
+from services.edge.twilio_protocol import CALL_SID_RE
+from shared.errors import is_retryable
+from shared.keys import RECENT_CALLS_MAX, CallField, CallState
+from shared.records import CallRecord, load_call, load_turns
+
+__all__ = ["admin_routes", "call_view"]
+
+logger = logging.getLogger("switchboard.edge.admin")
+
+DEFAULT_LIMIT = 100
+# Worker-internal positions, of no use to a reader.
+_HIDDEN = frozenset({CallField.IN_CURSOR, CallField.OUT_CURSOR})
+_NUMERIC = frozenset(
+    {
+        CallField.CREATED_MS,
+        CallField.ENDED_MS,
+        CallField.DURATION_MS,
+        CallField.BYTES_IN,
+        CallField.BYTES_OUT,
+        CallField.BARGE_INS,
+        CallField.ERRORS,
+        CallField.TOKENS_INPUT_TEXT,
+        CallField.TOKENS_INPUT_AUDIO,
+        CallField.TOKENS_OUTPUT_TEXT,
+        CallField.TOKENS_OUTPUT_AUDIO,
+    }
+)
+
+
+def call_view(record: CallRecord) -> dict[str, Any]:
+    """A call record as JSON: numbers as numbers, internal fields left out, ``live`` added."""
+    view: dict[str, Any] = {"call_sid": record.call_sid}
+    for name, value in sorted(record.fields.items()):
+        if name in _HIDDEN:
+            continue
+        view[name] = int(value) if name in _NUMERIC and value.lstrip("-").isdigit() else value
+    view["live"] = record.state is not CallState.ENDED
+    return view
+
+
+def _refusal(runtime: EdgeRuntime, request: Request) -> Response | None:
+    """404 when the API is off, 401 without the right bearer token, else None."""
+    token = runtime.settings.admin_token
+    if token is None:
+        return JSONResponse({"error": "not found"}, status_code=404)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        runtime.metrics.rejected.labels("admin", "bad_token").inc()
+        logger.warning(
+            "refused %s %s: missing or wrong bearer token", request.method, request.url.path
+        )
+        return JSONResponse(
+            {"error": "unauthorized"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="switchboard"'},
+        )
+    return None
+
+
+def _limit(request: Request) -> int | None:
+    raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= RECENT_CALLS_MAX:
+        return None
+    return int(raw)
+
+
+async def list_calls(request: Request) -> Response:
+    runtime: EdgeRuntime = request.app.state.runtime
+    refused = _refusal(runtime, request)
+    if refused is not None:
+        return refused
+    limit = _limit(request)
+    if limit is None:
+        message = f"limit must be an integer from 1 to {RECENT_CALLS_MAX}"
+        return JSONResponse({"error": message}, status_code=400)
+    keys = runtime.keys
+    try:
+        members: Any = await runtime.redis.zrevrange(keys.recent_calls, 0, limit - 1)
+        sids = [member.decode() for member in members]
+        async with runtime.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hgetall(keys.call(sid))
+            raws: list[dict[bytes, bytes]] = await pipe.execute()
+    except Exception as exc:
+        return _redis_down(exc)
+    calls = [
+        call_view(CallRecord(sid, {k.decode(): v.decode() for k, v in raw.items()}))
+        for sid, raw in zip(sids, raws, strict=True)
+        if raw  # expired after CALL_RECORD_RETENTION
+    ]
+    return JSONResponse({"calls": calls, "live": sum(1 for c in calls if c["live"])})
+
+
+async def get_call(request: Request) -> Response:
+    runtime: EdgeRuntime = request.app.state.runtime
+    refused = _refusal(runtime, request)
+    if refused is not None:
+        return refused
+    sid = request.path_params["sid"]
+    if not CALL_SID_RE.fullmatch(sid):
+        return JSONResponse({"error": "no such call"}, status_code=404)
+    try:
+        record = await load_call(runtime.redis, runtime.keys, sid)
+        turns = await load_turns(runtime.redis, runtime.keys, sid) if record else []
+    except Exception as exc:
+        return _redis_down(exc)
+    if record is None:
+        return JSONResponse({"error": "no such call"}, status_code=404)
+    return JSONResponse(
+        {
+            "call": call_view(record),
+            "turns": [{"role": t.role, "text": t.text, "at_ms": t.at_ms} for t in turns],
+        }
+    )
+
+
+def _redis_down(exc: Exception) -> Response:
+    if not is_retryable(exc):
+        raise exc
+    logger.warning("read API: redis unavailable (%s)", exc)
+    return JSONResponse({"error": "redis unavailable"}, status_code=503)
+
+
+def admin_routes() -> list[Route]:
+    return [
+        Route("/calls", list_calls, methods=["GET"]),
+        Route("/calls/{sid}", get_call, methods=["GET"]),
+    ]

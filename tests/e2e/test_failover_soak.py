@@ -1,0 +1,168 @@
+"""Failover under load and over time: worker kills in conversation, a soak with repeated kills,
+session rollovers, and memory bounds while a worker is frozen."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from services.call_sim import CallReport, place_call, place_calls
+from services.devstack import ManagedProcess, Stack
+from shared.audio import silence
+from tests.e2e.conftest import StackFactory, call_config
+from tests.e2e.test_calls import CALLER_AUDIO, REPLY_TEXT, sim_sessions, wait_for_sessions
+from tests.e2e.test_restarts import segments_of, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+FAILOVER = {"LEASE_TTL_MS": "2000", "HEARTBEAT_INTERVAL_MS": "500"}
+
+
+def log_time(line: str) -> float:
+    """The wall-clock time (epoch seconds) a service log line was written."""
+    stamp = line.split(" ", 1)[0]
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def holder(stack: Stack, call_sid: str) -> ManagedProcess:
+    for worker in stack.workers:
+        if f"call={call_sid} claimed" in worker.log():
+            return worker
+    raise AssertionError(f"no worker claimed {call_sid}")
+
+
+def longest_gap_ms(report: CallReport) -> float:
+    """The longest stretch of the caller's audio that never came back (echo mode), in ms."""
+    runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+    gaps = [max(0, b[0] - a[1]) for a, b in zip(runs, runs[1:], strict=False)]
+    return max(gaps, default=0) / 8
+
+
+async def test_worker_killed_in_conversation_new_session_knows_the_turns(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(workers=2, sim_mode="conversation", worker_env=FAILOVER)
+    # Speak, listen to the reply, speak again after the worker died, listen again.
+    audio = CALLER_AUDIO + silence(8000 * 7) + CALLER_AUDIO
+    task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=9.0)))
+    await wait_until(
+        lambda: any("AI said" in w.log() for w in stack.workers), 15, "the first reply"
+    )
+    victim = next(w for w in stack.workers if "AI said" in w.log())
+    killed_at = time.time()
+    victim.signal(signal.SIGKILL)
+    report = await task
+    assert victim.popen.wait(timeout=5) == -signal.SIGKILL
+    stack.workers.remove(victim)
+
+    assert report.problems() == []
+    survivor_log = stack.workers[0].log()
+    takeover = next(line for line in survivor_log.splitlines() if "took over the call" in line)
+    failover_s = log_time(takeover) - killed_at
+    print(f"worker failover in conversation: {failover_s:.2f} s from SIGKILL to takeover")
+    assert failover_s <= 4.0
+    assert "seeded 2 turns" in takeover  # the caller's question and the model's answer
+    sessions = wait_for_sessions(stack, 2)
+    second = sessions[1]
+    assert second["client_events"]["conversation.item.create"] == 2  # type: ignore[index]
+    assert second["transcripts"] == [REPLY_TEXT]  # the new session answered the second question
+    assert survivor_log.count(f"call={report.call_sid} AI said: {REPLY_TEXT}") == 1
+
+
+async def test_soak_twenty_calls_with_a_worker_killed_every_fifteen_seconds(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack(workers=3, sim_mode="echo", worker_env=FAILOVER)
+    audios = [random.Random(100 + i).randbytes(60 * 8000) for i in range(20)]
+    calls = asyncio.create_task(place_calls([call_config(stack, a, hold_s=1.0) for a in audios]))
+    kills = 0
+    while not calls.done():
+        await asyncio.wait({calls}, timeout=15)
+        if calls.done():
+            break
+        busiest = max(stack.workers, key=lambda w: w.log().count("claimed ("))
+        busiest.signal(signal.SIGKILL)
+        assert busiest.popen.wait(timeout=5) == -signal.SIGKILL
+        stack.workers.remove(busiest)
+        stack.add_worker()
+        kills += 1
+    reports = calls.result()
+
+    assert kills >= 3
+    gaps = []
+    for audio, report in zip(audios, reports, strict=True):
+        assert report.problems() == [], report.problems()
+        runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+        assert runs[0][0] == 0 and runs[-1][1] >= len(audio), "the call was dropped"
+        gaps.append(longest_gap_ms(report))
+    print(f"soak: {kills} worker kills, 20 calls, longest caller-side gap {max(gaps):.0f} ms")
+    assert max(gaps) <= 6000
+
+
+async def test_rollovers_cross_three_sessions_without_a_gap(make_stack: StackFactory) -> None:
+    stack = make_stack(workers=1, sim_mode="echo", worker_env={"SESSION_MAX": "5"})
+    audio = random.Random(17).randbytes(19 * 8000)
+    report = await place_call(call_config(stack, audio, hold_s=1.0))
+
+    assert report.problems() == []
+    assert report.received_audio == report.sent_audio[: len(report.received_audio)]
+    assert len(report.received_audio) >= len(audio)  # no gap at all, let alone of one frame
+    assert stack.workers[0].log().count("rolled the call over") >= 2
+    # Every byte the caller sent reached exactly one of the sessions (records are written as
+    # each session closes, the last one just after the call).
+    await wait_until(
+        lambda: (
+            sum(int(str(s["audio_in_bytes"])) for s in sim_sessions(stack))
+            == len(report.sent_audio)
+        ),
+        10,
+        "the sessions to account for every byte",
+    )
+    assert len(sim_sessions(stack)) >= 3
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_frozen_worker_cannot_grow_redis_or_edge_memory(make_stack: StackFactory) -> None:
+    stack = make_stack(workers=2, sim_mode="echo", worker_env=FAILOVER)
+    client = redis.Redis.from_url(stack.config.redis_url)
+    audios = [random.Random(200 + i).randbytes(40 * 8000) for i in range(5)]
+    calls = asyncio.create_task(place_calls([call_config(stack, a, hold_s=1.0) for a in audios]))
+    await asyncio.sleep(4)
+    frozen = stack.workers[0]
+    redis_before = int(client.info("memory")["used_memory"])
+    edge_before = rss_bytes(stack.edges[0].popen.pid)
+    frozen.signal(signal.SIGSTOP)
+    redis_peak, edge_peak = redis_before, edge_before
+    for _ in range(30):
+        await asyncio.sleep(1)
+        redis_peak = max(redis_peak, int(client.info("memory")["used_memory"]))
+        edge_peak = max(edge_peak, rss_bytes(stack.edges[0].popen.pid))
+    frozen.signal(signal.SIGCONT)
+    reports = await calls
+    client.close()
+
+    growth_redis, growth_edge = redis_peak - redis_before, edge_peak - edge_before
+    print(
+        f"frozen worker for 30 s, 5 calls: Redis used_memory +{growth_redis / 1e6:.1f} MB, "
+        f"edge RSS +{growth_edge / 1e6:.1f} MB"
+    )
+    # Each call's inbound stream is trimmed to ~3000 entries (60 s): at most ~1 MB per call.
+    assert growth_redis < 5 * 1_000_000 + 2_000_000
+    assert growth_edge < 30_000_000
+    for audio, report in zip(audios, reports, strict=True):
+        assert report.problems() == []
+        runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+        assert runs[-1][1] >= len(audio), "calls of the frozen worker moved to the other one"
