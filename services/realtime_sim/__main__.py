@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--record", type=Path, metavar="FILE", help="append one JSON line per session"
     )
     parser.add_argument(
+        "--hostile-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every Nth session sends garbage, an unknown event, an error, a huge delta, then "
+        "closes mid-response (0: never; default %(default)s)",
+    )
+    parser.add_argument(
         "--reply-audio",
         type=Path,
         metavar="FILE",
@@ -142,6 +150,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         behaviour=behaviour,
         api_key=args.api_key,
         record_path=args.record,
+        hostile_every=args.hostile_every,
     )
 
 

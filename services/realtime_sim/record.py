@@ -36,6 +36,7 @@ class SessionRecord:
     function_calls: list[str] = field(default_factory=list)  # names of the tools it called
     tool_outputs: list[str] = field(default_factory=list)  # function_call_output items received
     user_texts: list[str] = field(default_factory=list)  # user text items the client created
+    hostile: bool = False  # this session misbehaved on purpose (--hostile-every)
     _audio_in_hash: Any = field(default_factory=hashlib.sha256, repr=False)
     _audio_out: bytearray = field(default_factory=bytearray, repr=False)
 
@@ -102,6 +103,7 @@ class SessionRecord:
             "usage": list(self.usage),
             "function_calls": list(self.function_calls),
             "tool_outputs": list(self.tool_outputs),
+            "hostile": self.hostile,
             "user_texts": list(self.user_texts),
         }
 

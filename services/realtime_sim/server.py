@@ -10,6 +10,7 @@ writer actually sent, and written when the connection ends however it ends.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -46,6 +47,7 @@ class SimulatorConfig:
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     api_key: str | None = None  # when set, require "Authorization: Bearer <api_key>"
     record_path: Path | None = None  # JSON lines, one per ended session
+    hostile_every: int = 0  # every Nth session misbehaves on the wire (see HostileScript)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +60,62 @@ class RunningSimulator:
         return f"ws://{self.host}:{self.port}{PATH}"
 
 
+@dataclass
+class HostileScript:
+    """What a hostile session does around its audio deltas, so a client's defences can be
+    shown over a real socket: after ``garbage_at`` deltas it sends a frame that is not JSON, an
+    event type nobody knows, a recoverable error event and an audio delta far too large; after
+    ``close_at`` deltas it drops the connection in the middle of the response."""
+
+    garbage_at: int = 25
+    close_at: int = 50
+    huge_delta_bytes: int = 200_000
+    deltas: int = 0
+
+    def before_delta(self) -> tuple[list[str], bool]:
+        """Frames to send before the next delta, and whether to close instead of sending it."""
+        self.deltas += 1
+        if self.deltas == self.close_at:
+            return [], True
+        if self.deltas != self.garbage_at:
+            return [], False
+        huge = base64.b64encode(b"\x55" * self.huge_delta_bytes).decode()
+        frames = [
+            "this is not JSON {",
+            orjson.dumps({"type": "switchboard.sim.unknown_event", "event_id": "ev_x"}).decode(),
+            orjson.dumps(
+                {
+                    "type": "error",
+                    "event_id": "ev_err",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "invalid_value",
+                        "message": "simulated recoverable error",
+                        "param": None,
+                        "event_id": None,
+                    },
+                }
+            ).decode(),
+            orjson.dumps(
+                {
+                    "type": "response.output_audio.delta",
+                    "event_id": "ev_huge",
+                    "response_id": "resp_huge",
+                    "item_id": "item_huge",
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": huge,
+                }
+            ).decode(),
+        ]
+        return frames, False
+
+
 class _Handler:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.debug = logger.isEnabledFor(logging.DEBUG)
+        self.sessions = 0
 
     def check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse wrong paths and, when a key is configured, wrong credentials."""
@@ -87,12 +141,22 @@ class _Handler:
         )
         session = SimSession(self.config.behaviour, record, query.get("model", [DEFAULT_MODEL])[0])
         record.session = session.session_id
-        logger.info("session %s opened: %s (mode %s)", record.session, request.path, record.mode)
+        self.sessions += 1
+        every = self.config.hostile_every
+        hostile = HostileScript() if every and self.sessions % every == 0 else None
+        record.hostile = hostile is not None
+        logger.info(
+            "session %s opened: %s (mode %s)%s",
+            record.session,
+            request.path,
+            record.mode,
+            " (hostile)" if hostile else "",
+        )
         try:
             if "OpenAI-Beta" in request.headers:
                 await self._refuse_beta(ws, session, record)
             else:
-                await self._converse(ws, session, record)
+                await self._converse(ws, session, record, hostile)
         finally:
             if self.config.record_path is not None:
                 # One short blocking append: readers must see it as soon as the session ends.
@@ -119,14 +183,18 @@ class _Handler:
             pass
 
     async def _converse(
-        self, ws: ServerConnection, session: SimSession, record: SessionRecord
+        self,
+        ws: ServerConnection,
+        session: SimSession,
+        record: SessionRecord,
+        hostile: HostileScript | None = None,
     ) -> None:
         outbox: asyncio.Queue[list[Event]] = asyncio.Queue(maxsize=OUTBOX_BATCHES)
         produce = asyncio.Lock()
         reply_due = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tasks:
-                writer = tasks.create_task(self._write_loop(ws, outbox, record))
+                writer = tasks.create_task(self._write_loop(ws, outbox, record, hostile))
                 replier = tasks.create_task(self._reply_loop(session, outbox, produce, reply_due))
                 await outbox.put(session.open())
                 async for message in ws:
@@ -162,10 +230,22 @@ class _Handler:
                 await asyncio.sleep(pause)
 
     async def _write_loop(
-        self, ws: ServerConnection, outbox: asyncio.Queue[list[Event]], record: SessionRecord
+        self,
+        ws: ServerConnection,
+        outbox: asyncio.Queue[list[Event]],
+        record: SessionRecord,
+        hostile: HostileScript | None = None,
     ) -> None:
         while True:
             for event in await outbox.get():
+                if hostile is not None and event["type"] == "response.output_audio.delta":
+                    frames, close = hostile.before_delta()
+                    if close:
+                        logger.info("session %s (hostile): closing mid-response", record.session)
+                        await ws.close(1011, "simulated failure mid-response")
+                        return
+                    for frame in frames:
+                        await ws.send(frame)
                 await ws.send(orjson.dumps(event).decode())
                 record.sent(event)
                 self._log_sent(record.session, event)

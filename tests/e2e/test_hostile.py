@@ -29,7 +29,7 @@ from tests.e2e.test_bad_input import (
     start_message,
     ws_url,
 )
-from tests.e2e.test_calls import CALLER_AUDIO
+from tests.e2e.test_calls import CALLER_AUDIO, sim_sessions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -206,3 +206,36 @@ async def test_no_secret_appears_in_logs_metrics_or_responses(tmp_path: Path) ->
             assert form not in everything, f"the {name} secret leaked"
     # The config dump at start-up names each secret variable without its value.
     assert re.search(r"OPENAI_API_KEY=\S", stack.workers[0].log())
+
+
+async def test_a_hostile_realtime_server_ends_only_its_own_call(make_stack: StackFactory) -> None:
+    # Every 2nd session sends garbage, an unknown event, a recoverable error and a 200 kB delta,
+    # then drops the socket mid-response. The first call's session is well-behaved.
+    stack = make_stack(workers=1, sim_mode="echo", sim_args=["--hostile-every", "2"])
+    healthy = healthy_call(stack, 6, seed=31)
+    await asyncio.sleep(1.0)  # the healthy call holds session 1
+    hostile_audio = random.Random(32).randbytes(4 * 8000)
+    hostile = await place_call(call_config(stack, hostile_audio))
+    report = await healthy
+
+    assert_bit_exact(report)
+    # The hostile call: what came back before the failure is the caller's audio, unaltered
+    # (the huge delta was dropped), then the worker ended the call and the edge hung up.
+    assert hostile.received_audio == hostile.sent_audio[: len(hostile.received_audio)]
+    assert 0 < len(hostile.received_audio) < len(hostile_audio)
+    assert hostile.closed_by == "edge"
+    assert any("<Hangup/>" in doc for doc in hostile.twiml[1:]), hostile.twiml
+
+    worker = stack.workers[0]
+    metrics = scrape(f"http://127.0.0.1:{worker.port}")
+    malformed = "switchboard_worker_malformed_input_total"
+    assert metric_value(metrics, malformed, kind="not_json") == 1
+    assert metric_value(metrics, malformed, kind="delta_too_large") == 1
+    errors = "switchboard_worker_realtime_errors_total"
+    assert metric_value(metrics, errors, code="invalid_value") == 1
+    log = worker.log()
+    assert f"call={hostile.call_sid} the Realtime server refused event ? (invalid_value)" in log
+    assert "MAX_AUDIO_DELTA_BYTES" in log
+    assert worker.alive()
+    sessions = [s for s in sim_sessions(stack) if s["hostile"]]
+    assert len(sessions) == 1
