@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -126,21 +125,8 @@ class Edge:
         if signature == "valid":
             signature = compute_signature(AUTH_TOKEN, MEDIA_URL)
         headers = {} if signature is None else {"x-twilio-signature": signature}
-        session = self.client.websocket_connect("/twilio/media", headers=headers)
-        failure: BaseException | None = None
-        try:
-            with session as ws:
-                try:
-                    yield ws
-                except BaseException as exc:
-                    failure = exc
-                    raise
-        except concurrent.futures.CancelledError:
-            # Python 3.11's asyncio.TaskGroup (shared/tasks.run_until_first_returns) leaves the
-            # handler task's cancelling() count at 1 after the call ends; anyio's cancel scope
-            # in TestClient then reports the already finished handler as cancelled on exit.
-            if failure is not None:
-                raise failure from None
+        with self.client.websocket_connect("/twilio/media", headers=headers) as ws:
+            yield ws
 
     @contextmanager
     def call(self, token: str) -> Iterator[WebSocketTestSession]:
