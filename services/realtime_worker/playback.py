@@ -116,9 +116,14 @@ class PlaybackTracker:
         position = item.marks.pop(name, None)
         if position is None:
             return None
-        # Marks are echoed in order: any earlier one still pending was played too.
-        for earlier in [n for n, at in item.marks.items() if at <= position]:
-            del item.marks[earlier]
+        # Marks are echoed in order, and pending ones are kept in sending order: any still
+        # pending before this one was played too. Popping from the front keeps an echo O(1).
+        marks = item.marks
+        while marks:
+            first = next(iter(marks))
+            if marks[first] > position:
+                break
+            del marks[first]
         item.echoed_bytes, item.echoed_at = position, now
         return item
 

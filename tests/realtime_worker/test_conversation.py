@@ -10,6 +10,7 @@ import asyncio
 import base64
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -90,9 +91,9 @@ class Call:
             check_client_event(event)
 
 
-@pytest.fixture
-async def call(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Call]:
-    monkeypatch.setattr(call_session_module, "CANCEL_GRACE_S", 0.05)
+@asynccontextmanager
+async def running_call(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Call]:
+    """A session on a scripted Realtime socket whose stream has started; stopped afterwards."""
     monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
     ws = FakeRealtime()
     _use(monkeypatch, ws)
@@ -104,6 +105,13 @@ async def call(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     if not running.task.done():
         running.session.stop("test over")
         await asyncio.wait_for(running.task, 3.0)
+
+
+@pytest.fixture
+async def call(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Call]:
+    monkeypatch.setattr(call_session_module, "CANCEL_GRACE_S", 0.05)
+    async with running_call(harness, monkeypatch) as running:
+        yield running
 
 
 def _configure(harness: Harness, monkeypatch: pytest.MonkeyPatch, **changes: Any) -> None:

@@ -16,14 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
-from services.realtime_worker import call_session as call_session_module
 from services.realtime_worker import openai_protocol as rt
-from services.realtime_worker.call_session import CallSession
 from services.realtime_worker.tools import Tool
-from shared.messages import CallStopped, StreamStarted
+from shared.messages import CallStopped
 from tests.realtime_worker.strict_events import check_client_event
-from tests.realtime_worker.test_call_session import SID, FakeRealtime, Harness, _use
-from tests.realtime_worker.test_conversation import Call
+from tests.realtime_worker.test_call_session import SID, Harness
+from tests.realtime_worker.test_conversation import Call, running_call
 from tests.shared.waiting import eventually
 
 pytestmark = pytest.mark.anyio
@@ -63,21 +61,12 @@ async def endpoint() -> Endpoint:
 async def call(
     harness: Harness, endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Call]:
-    monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
     client = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
     monkeypatch.setattr(
         harness, "ctx", dataclasses.replace(harness.ctx, tools=(TOOL,), http=client)
     )
-    ws = FakeRealtime()
-    _use(monkeypatch, ws)
-    running = Call(harness, ws, CallSession(harness.ctx, SID, "0-0"))
-    await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
-    running.task = asyncio.create_task(running.session.run())
-    await eventually(lambda: running.session.stream_seen)
-    yield running
-    if not running.task.done():
-        running.session.stop("test over")
-        await asyncio.wait_for(running.task, 3.0)
+    async with running_call(harness, monkeypatch) as running:
+        yield running
     await client.aclose()
 
 
