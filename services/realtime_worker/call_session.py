@@ -621,8 +621,9 @@ class CallSession:
             # Already on the wire when the caller barged in: never after the clear.
             self.ctx.metrics.late_audio_dropped_bytes.inc(len(audio))
             return False
-        if not self.ctx.lease_clock.valid():
-            # Paused past the lease: another worker may be speaking on this call already.
+        if self.lease_lost or not self.ctx.lease_clock.valid():
+            # Paused past the lease, or told the lease is gone: another worker may be speaking
+            # on this call already, and this session's last deltas must not reach the caller.
             if not self.unconfirmed_warned:
                 self.unconfirmed_warned = True
                 self.log.warning("dropping model audio until this worker's lease is confirmed")
