@@ -8,11 +8,16 @@
   not held up.
 - Leases: ``acquire_lease`` / ``renew_leases`` / ``release_lease``, owner-checked; renewal
   takes back a lease Redis lost (restarted empty) but reports one held by another owner.
+- Fenced writes: ``BatchWriter.fenced_xadd`` appends to a stream only while its lease is not
+  held by another owner, checked inside Redis at the moment of the write. A worker that was
+  paused past its lease can have writes queued from before the pause; whatever it believes,
+  Redis refuses them once another worker holds the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -69,6 +74,21 @@ _RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+# KEYS: lease, stream. ARGV: owner, maxlen, then one encoded message per entry. Refused (0) only
+# when another owner holds the lease: a lease that is missing (lapsed, or Redis restarted
+# empty) still belongs to the writer until its next renewal says otherwise, and nobody else can
+# be writing to the stream meanwhile.
+_FENCED_XADD = f"""
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', '{ENTRY_FIELD.decode()}', ARGV[i])
+end
+return 1
+"""
+_FENCED_XADD_SHA = hashlib.sha1(_FENCED_XADD.encode()).hexdigest()
 
 
 def connect(url: str, *, read_timeout_s: float | None = 10.0) -> aioredis.Redis:
@@ -154,7 +174,8 @@ class BatchWriter:
     Commands keep their queue order. ``xadd`` waits when more than ``max_pending`` writes are
     queued (back-pressure); ``command`` never waits, for the few control writes that must not.
     Transient Redis failures are retried with backoff, keeping the batch and its order; each
-    failed attempt counts in ``errors``, each return to health in ``reconnects``.
+    failed attempt counts in ``errors``, each return to health in ``reconnects``, each fenced
+    write Redis refused in ``fenced``.
     """
 
     def __init__(
@@ -164,10 +185,12 @@ class BatchWriter:
         *,
         errors: _Count | None = None,
         reconnects: _Count | None = None,
+        fenced: _Count | None = None,
     ) -> None:
         self._client = client
         self._errors: _Count = errors if errors is not None else _NoCount()
         self._reconnects: _Count = reconnects if reconnects is not None else _NoCount()
+        self._fenced: _Count = fenced if fenced is not None else _NoCount()
         self._max_pending = max_pending
         self._pending: list[Command] = []
         self._has_work = asyncio.Event()
@@ -187,11 +210,29 @@ class BatchWriter:
         if len(self._pending) >= self._max_pending:
             self._has_room.clear()
             await self._has_room.wait()
-        self.command("XADD", stream, "MAXLEN", "~", maxlen, "*", ENTRY_FIELD, encode(message))
+        self.xadd_nowait(stream, message, maxlen)
 
     def xadd_nowait(self, stream: str, message: Message, maxlen: int) -> None:
         """Like ``xadd`` but never waits: for control messages, not audio."""
         self.command("XADD", stream, "MAXLEN", "~", maxlen, "*", ENTRY_FIELD, encode(message))
+
+    async def fenced_xadd(
+        self, lease: str, owner: str, stream: str, messages: Iterable[Message], maxlen: int
+    ) -> None:
+        """Append ``messages`` to ``stream`` in one step, unless another owner holds ``lease``
+        when Redis runs it (then nothing is written and ``fenced`` counts it). Waits like
+        ``xadd``."""
+        if len(self._pending) >= self._max_pending:
+            self._has_room.clear()
+            await self._has_room.wait()
+        self.fenced_xadd_nowait(lease, owner, stream, messages, maxlen)
+
+    def fenced_xadd_nowait(
+        self, lease: str, owner: str, stream: str, messages: Iterable[Message], maxlen: int
+    ) -> None:
+        """Like ``fenced_xadd`` but never waits: for control messages, not audio."""
+        payloads = [encode(m) for m in messages]
+        self.command("EVALSHA", _FENCED_XADD_SHA, 2, lease, stream, owner, maxlen, *payloads)
 
     def command(self, *args: object) -> None:
         """Queue any Redis command; its reply is not returned."""
@@ -242,9 +283,17 @@ class BatchWriter:
 
     async def _send(self, batch: list[Command]) -> None:
         pipe = self._client.pipeline(transaction=False)
+        fenced = any(args[0] == "EVALSHA" for args in batch)
+        if fenced:
+            # Cheap when Redis has it already, and a restarted Redis has forgotten it: loading
+            # it ahead of the batch (even a batch redis-py resends on a new connection) keeps
+            # every fenced write in its place among the batch's other commands.
+            pipe.execute_command("SCRIPT", "LOAD", _FENCED_XADD)
         for args in batch:
             pipe.execute_command(*args)
         results = await pipe.execute(raise_on_error=False)
+        if fenced:
+            results = results[1:]
         for args, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 if is_retryable(result):
@@ -252,6 +301,8 @@ class BatchWriter:
                 # A rejected command is a bug or a foreign key in our namespace: report it,
                 # never let it stall the writes of every other call.
                 logger.error("redis rejected %s %s: %s", args[0], args[1], result)
+            elif args[0] == "EVALSHA" and result == 0:
+                self._fenced.inc()
 
 
 @dataclass(slots=True)

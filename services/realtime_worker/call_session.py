@@ -83,6 +83,7 @@ from shared.messages import (
     InboundAudio,
     InboundMessage,
     MarkPlayed,
+    Message,
     OutboundAudio,
     PlaybackMark,
     StreamDetached,
@@ -390,6 +391,19 @@ class CallSession:
             await ws.send(rt.conversation_item_create(self._next_event_id("seed"), item))
         return len(turns)
 
+    async def _publish(self, *messages: Message) -> None:
+        """Queue messages for the caller's edge; Redis drops them if another worker holds the
+        call by the time they are written (this process may be paused in between)."""
+        await self.ctx.writer.fenced_xadd(
+            self.lease_key, self.ctx.worker_id, self.outbound_key, messages, OUTBOUND_MAXLEN
+        )
+
+    def _publish_nowait(self, *messages: Message) -> None:
+        """Like ``_publish``, for control messages: never waits."""
+        self.ctx.writer.fenced_xadd_nowait(
+            self.lease_key, self.ctx.worker_id, self.outbound_key, messages, OUTBOUND_MAXLEN
+        )
+
     def _live_ws(self) -> ClientConnection:
         ws = self.ws
         if ws is None:
@@ -615,7 +629,6 @@ class CallSession:
         return f"{ws.close_code} {ws.close_reason!r}"
 
     async def _on_audio_delta(self, event: rt.OutputAudioDelta) -> bool:
-        writer = self.ctx.writer
         audio = event.audio
         if event.response_id in self.interrupted:
             # Already on the wire when the caller barged in: never after the clear.
@@ -636,12 +649,9 @@ class CallSession:
                 f"audio delta of {len(audio)} bytes is over MAX_AUDIO_DELTA_BYTES={limit}",
             )
             return False
-        await writer.xadd(
-            self.outbound_key, OutboundAudio(audio, event.item_id, time.time()), OUTBOUND_MAXLEN
-        )
         self.mark_seq += 1
         mark = self.playback.audio_sent(event.item_id, event.response_id, len(audio), self.clock())
-        writer.xadd_nowait(self.outbound_key, PlaybackMark(mark), OUTBOUND_MAXLEN)
+        await self._publish(OutboundAudio(audio, event.item_id, time.time()), PlaybackMark(mark))
         self._response(event.response_id).audio_bytes += len(audio)
         self.bytes_from_model += len(audio)
         self.ctx.metrics.audio_out_bytes.inc(len(audio))
@@ -655,7 +665,7 @@ class CallSession:
         item = self.playback.get(event.item_id)
         if item is not None:
             item.audio_done = True
-        self.ctx.writer.xadd_nowait(self.outbound_key, AudioDone(event.item_id), OUTBOUND_MAXLEN)
+        self._publish_nowait(AudioDone(event.item_id))
         return False
 
     async def _on_transcript_delta(self, event: rt.TranscriptDelta) -> bool:
@@ -700,9 +710,7 @@ class CallSession:
             self._response(decision.response_id).heard_ms = decision.audio_end_ms
         else:
             self._amend_spoken_turn(decision)
-        await self.ctx.writer.xadd(
-            self.outbound_key, ClearPlayback(decision.item_id), OUTBOUND_MAXLEN
-        )
+        await self._publish(ClearPlayback(decision.item_id))
         if speech_at is not None:
             self.ctx.metrics.speech_to_clear.observe(time.monotonic() - speech_at)
         await self._send(
@@ -1092,7 +1100,7 @@ class CallSession:
             fields: list[object] = [CallField.STATE, CallState.ENDED, CallField.ENDED_MS, now_ms()]
             fields += [CallField.END_REASON, reason, CallField.ERROR, self.error or ""]
             writer.command("HSET", record, *fields)
-            writer.xadd_nowait(self.outbound_key, Hangup(reason), OUTBOUND_MAXLEN)
+            self._publish_nowait(Hangup(reason))
             if not self.stream_seen:
                 for key in (self.inbound_key, self.outbound_key):
                     writer.command("EXPIRE", key, ENDED_STREAM_TTL_S)

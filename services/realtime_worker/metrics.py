@@ -23,6 +23,7 @@ class WorkerMetrics:
     redis_up: Gauge
     rollovers: Counter
     takeovers: Counter
+    fenced_writes: Counter
     handoffs: Counter
     stale_audio_skipped_bytes: Counter
     barge_ins: Counter
@@ -90,6 +91,12 @@ class WorkerMetrics:
             takeovers=Counter(
                 "switchboard_worker_takeovers",
                 "Live calls this worker took over (a lapsed lease, or a handoff).",
+                registry=registry,
+            ),
+            fenced_writes=Counter(
+                "switchboard_worker_fenced_writes",
+                "Writes toward a caller that Redis refused because another worker holds the "
+                "call's lease (this worker was paused past it).",
                 registry=registry,
             ),
             handoffs=Counter(

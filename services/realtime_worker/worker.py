@@ -81,6 +81,7 @@ class Worker:
             self.redis,
             errors=metrics.redis_errors.labels("worker", "write"),
             reconnects=metrics.redis_reconnects.labels("worker", "write"),
+            fenced=metrics.fenced_writes,
         )
         # Checked by WorkerSettings already; one HTTP client (its connection pool) per worker.
         tools = load_tools(settings.tools_file)

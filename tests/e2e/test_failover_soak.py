@@ -139,11 +139,6 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, issue 4 open: a worker woken from SIGSTOP can still publish a few model "
-    "deltas on a call another worker has taken over before it learns its lease is gone",
-)
 async def test_frozen_worker_cannot_grow_redis_or_edge_memory(make_stack: StackFactory) -> None:
     stack = make_stack(workers=2, sim_mode="echo", worker_env=FAILOVER)
     client = redis.Redis.from_url(stack.config.redis_url)

@@ -206,6 +206,57 @@ async def test_writer_skips_a_rejected_command_and_writes_the_rest(
     assert "redis rejected XADD not-a-stream" in caplog.text
 
 
+class Tally:
+    def __init__(self) -> None:
+        self.count = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.count += amount
+
+
+async def test_fenced_write_lands_for_the_holder_or_a_missing_lease(redis: FakeRedis) -> None:
+    fenced = Tally()
+    writer = BatchWriter(redis, fenced=fenced)
+    await acquire_lease(redis, "lease:a", "w1", 10_000)
+    async with running(writer.run()):
+        await writer.fenced_xadd("lease:a", "w1", "out:a", [MarkPlayed("1"), MarkPlayed("2")], 100)
+        # Missing (lapsed, or Redis restarted empty): still the writer's until a renewal says.
+        writer.fenced_xadd_nowait("lease:b", "w1", "out:b", [MarkPlayed("3")], 100)
+        await writer.flush()
+    assert await _names(redis, "out:a") == ["1", "2"]
+    assert await _names(redis, "out:b") == ["3"]
+    assert fenced.count == 0
+
+
+async def test_fenced_write_is_refused_once_another_worker_holds_the_lease(
+    redis: FakeRedis,
+) -> None:
+    fenced = Tally()
+    writer = BatchWriter(redis, fenced=fenced)
+    await acquire_lease(redis, "lease:a", "w2", 10_000)
+    # Queued by a worker paused before it could write; another worker took the call meanwhile.
+    await writer.fenced_xadd("lease:a", "w1", "out:a", [MarkPlayed("stale")], 100)
+    writer.xadd_nowait("out:a", MarkPlayed("w2 speaking"), 100)
+    async with running(writer.run()):
+        await writer.flush()
+    assert await _names(redis, "out:a") == ["w2 speaking"]
+    assert fenced.count == 1
+
+
+async def test_fenced_writes_survive_a_redis_that_forgot_the_script(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    async with running(writer.run()):
+        writer.fenced_xadd_nowait("lease:a", "w1", "out:a", [MarkPlayed("1")], 100)
+        await writer.flush()
+        await redis.script_flush()  # what a restarted Redis looks like to the writer
+        for i in range(2, 5):
+            writer.fenced_xadd_nowait("lease:a", "w1", "out:a", [MarkPlayed(str(i))], 100)
+        writer.command("SET", "other", "x")
+        await writer.flush()
+    assert await _names(redis, "out:a") == ["1", "2", "3", "4"]
+    assert await redis.get("other") == b"x"
+
+
 async def test_writer_applies_back_pressure(redis: FakeRedis) -> None:
     writer = BatchWriter(redis, max_pending=3)
     for i in range(3):
