@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS ?=
 
-.PHONY: setup demo bench test pytest lint typecheck format check clean config-table
+.PHONY: setup demo bench bench-transcode test pytest lint typecheck format check clean config-table
 
 setup: $(STAMP)  ## create .venv with the project and its test tools installed
 
@@ -25,6 +25,9 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(STAMP) $(BENCH_STAMP)  ## split bridge vs direct relay under load; BENCH_ARGS="--calls 100 --duration 60"
 	$(BIN)/python -m services.bench $(BENCH_ARGS)
+
+bench-transcode: $(STAMP)  ## what REALTIME_AUDIO_FORMAT=pcm16 costs: quality, latency, CPU per resampler
+	$(BIN)/python -m services.bench.transcode $(BENCH_ARGS)
 
 test: lint typecheck pytest  ## the whole suite: lint, types, unit, service and end-to-end tests
 

@@ -536,6 +536,21 @@ class WorkerSettings(_FromEnv):
         "When a worker takes over a call from a dead one: caller audio younger than this is "
         "sent to the new session; older unread audio is skipped.",
     )
+    realtime_audio_format: str = _var(
+        "REALTIME_AUDIO_FORMAT",
+        "pcmu",
+        _one_of("pcmu", "pcm16"),
+        "pcmu: G.711 μ-law end to end, nothing decoded (the OpenAI Realtime API). pcm16: only "
+        "for Realtime-compatible backends without μ-law: the worker transcodes each call to "
+        "PCM16 24 kHz and back (libsoxr), at some CPU and latency cost (README).",
+    )
+    transcode_quality: str = _var(
+        "TRANSCODE_QUALITY",
+        "HQ",
+        _one_of("QQ", "LQ", "MQ", "HQ", "VHQ"),
+        "libsoxr quality recipe when REALTIME_AUDIO_FORMAT=pcm16: quicker ones hold back less "
+        "audio, better ones reject more aliasing (figures in the README).",
+    )
     drain_mode: str = _var(
         "DRAIN_MODE",
         "handoff",

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from services.edge.urls import PublicUrls
-from services.realtime_worker.openai_protocol import PCMU, SessionConfirmed
+from services.realtime_worker.openai_protocol import PCM, PCM_RATE, PCMU, SessionConfirmed
 from shared.audio_check import AudioVerdict
 from shared.config import EdgeSettings, WorkerSettings, redact_url
 from shared.errors import ConfigError
@@ -161,11 +161,15 @@ def signature_checks(settings: EdgeSettings) -> list[Check]:
     return checks
 
 
-def format_checks(confirmed: SessionConfirmed | None, rejection: str | None) -> Check:
-    """The formats the server confirmed after our ``session.update``."""
+def format_checks(
+    confirmed: SessionConfirmed | None, rejection: str | None, audio_format: str = PCMU
+) -> Check:
+    """The formats the server confirmed after our ``session.update`` (``audio_format``: what
+    the worker asks for, PCMU or, with REALTIME_AUDIO_FORMAT=pcm16, PCM 24 kHz)."""
+    wanted = f"{PCMU} both ways" if audio_format == PCMU else f"{PCM} {PCM_RATE} Hz both ways"
     fix = (
-        "the server at OPENAI_REALTIME_URL must honour session.update with audio/pcmu both "
-        "ways (protocols.md §3.3): use the OpenAI Realtime GA endpoint, or a compatible server "
+        f"the server at OPENAI_REALTIME_URL must honour session.update with {wanted} "
+        "(protocols.md §3.3): use the OpenAI Realtime GA endpoint, or a compatible server "
         "that speaks G.711 μ-law"
     )
     if rejection is not None:
@@ -173,12 +177,18 @@ def format_checks(confirmed: SessionConfirmed | None, rejection: str | None) -> 
     if confirmed is None:
         return Check("realtime.formats", "fail", "no session.updated came back", fix)
     shown = f"input {confirmed.input_format}, output {confirmed.output_format}"
-    if confirmed.input_format == PCMU and confirmed.output_format == PCMU:
-        return Check("realtime.formats", "pass", f"session.updated confirms {shown}")
+    if confirmed.speaks(audio_format):
+        transcoding = "" if audio_format == PCMU else " (the worker transcodes: pcm16 mode)"
+        return Check("realtime.formats", "pass", f"session.updated confirms {shown}{transcoding}")
+    if audio_format == PCMU and confirmed.speaks(PCM):
+        fix += (
+            "; or, for a backend that speaks only PCM16 24 kHz, set REALTIME_AUDIO_FORMAT=pcm16 "
+            "so that the worker transcodes"
+        )
     return Check(
         "realtime.formats",
         "fail",
-        f"session.updated confirms {shown}, not {PCMU} both ways: callers would hear noise",
+        f"session.updated confirms {shown}, not {wanted}: callers would hear noise",
         fix,
     )
 

@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.realtime_client import open_realtime
+from services.realtime_worker.transcode import CallTranscoder
 from shared.audio import FRAME_BYTES, SAMPLE_RATE, linear_to_ulaw
 from shared.audio_check import WINDOW_BYTES, AudioVerdict, classify_outbound
 from shared.config import WorkerSettings
@@ -134,12 +135,16 @@ async def probe_realtime(settings: WorkerSettings, tone: bool, timeout_s: float)
             seen.reply_error = what
     finally:
         await ws.close()
-    checks.append(format_checks(seen.confirmed, seen.rejection))
+    checks.append(format_checks(seen.confirmed, seen.rejection, _audio_format(settings)))
     if tone:
         audio = bytes(seen.audio or b"")
         verdict: AudioVerdict | None = classify_outbound(audio) if audio else None
         checks.append(tone_check(verdict, seen.reply_error))
     return checks
+
+
+def _audio_format(settings: WorkerSettings) -> str:
+    return rt.PCM if settings.realtime_audio_format == "pcm16" else rt.PCMU
 
 
 async def _converse(
@@ -151,6 +156,12 @@ async def _converse(
         voice=settings.voice,
         transcription_model=settings.transcription_model,
         turn_detection=settings.vad,
+        audio_format=_audio_format(settings),
+    )
+    # As the worker would: the tone goes up to PCM16 and the reply comes back to μ-law, so
+    # what is checked is what a caller would hear.
+    transcoder = (
+        CallTranscoder(settings.transcode_quality) if options.audio_format == rt.PCM else None
     )
     update_id = f"doctor_{uuid.uuid4().hex[:8]}"
     await ws.send(rt.session_update(update_id, options))
@@ -166,12 +177,13 @@ async def _converse(
     seen.audio = bytearray()
     audio = test_tone()
     for i in range(0, len(audio), FRAME_BYTES):
-        await ws.send(rt.audio_append(audio[i : i + FRAME_BYTES]))
+        frame = audio[i : i + FRAME_BYTES]
+        await ws.send(rt.audio_append(frame if transcoder is None else transcoder.to_model(frame)))
     await ws.send(rt.response_create(f"doctor_{uuid.uuid4().hex[:8]}", _TONE_PROMPT))
     while len(seen.audio) < WINDOW_BYTES:
         event = rt.parse_server_event(await ws.recv())
         if isinstance(event, rt.OutputAudioDelta):
-            seen.audio += event.audio
+            seen.audio += event.audio if transcoder is None else transcoder.to_caller(event.audio)
         elif isinstance(event, rt.ResponseDone) and seen.audio:
             return
         elif isinstance(event, rt.ErrorEvent) and event.code != (

@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         "audio/pcm session) (default %(default)s)",
     )
     parser.add_argument(
+        "--audio-format",
+        choices=["pcmu", "pcm16"],
+        default="pcmu",
+        help="the audio this server speaks: pcmu (G.711 μ-law, as the OpenAI Realtime API) or "
+        "pcm16 (PCM16 24 kHz only, as some Realtime-compatible backends: run the worker with "
+        "REALTIME_AUDIO_FORMAT=pcm16) (default %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -140,6 +148,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         seed=args.seed,
         vad=VadSettings(threshold_dbfs=args.vad_threshold_dbfs),
         fault=Fault(args.fault),
+        serves_pcm16=args.audio_format == "pcm16",
         end_call_after=args.end_call_after,
         call_tool=args.call_tool,
         tool_arguments=json.dumps(arguments),

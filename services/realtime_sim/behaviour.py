@@ -25,7 +25,7 @@ from shared.audio import BYTES_PER_MS, SAMPLE_RATE
 from . import server_events as body
 from .client_events import validate_client_event
 from .conversation import Conversation, ItemError
-from .faults import Fault, encode_delta, session_after_update
+from .faults import Fault, encode_delta, forced_pcm16, pcm16_24k_to_ulaw, session_after_update
 from .record import SessionRecord
 from .reply import (
     DEFAULT_CALLER_TRANSCRIPT,
@@ -64,6 +64,9 @@ class BehaviourConfig:
     min_delta_bytes: int = 800
     max_delta_bytes: int = 4000
     fault: Fault = Fault.NONE  # misbehave on purpose (faults.py)
+    # A Realtime-compatible backend without μ-law: its sessions stay audio/pcm 24 kHz
+    # (REALTIME_AUDIO_FORMAT=pcm16 on the worker). Echo mode sends the PCM back unchanged.
+    serves_pcm16: bool = False
     # From this caller turn on (0: never), answer by calling the session's end_call function
     # tool, if it declares one, instead of speaking: the model hanging up.
     end_call_after: int = 0
@@ -146,6 +149,12 @@ class SimSession:
         return self.formats == (PCMU, PCMU)
 
     @property
+    def supported(self) -> bool:
+        """The session is in a format this server speaks: a faulty one, and one without
+        μ-law, keep their sessions at PCM16 24 kHz whatever is asked."""
+        return self.pcmu or self.config.fault.speaks_pcm16 or self.config.serves_pcm16
+
+    @property
     def reply_pending(self) -> bool:
         """A canned reply is streaming: ``next_reply_step`` has work."""
         return self._response is not None and self._response.kind is _Kind.REPLY
@@ -219,10 +228,14 @@ class SimSession:
     def _part(self, r: _Response) -> Event:
         return {"response_id": r.id, "item_id": r.item_id, "output_index": 0, "content_index": 0}
 
-    def _audio_delta(self, r: _Response, audio: bytes) -> Event:
+    def _audio_delta(self, r: _Response, audio: bytes, pcm: bytes | None = None) -> Event:
+        """One delta of μ-law ``audio`` (``pcm``: the same audio as PCM16 24 kHz, sent as is)."""
         r.audio_bytes += len(audio)
         self._conversation.get(r.item_id).audio_bytes += len(audio)
-        delta = encode_delta(self.config.fault, audio)
+        if pcm is not None:
+            delta = base64.b64encode(pcm).decode("ascii")
+        else:
+            delta = encode_delta(self.config.fault, audio, pcm16=self.config.serves_pcm16)
         return self._event("response.output_audio.delta", **self._part(r), delta=delta)
 
     def _usage(self, r: _Response) -> Event:
@@ -317,9 +330,11 @@ class SimSession:
             return [self._error("invalid_value", message, caused_by, "session.type")]
         merged = merge_session(self._session, update)
         self._session = session_after_update(self.config.fault, self._session, merged)
+        if self.config.serves_pcm16:
+            self._session = forced_pcm16(self._session)
         self._apply_session()
         events = [self._event("session.updated", session=copy.deepcopy(self._session))]
-        if not self.pcmu and not self.config.fault.speaks_pcm16:
+        if not self.supported:
             fmt_in, fmt_out = self.formats
             message = (
                 f"This simulator serves only {PCMU} audio; the session is now input {fmt_in}, "
@@ -339,7 +354,7 @@ class SimSession:
         except binascii.Error:
             return [self._error("invalid_value", "audio is not valid base64", caused_by, "audio")]
         # A faulty PCM16 server takes any bytes as audio, as the real one does.
-        if not self.pcmu and not self.config.fault.speaks_pcm16:
+        if not self.supported:
             fmt_in, fmt_out = self.formats
             message = (
                 f"audio refused: this simulator serves only {PCMU} sessions, and this session "
@@ -347,9 +362,13 @@ class SimSession:
             )
             return [self._error("unsupported_audio_format", message, caused_by)]
         self._record.audio_in(audio)
+        pcm: bytes | None = None
+        if self.config.serves_pcm16:
+            # Inside, the simulator works in μ-law (voice detection, durations).
+            pcm, audio = audio, pcm16_24k_to_ulaw(audio)
         self._heard += len(audio)
         if self.config.mode is Mode.ECHO:
-            return self._echo(audio)
+            return self._echo(audio, pcm)
         self._buffered += len(audio)
         turn = turn_detection(self._session)
         events: list[Event] = []
@@ -362,14 +381,14 @@ class SimSession:
                 events += self._speech_stopped(change, turn)
         return events
 
-    def _echo(self, audio: bytes) -> list[Event]:
+    def _echo(self, audio: bytes, pcm: bytes | None = None) -> list[Event]:
         events: list[Event] = []
         if self._response is None:
             events += self._start_response(_Kind.ECHO)
         r = self._response
         if r is None or r.kind is not _Kind.ECHO or not audio:
             return events  # during a canned reply the audio is heard, not echoed
-        return [*events, self._audio_delta(r, audio)]
+        return [*events, self._audio_delta(r, audio, pcm)]
 
     def _speech_started(self, change: SpeechStarted, turn: Event) -> list[Event]:
         self._speech_item = self._ids("item")

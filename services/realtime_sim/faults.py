@@ -16,9 +16,17 @@ from typing import Any, Final
 
 import numpy as np
 
-from shared.audio import SAMPLE_RATE, ulaw_to_linear
+from shared.audio import SAMPLE_RATE, linear_to_ulaw, ulaw_to_linear
 
-__all__ = ["PCM_24K", "Fault", "encode_delta", "session_after_update", "ulaw_to_pcm16_24k"]
+__all__ = [
+    "PCM_24K",
+    "Fault",
+    "encode_delta",
+    "forced_pcm16",
+    "pcm16_24k_to_ulaw",
+    "session_after_update",
+    "ulaw_to_pcm16_24k",
+]
 
 PCM_24K: Final[dict[str, Any]] = {"type": "audio/pcm", "rate": 24000}
 _UPSAMPLE: Final = 24000 // SAMPLE_RATE
@@ -45,9 +53,17 @@ def ulaw_to_pcm16_24k(audio: bytes) -> bytes:
     return np.interp(positions, np.arange(len(samples)), samples).astype("<i2").tobytes()
 
 
-def encode_delta(fault: Fault, audio: bytes) -> str:
-    """The ``delta`` of an output audio event carrying μ-law ``audio``, as ``fault`` sends it."""
-    if fault.speaks_pcm16:
+def pcm16_24k_to_ulaw(audio: bytes) -> bytes:
+    """PCM16 LE 24 kHz to μ-law 8 kHz by keeping every third sample: good enough for the
+    simulator's voice detection, never sent back to a caller."""
+    samples = np.frombuffer(audio, dtype="<i2", count=len(audio) // 2)
+    return linear_to_ulaw(samples[::_UPSAMPLE])
+
+
+def encode_delta(fault: Fault, audio: bytes, *, pcm16: bool = False) -> str:
+    """The ``delta`` of an output audio event carrying μ-law ``audio``, as ``fault`` sends it
+    (``pcm16``: the session is PCM16 24 kHz, so the audio is converted to it)."""
+    if fault.speaks_pcm16 or pcm16:
         audio = ulaw_to_pcm16_24k(audio)
     text = base64.b64encode(audio)
     if fault is Fault.DOUBLE_BASE64:
@@ -63,8 +79,14 @@ def session_after_update(
     if fault is Fault.IGNORE_SESSION_UPDATE:
         return copy.deepcopy(before)
     if fault is Fault.PCM16:
-        forced = copy.deepcopy(merged)
-        for direction in ("input", "output"):
-            forced.setdefault("audio", {}).setdefault(direction, {})["format"] = dict(PCM_24K)
-        return forced
+        return forced_pcm16(merged)
     return merged
+
+
+def forced_pcm16(session: dict[str, Any]) -> dict[str, Any]:
+    """``session`` with audio/pcm 24 kHz both ways, whatever it asked for: what a faulty
+    server keeps, and what a backend without μ-law can only offer."""
+    forced = copy.deepcopy(session)
+    for direction in ("input", "output"):
+        forced.setdefault("audio", {}).setdefault(direction, {})["format"] = dict(PCM_24K)
+    return forced

@@ -47,6 +47,7 @@ from services.realtime_worker.playback import PlaybackTracker
 from services.realtime_worker.realtime_client import open_realtime
 from services.realtime_worker.tool_runner import run_tool
 from services.realtime_worker.tools import session_tools
+from services.realtime_worker.transcode import CallTranscoder, pcm16_bytes_per_ulaw_byte
 from services.realtime_worker.turn_state import (
     BargeIn,
     Ending,
@@ -222,6 +223,12 @@ class CallSession:
         self.started_ms = started_ms or now_ms()  # the call's start (its record's created_ms)
         self.clock = time.monotonic  # of playback and the ending; tests replace it
         self.playback = PlaybackTracker()
+        settings = ctx.settings
+        self.transcoder = (
+            CallTranscoder(settings.transcode_quality)
+            if settings.realtime_audio_format == "pcm16"
+            else None
+        )
         self.relay_latency = ctx.metrics.relay_latency.labels(HOP_EDGE_TO_WORKER)
         if takeover:
             self.playback.stream_ready(self.clock())
@@ -433,6 +440,7 @@ class CallSession:
                     turn_detection=settings.vad,
                     interrupt_response=settings.barge_in,
                     tools=session_tools((rt.END_CALL_TOOL,), self.ctx.tools),
+                    audio_format=rt.PCMU if self.transcoder is None else rt.PCM,
                 ),
             )
         )
@@ -455,6 +463,11 @@ class CallSession:
             settings.realtime_model,
             settings.voice,
         )
+        if self.transcoder is not None:
+            self.log.info(
+                "transcoding: caller μ-law 8 kHz ↔ model PCM16 24 kHz (libsoxr %s)",
+                self.transcoder.quality,
+            )
 
     async def _next_session_event(self, ws: ClientConnection) -> rt.SessionConfirmed:
         """The next session.created/updated; an error event before it is fatal (the session
@@ -475,12 +488,28 @@ class CallSession:
                 )
 
     def _check_formats(self, confirmed: rt.SessionConfirmed) -> None:
+        confirmed_text = (
+            f"the Realtime server confirmed input {confirmed.input_format!r} and output "
+            f"{confirmed.output_format!r}"
+        )
+        if self.transcoder is not None:
+            if not confirmed.speaks(rt.PCM):
+                raise FormatMismatchError(
+                    f"{confirmed_text}; REALTIME_AUDIO_FORMAT=pcm16 needs {rt.PCM!r} at "
+                    f"{rt.PCM_RATE} Hz both ways. Set REALTIME_AUDIO_FORMAT=pcmu if this server "
+                    "speaks G.711 μ-law"
+                )
+            return
         if not confirmed.is_pcmu:
+            hint = (
+                "; if this backend speaks only PCM16 24 kHz, set REALTIME_AUDIO_FORMAT=pcm16"
+                if confirmed.speaks(rt.PCM)
+                else ""
+            )
             raise FormatMismatchError(
-                f"the Realtime server confirmed input {confirmed.input_format!r} and output "
-                f"{confirmed.output_format!r}; Twilio needs {rt.PCMU!r} both ways. Relaying "
+                f"{confirmed_text}; Twilio needs {rt.PCMU!r} both ways. Relaying "
                 "this would play noise to the caller. Check that OPENAI_REALTIME_URL speaks "
-                "the GA protocol and supports G.711 μ-law"
+                f"the GA protocol and supports G.711 μ-law{hint}"
             )
 
     # --- caller → model ---------------------------------------------------------------------
@@ -543,10 +572,12 @@ class CallSession:
                     self._backlog_done()
 
     async def _send_audio(self, audio: bytes) -> None:
+        payload = audio if self.transcoder is None else self.transcoder.to_model(audio)
         # The lock is free except while a rollover switches sessions: then this waits, and the
         # caller's audio waits in the (bounded) queue and in Redis, to go to the new session.
-        async with self._ws_lock:
-            await self._live_ws().send(rt.audio_append(audio))
+        if payload:
+            async with self._ws_lock:
+                await self._live_ws().send(rt.audio_append(payload))
         self.bytes_to_model += len(audio)
         self.ctx.metrics.audio_in_bytes.inc(len(audio))
 
@@ -642,26 +673,41 @@ class CallSession:
                 self.log.warning("dropping model audio until this worker's lease is confirmed")
             return False
         limit = self.ctx.settings.max_audio_delta_bytes
-        if len(audio) > limit:
+        transcoder = self.transcoder
+        # Counted in μ-law bytes (8 per ms) whatever the session's format.
+        duration = len(audio) if transcoder is None else len(audio) // pcm16_bytes_per_ulaw_byte()
+        if duration > limit:
             # Real deltas hold a fraction of a second; this one would flood the caller's queue.
             self._fault(
                 "delta_too_large",
-                f"audio delta of {len(audio)} bytes is over MAX_AUDIO_DELTA_BYTES={limit}",
+                f"audio delta of {duration} μ-law bytes ({duration // 8} ms) is over "
+                f"MAX_AUDIO_DELTA_BYTES={limit}",
             )
             return False
+        if transcoder is not None:
+            audio = transcoder.to_caller(audio)
+        await self._publish_model_audio(event.item_id, event.response_id, audio)
+        return False
+
+    async def _publish_model_audio(self, item_id: str, response_id: str, audio: bytes) -> None:
+        """μ-law for the caller, with the mark that tells when it was heard."""
+        if not audio:
+            return  # the transcoder holds it back for now
         self.mark_seq += 1
-        mark = self.playback.audio_sent(event.item_id, event.response_id, len(audio), self.clock())
-        await self._publish(OutboundAudio(audio, event.item_id, time.time()), PlaybackMark(mark))
-        self._response(event.response_id).audio_bytes += len(audio)
+        mark = self.playback.audio_sent(item_id, response_id, len(audio), self.clock())
+        await self._publish(OutboundAudio(audio, item_id, time.time()), PlaybackMark(mark))
+        self._response(response_id).audio_bytes += len(audio)
         self.bytes_from_model += len(audio)
         self.ctx.metrics.audio_out_bytes.inc(len(audio))
         if self.log.debug_enabled:
-            self.log.debug("model audio: %d bytes for item %s", len(audio), event.item_id)
-        return False
+            self.log.debug("model audio: %d bytes for item %s", len(audio), item_id)
 
     async def _on_audio_done(self, event: rt.OutputAudioDone) -> bool:
         if event.response_id in self.interrupted:
             return False
+        if self.transcoder is not None and not self.lease_lost:
+            tail = self.transcoder.finish_reply()
+            await self._publish_model_audio(event.item_id, event.response_id, tail)
         item = self.playback.get(event.item_id)
         if item is not None:
             item.audio_done = True
@@ -705,6 +751,8 @@ class CallSession:
         item = self.playback.get(decision.item_id)
         if item is not None:
             item.interrupted = True  # before any await: its late deltas are dropped from now
+        if self.transcoder is not None:
+            self.transcoder.drop_reply()
         self.interrupted.append(decision.response_id)
         if decision.response_id in self.responses:
             self._response(decision.response_id).heard_ms = decision.audio_end_ms
@@ -758,6 +806,8 @@ class CallSession:
 
     async def _on_response_done(self, event: rt.ResponseDone) -> bool:
         response = self.responses.pop(event.response_id, _Response())
+        if self.transcoder is not None:
+            self.transcoder.drop_reply()  # cancelled before its audio was done: nothing to play
         if self.active_response == event.response_id:
             self.active_response = None
             self._response_over.set()

@@ -22,6 +22,7 @@ from shared.errors import RealtimeProtocolError
 __all__ = [
     "END_CALL_TOOL",
     "FATAL_ERROR_CODES",
+    "PCM",
     "PCMU",
     "ErrorEvent",
     "FunctionCall",
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 PCMU: Final = "audio/pcmu"
+PCM: Final = "audio/pcm"  # PCM16 little-endian; the worker asks for it only at 24 kHz
+PCM_RATE: Final = 24000
 END_CALL: Final = "end_call"
 
 #: The built-in tool the model calls to hang up (after which it is asked to say goodbye).
@@ -86,6 +89,7 @@ class SessionOptions:
     turn_detection: str  # "server_vad" or "semantic_vad"
     interrupt_response: bool = True  # the server cancels its reply when the caller speaks
     tools: tuple[dict[str, Any], ...] = ()
+    audio_format: str = PCMU  # PCM only for backends without μ-law (the worker transcodes)
 
 
 def _dumps(event: dict[str, Any]) -> str:
@@ -93,7 +97,8 @@ def _dumps(event: dict[str, Any]) -> str:
 
 
 def session_update(event_id: str, options: SessionOptions) -> str:
-    """``session.update`` for a phone call: G.711 μ-law in and out, audio replies, VAD."""
+    """``session.update`` for a phone call: G.711 μ-law in and out (or PCM16 24 kHz when the
+    worker transcodes), audio replies, VAD."""
     if options.turn_detection == "semantic_vad":
         turn: dict[str, Any] = {"type": "semantic_vad", "eagerness": "auto"}
     else:
@@ -104,7 +109,10 @@ def session_update(event_id: str, options: SessionOptions) -> str:
             "silence_duration_ms": 500,
         }
     turn |= {"create_response": True, "interrupt_response": options.interrupt_response}
-    audio_in: dict[str, Any] = {"format": {"type": PCMU}, "turn_detection": turn}
+    fmt: dict[str, Any] = {"type": options.audio_format}
+    if options.audio_format == PCM:
+        fmt["rate"] = PCM_RATE
+    audio_in: dict[str, Any] = {"format": fmt, "turn_detection": turn}
     if options.transcription_model:
         audio_in["transcription"] = {"model": options.transcription_model}
     voice: str | dict[str, str] = (
@@ -115,7 +123,7 @@ def session_update(event_id: str, options: SessionOptions) -> str:
         "model": options.model,
         "output_modalities": ["audio"],
         "instructions": options.instructions,
-        "audio": {"input": audio_in, "output": {"format": {"type": PCMU}, "voice": voice}},
+        "audio": {"input": audio_in, "output": {"format": dict(fmt), "voice": voice}},
     }
     if options.tools:
         session |= {"tools": list(options.tools), "tool_choice": "auto"}
@@ -192,10 +200,25 @@ class SessionConfirmed:
     session_id: str
     input_format: str | None
     output_format: str | None
+    input_rate: int | None = None  # given for audio/pcm
+    output_rate: int | None = None
 
     @property
     def is_pcmu(self) -> bool:
         return self.input_format == PCMU and self.output_format == PCMU
+
+    def speaks(self, audio_format: str) -> bool:
+        """Both directions are ``audio_format`` (PCM: at 24 kHz, the rate the worker
+        transcodes to; a PCM session without a rate is at its 24 kHz default)."""
+        if audio_format != PCM:
+            return self.input_format == audio_format and self.output_format == audio_format
+        return all(
+            fmt == PCM and rate in (None, PCM_RATE)
+            for fmt, rate in (
+                (self.input_format, self.input_rate),
+                (self.output_format, self.output_rate),
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,22 +397,28 @@ def _dict(event: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _format_type(audio: dict[str, Any], direction: str) -> str | None:
+def _format_of(audio: dict[str, Any], direction: str) -> tuple[str | None, int | None]:
     side = audio.get(direction)
     fmt = side.get("format") if type(side) is dict else None
-    kind = fmt.get("type") if type(fmt) is dict else None
-    return kind if type(kind) is str else None
+    if type(fmt) is not dict:
+        return None, None
+    kind, rate = fmt.get("type"), fmt.get("rate")
+    return (kind if type(kind) is str else None), (rate if type(rate) is int else None)
 
 
 def _session(event: dict[str, Any]) -> SessionConfirmed:
     session = _dict(event, "session")
     audio = session.get("audio")
     audio = audio if type(audio) is dict else {}
+    input_format, input_rate = _format_of(audio, "input")
+    output_format, output_rate = _format_of(audio, "output")
     return SessionConfirmed(
         updated=event["type"] == "session.updated",
         session_id=str(session.get("id", "")),
-        input_format=_format_type(audio, "input"),
-        output_format=_format_type(audio, "output"),
+        input_format=input_format,
+        output_format=output_format,
+        input_rate=input_rate,
+        output_rate=output_rate,
     )
 
 

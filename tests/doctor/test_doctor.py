@@ -42,8 +42,11 @@ def redis_url() -> Iterator[str]:
         handle.close()
 
 
-async def _sim(fault: Fault = Fault.NONE, api_key: str | None = None) -> AsyncIterator[str]:
-    config = SimulatorConfig(behaviour=BehaviourConfig(speed=50, fault=fault), api_key=api_key)
+async def _sim(
+    fault: Fault = Fault.NONE, api_key: str | None = None, serves_pcm16: bool = False
+) -> AsyncIterator[str]:
+    behaviour = BehaviourConfig(speed=50, fault=fault, serves_pcm16=serves_pcm16)
+    config = SimulatorConfig(behaviour=behaviour, api_key=api_key)
     async with run_simulator(config) as sim:
         yield sim.url
 
@@ -120,6 +123,20 @@ async def test_a_server_that_refuses_ulaw_fails_naming_the_format(
     assert tone.status == "fail" and "PCM16" in tone.summary
     assert tone.fix and "audio/pcmu" in tone.fix
     assert "✗" in render(list(checks.values()))
+
+
+@pytest.mark.anyio
+async def test_a_pcm16_only_backend_passes_only_in_transcoding_mode(redis_url: str) -> None:
+    async for url in _sim(serves_pcm16=True):
+        as_is = _by_name(await _checks(_env(redis_url, url), "--role", "worker"))
+        transcoding = _env(redis_url, url, REALTIME_AUDIO_FORMAT="pcm16")
+        code, out = await _doctor(transcoding, "--tone", "--role", "worker")
+    formats = as_is["realtime.formats"]
+    assert formats.status == "fail"
+    assert formats.fix and "set REALTIME_AUDIO_FORMAT=pcm16" in formats.fix
+    assert code == 0, out
+    assert "✓ session.updated confirms input audio/pcm, output audio/pcm (the worker" in out
+    assert "✓ reply audio is μ-law" in out
 
 
 @pytest.mark.anyio

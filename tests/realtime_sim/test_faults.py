@@ -7,10 +7,12 @@ import base64
 import pytest
 
 from services.realtime_sim.__main__ import build_parser, config_from_args
+from services.realtime_sim.behaviour import Mode
 from services.realtime_sim.faults import Fault, encode_delta, ulaw_to_pcm16_24k
+from services.realtime_worker import openai_protocol as rt
 from shared.audio_check import classify_outbound
 
-from .support import pcmu_update
+from .support import pcmu_update, tone
 from .test_behaviour import CALLER, Driver, of_type
 
 
@@ -77,3 +79,36 @@ def test_fault_flag_reaches_the_config(fault: str) -> None:
 
 def test_fault_defaults_to_none() -> None:
     assert config_from_args(build_parser().parse_args([])).behaviour.fault is Fault.NONE
+
+
+@pytest.mark.parametrize(("flag", "pcm16"), [([], False), (["--audio-format", "pcm16"], True)])
+def test_audio_format_flag(flag: list[str], pcm16: bool) -> None:
+    assert config_from_args(build_parser().parse_args(flag)).behaviour.serves_pcm16 is pcm16
+
+
+def test_a_pcm16_only_backend_keeps_pcm_and_echoes_the_pcm_it_heard_unchanged() -> None:
+    d = Driver(mode=Mode.ECHO, serves_pcm16=True)
+    (updated,) = d.send(pcmu_update())  # asks for μ-law, which this backend does not have
+    pcm = {"type": "audio/pcm", "rate": 24000}
+    assert updated["session"]["audio"]["input"]["format"] == pcm
+    assert updated["session"]["audio"]["output"]["format"] == pcm
+    speech = ulaw_to_pcm16_24k(tone(200))
+    d.send(rt.audio_append(speech[:4800]))
+    d.send(rt.audio_append(speech[4800:]))
+    echoed = b"".join(
+        base64.b64decode(e["delta"]) for e in of_type(d.events, "response.output_audio.delta")
+    )
+    assert echoed == speech
+    assert not of_type(d.events, "error")
+    assert d.record.audio_in_bytes == len(speech)
+
+
+def test_a_pcm16_only_backend_converses_in_pcm16() -> None:
+    d = Driver(serves_pcm16=True)
+    d.send(pcmu_update())
+    d.send(rt.audio_append(ulaw_to_pcm16_24k(CALLER)))
+    reply = b"".join(
+        base64.b64decode(e["delta"]) for e in of_type(d.steps(), "response.output_audio.delta")
+    )
+    assert len(reply) == 6 * len(d.session.config.reply_audio)
+    assert classify_outbound(reply).kind == "pcm16"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
@@ -258,7 +259,35 @@ def test_session_pcm_24k_reports_its_format() -> None:
     event = rt.parse_server_event(_session_event("session.created", PCM24, PCM24))
     assert isinstance(event, rt.SessionConfirmed)
     assert (event.input_format, event.output_format) == ("audio/pcm", "audio/pcm")
+    assert (event.input_rate, event.output_rate) == (24000, 24000)
     assert not event.updated
+    assert event.speaks(rt.PCM) and not event.speaks(rt.PCMU)
+
+
+@pytest.mark.parametrize(
+    ("input_format", "output_format", "pcm_24k"),
+    [
+        (PCM24, PCM24, True),
+        ({"type": "audio/pcm"}, PCM24, True),  # no rate: the 24 kHz default
+        ({"type": "audio/pcm", "rate": 16000}, PCM24, False),
+        (PCM24, PCMU, False),
+        (PCMU, PCMU, False),
+    ],
+)
+def test_what_a_transcoding_worker_accepts(
+    input_format: Any, output_format: Any, pcm_24k: bool
+) -> None:
+    event = rt.parse_server_event(_session_event("session.updated", input_format, output_format))
+    assert isinstance(event, rt.SessionConfirmed)
+    assert event.speaks(rt.PCM) is pcm_24k
+
+
+def test_session_update_for_a_transcoding_worker_asks_pcm16_24k_both_ways() -> None:
+    options = dataclasses.replace(OPTIONS, audio_format=rt.PCM)
+    event = json.loads(rt.session_update("sb_session_1", options))
+    audio = event["session"]["audio"]
+    assert audio["input"]["format"] == audio["output"]["format"] == PCM24
+    check_client_event(event)
 
 
 @pytest.mark.parametrize(

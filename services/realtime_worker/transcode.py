@@ -1,0 +1,85 @@
+"""μ-law 8 kHz ↔ PCM16 24 kHz, for Realtime backends that speak only PCM16
+(``REALTIME_AUDIO_FORMAT=pcm16``).
+
+Off by default: with the OpenAI Realtime API the call carries G.711 μ-law end to end and nothing
+is decoded. When it is on, each call has one ``CallTranscoder``: caller audio is decoded and
+upsampled to 24 kHz, the model's audio is downsampled to 8 kHz and encoded, both with libsoxr
+resamplers that keep their filter state from one chunk to the next, so chunk borders leave no
+click. A resampler holds back part of its input (the filter's look-ahead, emitted in blocks);
+the model's reply is flushed at its end so its last syllable is not held.
+
+Pure computation (numpy and libsoxr, no I/O): the call session calls it in line.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import soxr
+
+from shared.audio import SAMPLE_RATE, linear_to_ulaw, ulaw_to_linear
+
+__all__ = ["MODEL_RATE", "QUALITIES", "CallTranscoder", "pcm16_bytes_per_ulaw_byte"]
+
+MODEL_RATE: Final = 24000
+#: libsoxr's quality recipes, quickest first (``TRANSCODE_QUALITY``).
+QUALITIES: Final = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+
+
+def pcm16_bytes_per_ulaw_byte() -> int:
+    """PCM16 24 kHz bytes that carry the same time as one μ-law 8 kHz byte (6)."""
+    return 2 * MODEL_RATE // SAMPLE_RATE
+
+
+class CallTranscoder:
+    """Both directions of one call: ``to_model`` for the caller's audio (one continuous
+    stream for the whole call), ``to_caller`` for the model's replies (one stream per reply,
+    ended by ``finish_reply`` or dropped by ``drop_reply``)."""
+
+    def __init__(self, quality: str = "HQ") -> None:
+        self.quality = quality
+        self._up = soxr.ResampleStream(SAMPLE_RATE, MODEL_RATE, 1, dtype="int16", quality=quality)
+        self._down: soxr.ResampleStream | None = None
+        self._odd = b""  # a PCM16 sample split across two deltas
+
+    def to_model(self, ulaw: bytes) -> bytes:
+        """μ-law 8 kHz → PCM16 little-endian 24 kHz; may return less than 3× the samples
+        (held back by the filter) and catches up on later calls."""
+        if not ulaw:
+            return b""
+        pcm: np.ndarray = self._up.resample_chunk(ulaw_to_linear(ulaw))
+        return pcm.astype("<i2", copy=False).tobytes()
+
+    def to_caller(self, pcm: bytes) -> bytes:
+        """PCM16 little-endian 24 kHz (one reply's delta) → μ-law 8 kHz."""
+        data = self._odd + pcm
+        usable = len(data) - len(data) % 2
+        self._odd = data[usable:]
+        if not usable:
+            return b""
+        samples = np.frombuffer(data, dtype="<i2", count=usable // 2)
+        return self._encode(self._reply_stream().resample_chunk(samples))
+
+    def finish_reply(self) -> bytes:
+        """The rest of the current reply, held back by the filter; the next reply starts
+        afresh."""
+        stream, self._down, self._odd = self._down, None, b""
+        if stream is None:
+            return b""
+        return self._encode(stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True))
+
+    def drop_reply(self) -> None:
+        """Forget the current reply (the caller interrupted it)."""
+        self._down, self._odd = None, b""
+
+    def _reply_stream(self) -> soxr.ResampleStream:
+        if self._down is None:
+            self._down = soxr.ResampleStream(
+                MODEL_RATE, SAMPLE_RATE, 1, dtype="int16", quality=self.quality
+            )
+        return self._down
+
+    @staticmethod
+    def _encode(samples: np.ndarray) -> bytes:
+        return linear_to_ulaw(samples) if len(samples) else b""
