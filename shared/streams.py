@@ -207,9 +207,7 @@ class BatchWriter:
 
     async def xadd(self, stream: str, message: Message, maxlen: int) -> None:
         """Append ``message`` to ``stream`` (trimmed to about ``maxlen`` entries)."""
-        if len(self._pending) >= self._max_pending:
-            self._has_room.clear()
-            await self._has_room.wait()
+        await self._room()
         self.xadd_nowait(stream, message, maxlen)
 
     def xadd_nowait(self, stream: str, message: Message, maxlen: int) -> None:
@@ -222,9 +220,7 @@ class BatchWriter:
         """Append ``messages`` to ``stream`` in one step, unless another owner holds ``lease``
         when Redis runs it (then nothing is written and ``fenced`` counts it). Waits like
         ``xadd``."""
-        if len(self._pending) >= self._max_pending:
-            self._has_room.clear()
-            await self._has_room.wait()
+        await self._room()
         self.fenced_xadd_nowait(lease, owner, stream, messages, maxlen)
 
     def fenced_xadd_nowait(
@@ -233,6 +229,11 @@ class BatchWriter:
         """Like ``fenced_xadd`` but never waits: for control messages, not audio."""
         payloads = [encode(m) for m in messages]
         self.command("EVALSHA", _FENCED_XADD_SHA, 2, lease, stream, owner, maxlen, *payloads)
+
+    async def _room(self) -> None:
+        if len(self._pending) >= self._max_pending:
+            self._has_room.clear()
+            await self._has_room.wait()
 
     def command(self, *args: object) -> None:
         """Queue any Redis command; its reply is not returned."""
