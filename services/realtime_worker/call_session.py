@@ -215,7 +215,6 @@ class CallSession:
         self.lease_lost = False
         self.unconfirmed_warned = False
         self.responses: dict[str, _Response] = {}
-        self.mark_seq = 0
         self.event_seq = 0
         self.bytes_to_model = 0
         self.bytes_from_model = 0
@@ -693,9 +692,9 @@ class CallSession:
         """μ-law for the caller, with the mark that tells when it was heard."""
         if not audio:
             return  # the transcoder holds it back for now
-        self.mark_seq += 1
         mark = self.playback.audio_sent(item_id, response_id, len(audio), self.clock())
-        await self._publish(OutboundAudio(audio, item_id, time.time()), PlaybackMark(mark))
+        outbound = OutboundAudio(audio, item_id, time.time())
+        await self._publish(outbound, PlaybackMark(mark)) if mark else await self._publish(outbound)
         self._response(response_id).audio_bytes += len(audio)
         self.bytes_from_model += len(audio)
         self.ctx.metrics.audio_out_bytes.inc(len(audio))
@@ -711,8 +710,14 @@ class CallSession:
         item = self.playback.get(event.item_id)
         if item is not None:
             item.audio_done = True
-        self._publish_nowait(AudioDone(event.item_id))
+        self._publish_nowait(*self._closing_mark(event.item_id), AudioDone(event.item_id))
         return False
+
+    def _closing_mark(self, item_id: str) -> list[Message]:
+        """The mark for the last audio of an item, if any went unmarked: the ending waits for
+        its echo to know the goodbye was heard to the end."""
+        mark = self.playback.close_item(item_id)
+        return [PlaybackMark(mark)] if mark else []
 
     async def _on_transcript_delta(self, event: rt.TranscriptDelta) -> bool:
         self._response(event.response_id).transcript.append(event.delta)
@@ -808,6 +813,9 @@ class CallSession:
         response = self.responses.pop(event.response_id, _Response())
         if self.transcoder is not None:
             self.transcoder.drop_reply()  # cancelled before its audio was done: nothing to play
+        closing = self.playback.close_response(event.response_id)
+        if closing:
+            self._publish_nowait(*(PlaybackMark(mark) for mark in closing))
         if self.active_response == event.response_id:
             self.active_response = None
             self._response_over.set()

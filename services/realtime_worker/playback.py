@@ -1,9 +1,11 @@
 """What the caller has actually heard of each model reply, sans I/O.
 
-Every audio chunk the worker publishes is followed by a mark; Twilio echoes a mark when its
-playback reaches it. So, per response item, the bytes published before each mark are known,
-and an echo says "the caller has heard this many bytes of the item, now". Between echoes,
-playback advances in real time (μ-law: 8 bytes per ms) — never past what was published.
+The worker follows the audio it publishes with a mark every ``MARK_EVERY_BYTES`` (and at the
+end of each item's audio); Twilio echoes a mark when its playback reaches it. So, per response
+item, the bytes published before each mark are known, and an echo says "the caller has heard
+this many bytes of the item, now". Between echoes, playback advances in real time (μ-law: 8
+bytes per ms) — never past what was published. A mark after every delta would be no more
+accurate (playback is real time) and would double the messages of every call at every hop.
 
 Times are ``time.monotonic()`` seconds passed in by the caller; nothing here reads a clock.
 Mark names are ``{item_id}:{seq}``: unique, so marks echoed after a ``clear`` (Twilio echoes
@@ -18,9 +20,11 @@ from dataclasses import dataclass, field
 
 from shared.audio import BYTES_PER_MS
 
-__all__ = ["ItemPlayback", "PlaybackTracker", "mark_item"]
+__all__ = ["MARK_EVERY_BYTES", "ItemPlayback", "PlaybackTracker", "mark_item"]
 
 BYTES_PER_S = BYTES_PER_MS * 1000
+#: Audio published between two marks of an item, at most (100 ms).
+MARK_EVERY_BYTES = 100 * BYTES_PER_MS
 MAX_ITEMS = 16  # items remembered per call: the current reply and a few before it
 
 
@@ -37,6 +41,7 @@ class ItemPlayback:
     response_id: str
     started_at: float  # when its first byte could start playing
     sent_bytes: int = 0
+    marked_bytes: int = 0  # sent_bytes at the item's last mark
     echoed_bytes: int = 0
     echoed_at: float | None = None
     audio_done: bool = False  # the server said the item's audio is complete
@@ -60,8 +65,8 @@ class ItemPlayback:
 
     @property
     def all_heard(self) -> bool:
-        """Every mark published for the item was echoed (or it was cut short)."""
-        return self.interrupted or not self.marks
+        """All its audio was marked and every mark echoed (or it was cut short)."""
+        return self.interrupted or (not self.marks and self.marked_bytes == self.sent_bytes)
 
     def playing(self, now: float) -> bool:
         """Audio of this item is still queued or playing at the caller's end (as best known)."""
@@ -92,8 +97,9 @@ class PlaybackTracker:
             if item.echoed_at is None:
                 item.started_at = now if math.isinf(item.started_at) else max(item.started_at, now)
 
-    def audio_sent(self, item_id: str, response_id: str, size: int, now: float) -> str:
-        """Note ``size`` bytes published for the item; returns the name of the mark to follow."""
+    def audio_sent(self, item_id: str, response_id: str, size: int, now: float) -> str | None:
+        """Note ``size`` bytes published for the item; the name of the mark to follow it when
+        one is due (``MARK_EVERY_BYTES`` since the last), else None."""
         item = self._items.get(item_id)
         if item is None:
             # Before the stream is attached, audio waits in Redis: it has not started playing.
@@ -102,9 +108,28 @@ class PlaybackTracker:
             while len(self._items) > MAX_ITEMS:
                 self._items.popitem(last=False)
         item.sent_bytes += size
+        if item.sent_bytes - item.marked_bytes < MARK_EVERY_BYTES:
+            return None
+        return self._mark(item)
+
+    def close_item(self, item_id: str) -> str | None:
+        """The item's audio is complete: the name of a mark for what was published since its
+        last mark, or None when there is nothing unmarked (or the item is unknown or cut)."""
+        item = self._items.get(item_id)
+        if item is None or item.interrupted or item.sent_bytes == item.marked_bytes:
+            return None
+        return self._mark(item)
+
+    def close_response(self, response_id: str) -> list[str]:
+        """``close_item`` for each item of a response that ended (cancelled ones never get
+        their audio.done)."""
+        items = [i.item_id for i in self._items.values() if i.response_id == response_id]
+        return [mark for mark in map(self.close_item, items) if mark is not None]
+
+    def _mark(self, item: ItemPlayback) -> str:
         self._seq += 1
-        name = f"{item_id}:{self._seq}"
-        item.marks[name] = item.sent_bytes
+        name = f"{item.item_id}:{self._seq}"
+        item.marks[name] = item.marked_bytes = item.sent_bytes
         return name
 
     def mark_played(self, name: str, now: float) -> ItemPlayback | None:

@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from services.realtime_worker.playback import MAX_ITEMS, ItemPlayback, PlaybackTracker, mark_item
+from services.realtime_worker.playback import (
+    MARK_EVERY_BYTES,
+    MAX_ITEMS,
+    ItemPlayback,
+    PlaybackTracker,
+    mark_item,
+)
 from services.realtime_worker.turn_state import (
     Ending,
     EndReason,
@@ -28,6 +34,34 @@ def test_mark_names_are_unique_and_name_their_item() -> None:
     second = tracker.audio_sent("item:a", "resp_1", 800, 0.0)
     assert first != second
     assert mark_item(first) == mark_item(second) == "item:a"
+
+
+def test_small_deltas_get_a_mark_every_100_ms_and_one_at_the_end() -> None:
+    tracker = _tracker()
+    marks = [tracker.audio_sent("item_1", "resp_1", 160, 0.0) for _ in range(12)]  # 12 × 20 ms
+    assert MARK_EVERY_BYTES == 800
+    assert [i for i, m in enumerate(marks) if m is not None] == [4, 9]  # after 100 and 200 ms
+    item = tracker.get("item_1")
+    assert item is not None
+    assert list(item.marks.values()) == [800, 1600]
+    last = tracker.close_item("item_1")  # audio.done: the last 40 ms get their own mark
+    assert last is not None and item.marks[last] == 1920
+    assert tracker.close_item("item_1") is None  # nothing unmarked any more
+    assert tracker.close_item("unknown") is None
+
+
+def test_an_item_is_not_all_heard_while_audio_is_unmarked() -> None:
+    tracker = _tracker()
+    mark = tracker.audio_sent("item_1", "resp_1", 800, 0.0)
+    assert mark is not None
+    tracker.audio_sent("item_1", "resp_1", 160, 0.0)
+    tracker.mark_played(mark, 0.1)
+    assert not tracker.all_heard()  # 20 ms published after the last mark
+    # The response was cancelled: no audio.done, but response.done closes its items.
+    (closing,) = tracker.close_response("resp_1")
+    assert tracker.close_response("resp_1") == []
+    tracker.mark_played(closing, 0.2)
+    assert tracker.all_heard()
 
 
 def test_heard_is_interpolated_from_the_first_byte_before_any_echo() -> None:
