@@ -212,6 +212,17 @@ def _redis_url() -> Any:
     )
 
 
+def _redis_batch_var() -> Any:
+    return _var(
+        "REDIS_BATCH_MS",
+        "0",
+        _int_in(0, 20),
+        "Milliseconds the Redis writer and reader wait to gather more audio frames into each "
+        "round trip. 0: none (lowest latency). 2 saves a fifth to a quarter of edge, worker and "
+        "Redis CPU at moderate load, for a few ms of round trip (README, Performance).",
+    )
+
+
 def _key_prefix_var() -> Any:
     return _var("KEY_PREFIX", "sb", _key_prefix, "Prefix of every Redis key (one per deployment).")
 
@@ -301,6 +312,7 @@ class EdgeSettings(_FromEnv):
     """Settings of ``python -m services.edge``."""
 
     redis_url: str = _redis_url()
+    redis_batch_ms: int = _redis_batch_var()
     key_prefix: str = _key_prefix_var()
     log_level: str = _log_level_var()
     host: str = _var("HOST", "0.0.0.0", _text, "Interface the edge listens on.")
@@ -445,6 +457,7 @@ class WorkerSettings(_FromEnv):
     """Settings of ``python -m services.realtime_worker``."""
 
     redis_url: str = _redis_url()
+    redis_batch_ms: int = _redis_batch_var()
     key_prefix: str = _key_prefix_var()
     log_level: str = _log_level_var()
     openai_api_key: str | None = _var(

@@ -175,7 +175,8 @@ class BatchWriter:
     queued (back-pressure); ``command`` never waits, for the few control writes that must not.
     Transient Redis failures are retried with backoff, keeping the batch and its order; each
     failed attempt counts in ``errors``, each return to health in ``reconnects``, each fenced
-    write Redis refused in ``fenced``.
+    write Redis refused in ``fenced``. ``gather_s`` > 0: wait that long after the first write
+    of a batch before sending it, trading latency for fewer round trips.
     """
 
     def __init__(
@@ -186,11 +187,13 @@ class BatchWriter:
         errors: _Count | None = None,
         reconnects: _Count | None = None,
         fenced: _Count | None = None,
+        gather_s: float = 0.0,
     ) -> None:
         self._client = client
         self._errors: _Count = errors if errors is not None else _NoCount()
         self._reconnects: _Count = reconnects if reconnects is not None else _NoCount()
         self._fenced: _Count = fenced if fenced is not None else _NoCount()
+        self._gather_s = gather_s
         self._max_pending = max_pending
         self._pending: list[Command] = []
         self._has_work = asyncio.Event()
@@ -252,6 +255,8 @@ class BatchWriter:
         backoff = Backoff()
         while True:
             await self._has_work.wait()
+            if self._gather_s:
+                await asyncio.sleep(self._gather_s)  # REDIS_BATCH_MS: let more writes join
             self._has_work.clear()
             batch, self._pending = self._pending, []
             self._has_room.set()
@@ -320,7 +325,8 @@ class FanInReader:
     ``sink(entries)`` is called in the reader's task with each batch for its stream, in order;
     it must not block. It returns False to pause the stream (its queue is full); the subscriber
     calls ``resume(stream)`` once it has drained. Failed reads count in ``errors``, each return
-    to health in ``reconnects``.
+    to health in ``reconnects``. ``gather_s`` > 0: pause that long after each delivery, so the
+    next read brings back more entries at once.
     """
 
     def __init__(
@@ -333,10 +339,12 @@ class FanInReader:
         count: int = 64,
         errors: _Count | None = None,
         reconnects: _Count | None = None,
+        gather_s: float = 0.0,
     ) -> None:
         self._client = client
         self._errors: _Count = errors if errors is not None else _NoCount()
         self._reconnects: _Count = reconnects if reconnects is not None else _NoCount()
+        self._gather_s = gather_s
         self._writer = writer
         self._wake_stream = wake_stream
         self._wake_id: bytes | str = "0-0"
@@ -399,6 +407,8 @@ class FanInReader:
             self.healthy = True
             backoff.reset()
             self._deliver(reply or [])
+            if self._gather_s and reply:
+                await asyncio.sleep(self._gather_s)  # REDIS_BATCH_MS
 
     def _deliver(self, reply: Iterable[tuple[bytes, list[Entry]]]) -> None:
         for raw_stream, entries in reply:

@@ -70,6 +70,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--configs", default=f"{SPLIT},{BASELINE}", help="split, baseline or both (default)"
     )
+    p.add_argument(
+        "--redis-batch-ms",
+        type=int,
+        default=0,
+        help="REDIS_BATCH_MS of the split bridge's edge and workers (default 0)",
+    )
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after the last call is up")
     p.add_argument("--ramp-rate", type=float, default=50.0, help="calls placed per second")
     p.add_argument("--redis-url", help="use this Redis instead of a private redis-server per run")
@@ -140,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = RunOptions(
         duration_s=args.duration,
         workers=args.workers,
+        redis_batch_ms=args.redis_batch_ms,
         warmup_s=args.warmup,
         ramp_rate=args.ramp_rate,
         redis_url=args.redis_url,

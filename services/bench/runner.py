@@ -64,6 +64,7 @@ class RunOptions:
     redis_url: str | None = None  # None: a private redis-server per run
     log_dir: Path = Path("bench-results/logs")
     log_level: str = "INFO"
+    redis_batch_ms: int = 0  # REDIS_BATCH_MS of the split bridge's edge and workers
 
 
 @dataclass
@@ -169,10 +170,15 @@ def _split(
                 workers=options.workers,
                 sim_mode="echo",
                 log_level=options.log_level,
-                edge_env={"EDGE_MAX_CALLS": "100000", "DRAIN_TIMEOUT": "2"},
+                edge_env={
+                    "EDGE_MAX_CALLS": "100000",
+                    "DRAIN_TIMEOUT": "2",
+                    "REDIS_BATCH_MS": str(options.redis_batch_ms),
+                },
                 worker_env={
                     "MAX_CALLS": str(min(10_000, calls + 10)),
                     "DRAIN_MODE": "handoff",
+                    "REDIS_BATCH_MS": str(options.redis_batch_ms),
                 },
             )
         )

@@ -131,10 +131,12 @@ async def edge_runtime(
     reader_client = connect(settings.redis_url, read_timeout_s=5.0) if own_client else redis_client
     keys = Keys(settings.key_prefix)
     metrics = EdgeMetrics.create(registry)
+    gather_s = settings.redis_batch_ms / 1000
     writer = BatchWriter(
         redis_client,
         errors=metrics.redis_errors.labels("edge", "write"),
         reconnects=metrics.redis_reconnects.labels("edge", "write"),
+        gather_s=gather_s,
     )
     # The current token first: it signs nearly every request, so it is tried first.
     secrets = [s for s in (settings.twilio_auth_token, settings.twilio_auth_token_previous) if s]
@@ -149,6 +151,7 @@ async def edge_runtime(
             keys.wake(settings.edge_id),
             errors=metrics.redis_errors.labels("edge", "read"),
             reconnects=metrics.redis_reconnects.labels("edge", "read"),
+            gather_s=gather_s,
         ),
         metrics=metrics,
         registry=registry,

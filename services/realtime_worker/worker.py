@@ -82,6 +82,7 @@ class Worker:
             errors=metrics.redis_errors.labels("worker", "write"),
             reconnects=metrics.redis_reconnects.labels("worker", "write"),
             fenced=metrics.fenced_writes,
+            gather_s=settings.redis_batch_ms / 1000,
         )
         # Checked by WorkerSettings already; one HTTP client (its connection pool) per worker.
         tools = load_tools(settings.tools_file)
@@ -97,6 +98,7 @@ class Worker:
                 self.keys.wake(settings.worker_id),
                 errors=metrics.redis_errors.labels("worker", "read"),
                 reconnects=metrics.redis_reconnects.labels("worker", "read"),
+                gather_s=settings.redis_batch_ms / 1000,
             ),
             metrics=self.metrics,
             lease_clock=LeaseClock(settings.lease_ttl_ms / 1000),

@@ -272,6 +272,31 @@ async def test_writer_applies_back_pressure(redis: FakeRedis) -> None:
         assert await _names(redis, "s") == ["0", "1", "2", "control", "3"]
 
 
+@pytest.mark.parametrize(("gather_s", "most_round_trips"), [(0.0, 10), (0.2, 2)])
+async def test_writer_gathers_writes_for_redis_batch_ms(
+    redis: FakeRedis, gather_s: float, most_round_trips: int
+) -> None:
+    writer = BatchWriter(redis, gather_s=gather_s)
+    pipelines = 0
+    make_pipeline = redis.pipeline
+
+    def counting_pipeline(transaction: bool = False) -> Any:
+        nonlocal pipelines
+        pipelines += 1
+        return make_pipeline(transaction=transaction)
+
+    redis.pipeline = counting_pipeline  # type: ignore[method-assign]
+    async with running(writer.run()):
+        for i in range(10):  # one frame every 10 ms
+            await writer.xadd("s", MarkPlayed(str(i)), 1000)
+            await asyncio.sleep(0.01)
+        await writer.flush()
+    assert await _names(redis, "s") == [str(i) for i in range(10)]
+    assert pipelines <= most_round_trips
+    if not gather_s:
+        assert pipelines >= 5  # without gathering, nearly one round trip per frame
+
+
 async def test_writer_stops_on_a_non_retryable_failure(redis: FakeRedis) -> None:
     class Broken(Exception):
         pass
@@ -339,6 +364,22 @@ async def test_reader_delivers_each_stream_in_order(redis: FakeRedis) -> None:
     assert a.calls >= 3  # count=4 per read: batches, each in order
     assert reader.last_id("a") == last[-1]
     assert reader.healthy
+
+
+async def test_reader_gathers_entries_for_redis_batch_ms(redis: FakeRedis) -> None:
+    writer = BatchWriter(redis)
+    reader = _reader(redis, writer, block_ms=50, gather_s=0.3)
+    sink = Sink()
+    reader.subscribe("a", sink)
+    async with running(writer.run(), reader.run()):
+        await _add(redis, "a", "0")
+        await eventually(lambda: sink.calls == 1)
+        for i in range(1, 6):  # arrive while the reader waits after its delivery
+            await _add(redis, "a", str(i))
+            await asyncio.sleep(0.01)
+        await eventually(lambda: len(sink.entries) == 6)
+    assert sink.calls == 2  # the five later entries came back in one read
+    assert sink.names() == [str(i) for i in range(6)]
 
 
 async def test_reader_starts_after_start_id(redis: FakeRedis) -> None:
