@@ -532,8 +532,9 @@ class WorkerSettings(_FromEnv):
         "MAX_AUDIO_DELTA_BYTES",
         "131072",
         _int_in(1024, 4_000_000),
-        "Largest audio delta accepted from the Realtime server (μ-law: 8000 bytes per second; "
-        "real deltas hold a fraction of one); larger ones are dropped and counted.",
+        "Largest audio delta accepted from the Realtime server, in μ-law bytes (8000 per "
+        "second; PCM16 deltas count by their duration; real deltas hold a fraction of one); "
+        "larger ones are dropped and counted.",
     )
     session_max_s: float = _var(
         "SESSION_MAX",
