@@ -1,9 +1,10 @@
 """G.711 μ-law constants and helpers.
 
 The whole call path carries μ-law, 8 kHz, mono: one byte is one sample, 8 bytes are one
-millisecond. Nothing on the per-frame path decodes audio; these helpers serve the simulators,
-diagnostics and tests. The codec is the classic Sun/CCITT one (protocols.md §5.1), fixed as the
-project's reference so tests can compare bytes.
+millisecond. Nothing on the per-frame path decodes audio, except the worker's transcoder when
+REALTIME_AUDIO_FORMAT=pcm16; these helpers serve it, the simulators, diagnostics and tests.
+The codec is the classic Sun/CCITT one (protocols.md §5.1), fixed as the project's reference
+so tests can compare bytes.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def ulaw_to_linear(data: bytes) -> npt.NDArray[np.int16]:
 
 def linear_to_ulaw(samples: npt.ArrayLike) -> bytes:
     """Encode signed 16-bit samples (values outside int16 are clipped) to μ-law bytes."""
+    if isinstance(samples, np.ndarray) and samples.dtype == np.int16:
+        # Already in range (the transcoder's case): offset by flipping the sign bit, no copies.
+        encoded: bytes = _encode_table()[samples.view(np.uint16) ^ 0x8000].tobytes()
+        return encoded
     pcm = np.clip(np.asarray(samples, dtype=np.int64), -32768, 32767) + 32768
     return bytes(_encode_table()[pcm])
 

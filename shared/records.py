@@ -62,13 +62,18 @@ class CallRecord:
     def get(self, field: CallField) -> str | None:
         return self.fields.get(field)
 
+    @classmethod
+    def from_hash(cls, call_sid: str, raw: dict[bytes, bytes]) -> CallRecord | None:
+        """The record from its ``HGETALL`` reply; None when empty (no such call, or expired)."""
+        if not raw:
+            return None
+        return cls(call_sid, {k.decode(): v.decode() for k, v in raw.items()})
+
 
 async def load_call(client: aioredis.Redis, keys: Keys, call_sid: str) -> CallRecord | None:
     """The call's record, or None when no such call exists (never posted, or expired)."""
     raw: dict[Any, Any] = await client.hgetall(keys.call(call_sid))
-    if not raw:
-        return None
-    return CallRecord(call_sid, {k.decode(): v.decode() for k, v in raw.items()})
+    return CallRecord.from_hash(call_sid, raw)
 
 
 async def create_call(

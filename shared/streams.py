@@ -6,7 +6,7 @@
   connection per call. A subscriber whose queue is full is left out of the next reads, so its
   entries wait in Redis (bounded by MAXLEN) rather than in process memory, and other calls are
   not held up.
-- Leases: ``acquire_lease`` / ``renew_leases`` / ``release_lease``, owner-checked; renewal
+- Leases: ``acquire_lease`` / ``renew_lease_status`` / ``release_lease``, owner-checked; renewal
   takes back a lease Redis lost (restarted empty) but reports one held by another owner.
 - Fenced writes: ``BatchWriter.fenced_xadd`` appends to a stream only while its lease is not
   held by another owner, checked inside Redis at the moment of the write. A worker that was
@@ -44,7 +44,6 @@ __all__ = [
     "ensure_group",
     "release_lease",
     "renew_lease_status",
-    "renew_leases",
 ]
 
 logger = logging.getLogger(__name__)
@@ -143,15 +142,6 @@ async def renew_lease_status(
     return [LeaseStatus(int(flag)) for flag in result]
 
 
-async def renew_leases(
-    client: aioredis.Redis, keys: list[str], owner: str, ttl_ms: int
-) -> list[bool]:
-    """Like ``renew_lease_status``: True where ``owner`` holds the lease now."""
-    return [
-        s is not LeaseStatus.LOST for s in await renew_lease_status(client, keys, owner, ttl_ms)
-    ]
-
-
 async def release_lease(client: aioredis.Redis, key: str, owner: str) -> None:
     """Give the lease up if ``owner`` still holds it."""
     await client.eval(_RELEASE_LEASE, 1, key, owner)
@@ -196,6 +186,7 @@ class BatchWriter:
         self._gather_s = gather_s
         self._max_pending = max_pending
         self._pending: list[Command] = []
+        self._pending_fenced = False  # a fenced write is queued: the batch needs the script
         self._has_work = asyncio.Event()
         self._has_room = asyncio.Event()
         self._has_room.set()
@@ -210,7 +201,8 @@ class BatchWriter:
 
     async def xadd(self, stream: str, message: Message, maxlen: int) -> None:
         """Append ``message`` to ``stream`` (trimmed to about ``maxlen`` entries)."""
-        await self._room()
+        if len(self._pending) >= self._max_pending:
+            await self._wait_for_room()
         self.xadd_nowait(stream, message, maxlen)
 
     def xadd_nowait(self, stream: str, message: Message, maxlen: int) -> None:
@@ -223,7 +215,8 @@ class BatchWriter:
         """Append ``messages`` to ``stream`` in one step, unless another owner holds ``lease``
         when Redis runs it (then nothing is written and ``fenced`` counts it). Waits like
         ``xadd``."""
-        await self._room()
+        if len(self._pending) >= self._max_pending:
+            await self._wait_for_room()
         self.fenced_xadd_nowait(lease, owner, stream, messages, maxlen)
 
     def fenced_xadd_nowait(
@@ -232,11 +225,11 @@ class BatchWriter:
         """Like ``fenced_xadd`` but never waits: for control messages, not audio."""
         payloads = [encode(m) for m in messages]
         self.command("EVALSHA", _FENCED_XADD_SHA, 2, lease, stream, owner, maxlen, *payloads)
+        self._pending_fenced = True
 
-    async def _room(self) -> None:
-        if len(self._pending) >= self._max_pending:
-            self._has_room.clear()
-            await self._has_room.wait()
+    async def _wait_for_room(self) -> None:
+        self._has_room.clear()
+        await self._has_room.wait()
 
     def command(self, *args: object) -> None:
         """Queue any Redis command; its reply is not returned."""
@@ -258,11 +251,12 @@ class BatchWriter:
             if self._gather_s:
                 await asyncio.sleep(self._gather_s)  # REDIS_BATCH_MS: let more writes join
             self._has_work.clear()
-            batch, self._pending = self._pending, []
+            batch, fenced = self._pending, self._pending_fenced
+            self._pending, self._pending_fenced = [], False
             self._has_room.set()
             while True:
                 try:
-                    await self._send(batch)
+                    await self._send(batch, fenced)
                 except Exception as exc:
                     if not is_retryable(exc):
                         raise
@@ -287,9 +281,8 @@ class BatchWriter:
             async with self._progress:
                 self._progress.notify_all()
 
-    async def _send(self, batch: list[Command]) -> None:
+    async def _send(self, batch: list[Command], fenced: bool) -> None:
         pipe = self._client.pipeline(transaction=False)
-        fenced = any(args[0] == "EVALSHA" for args in batch)
         if fenced:
             # Cheap when Redis has it already, and a restarted Redis has forgotten it: loading
             # it ahead of the batch (even a batch redis-py resends on a new connection) keeps
@@ -307,7 +300,7 @@ class BatchWriter:
                 # A rejected command is a bug or a foreign key in our namespace: report it,
                 # never let it stall the writes of every other call.
                 logger.error("redis rejected %s %s: %s", args[0], args[1], result)
-            elif args[0] == "EVALSHA" and result == 0:
+            elif fenced and result == 0 and args[0] == "EVALSHA":
                 self._fenced.inc()
 
 

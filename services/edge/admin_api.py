@@ -106,11 +106,9 @@ async def list_calls(request: Request) -> Response:
             raws: list[dict[bytes, bytes]] = await pipe.execute()
     except Exception as exc:
         return _redis_down(exc)
-    calls = [
-        call_view(CallRecord(sid, {k.decode(): v.decode() for k, v in raw.items()}))
-        for sid, raw in zip(sids, raws, strict=True)
-        if raw  # expired after CALL_RECORD_RETENTION
-    ]
+    records = [CallRecord.from_hash(sid, raw) for sid, raw in zip(sids, raws, strict=True)]
+    # None: expired after CALL_RECORD_RETENTION.
+    calls = [call_view(record) for record in records if record is not None]
     return JSONResponse({"calls": calls, "live": sum(1 for c in calls if c["live"])})
 
 

@@ -170,6 +170,8 @@ class EdgeCall:
         keys = runtime.keys
         self.inbound_key = keys.inbound(self.call_sid)
         self.outbound_key = keys.outbound(self.call_sid)
+        self.record_key = keys.call(self.call_sid)
+        self.lease_key = keys.lease(self.call_sid)
         self.framer = Framer()
         self.queue: deque[tuple[bytes, OutboundMessage]] = deque()
         self.has_output = asyncio.Event()
@@ -188,6 +190,7 @@ class EdgeCall:
         self.last_message_at = time.monotonic()
         self.bytes_out_metric = runtime.metrics.call_audio_out_bytes.labels(self.call_sid)
         self.relay_latency = runtime.metrics.relay_latency.labels(HOP_WORKER_TO_EDGE)
+        self.dropped_fast = runtime.metrics.media_dropped.labels("faster_than_real_time")
         self.marks_sent: dict[str, float] = {}  # mark name → when it was sent to Twilio
         # The webhook's time (the record's created_ms), while the call's first audio is due.
         self.first_audio_due_ms: int | None = None
@@ -227,29 +230,15 @@ class EdgeCall:
         return call
 
     async def _bind(self, worker_id: str | None, out_cursor: str | None) -> None:
-        runtime, keys, sid = self.runtime, self.runtime.keys, self.call_sid
+        runtime, sid = self.runtime, self.call_sid
         edge_id = runtime.settings.edge_id
-        writer = runtime.writer
-        writer.command(
-            "HSET",
-            keys.call(sid),
-            CallField.STATE,
-            CallState.LIVE,
-            CallField.EDGE_ID,
-            edge_id,
-            CallField.STREAM_SID,
-            self.stream_sid,
-        )
-        for key in keys.call_keys(sid):
-            writer.command("EXPIRE", key, CALL_KEY_TTL_S)
-        writer.xadd_nowait(
+        self._write_live_record()
+        runtime.writer.xadd_nowait(
             self.inbound_key, StreamStarted(self.stream_sid, edge_id, time.time()), INBOUND_MAXLEN
         )
         # A worker that held this call and died leaves no lease: put the call back in line.
-        if worker_id and not await runtime.redis.exists(keys.lease(sid)):
-            writer.xadd_nowait(
-                keys.dispatch, CallDispatch(sid, "lease-lost", time.time()), DISPATCH_MAXLEN
-            )
+        if worker_id and not await runtime.redis.exists(self.lease_key):
+            self._dispatch_again()
             self.log.info("worker %s no longer holds the call; dispatched it again", worker_id)
         runtime.calls[sid] = self
         runtime.metrics.active_calls.inc()
@@ -280,29 +269,39 @@ class EdgeCall:
         """Record how far the outbound stream was sent, so another edge can resume there."""
         if self.sent_cursor != self.saved_cursor and self.sent_cursor is not None:
             self.runtime.writer.command(
-                "HSET",
-                self.runtime.keys.call(self.call_sid),
-                CallField.OUT_CURSOR,
-                self.sent_cursor,
+                "HSET", self.record_key, CallField.OUT_CURSOR, self.sent_cursor
             )
             self.saved_cursor = self.sent_cursor
 
+    def _write_live_record(self) -> None:
+        """This edge's part of the call record (state, edge, stream) and the call's key TTLs;
+        the outbound cursor is saved again at the next ``save_cursor``."""
+        writer, settings = self.runtime.writer, self.runtime.settings
+        writer.command(
+            "HSET",
+            self.record_key,
+            CallField.STATE,
+            CallState.LIVE,
+            CallField.EDGE_ID,
+            settings.edge_id,
+            CallField.STREAM_SID,
+            self.stream_sid,
+        )
+        for key in self.runtime.keys.call_keys(self.call_sid):
+            writer.command("EXPIRE", key, CALL_KEY_TTL_S)
+        self.saved_cursor = None
+
+    def _dispatch_again(self) -> None:
+        """Put the call back on the dispatch stream: its worker no longer holds it."""
+        dispatch = CallDispatch(self.call_sid, "lease-lost", time.time())
+        self.runtime.writer.xadd_nowait(self.runtime.keys.dispatch, dispatch, DISPATCH_MAXLEN)
+
     def check_worker(self, lease_present: bool, state: str | None, now: float) -> None:
         """One lease check's result (runtime's lease watch): re-dispatch or give up as needed."""
-        runtime, keys, sid = self.runtime, self.runtime.keys, self.call_sid
+        runtime = self.runtime
         if state is None:
             # The record is gone while the caller is still here: Redis restarted empty.
-            runtime.writer.command(
-                "HSET",
-                keys.call(sid),
-                CallField.STATE,
-                CallState.LIVE,
-                CallField.EDGE_ID,
-                runtime.settings.edge_id,
-                CallField.STREAM_SID,
-                self.stream_sid,
-            )
-            runtime.writer.command("EXPIRE", keys.call(sid), CALL_KEY_TTL_S)
+            self._write_live_record()
             self.log.warning("call record was missing (Redis restarted?): wrote it back")
         elif state == CallState.ENDED:
             return
@@ -311,9 +310,7 @@ class EdgeCall:
         if action is Action.SERVED:
             runtime.metrics.dispatch_wait.observe(waited_s)
         elif action is Action.REDISPATCH:
-            runtime.writer.xadd_nowait(
-                keys.dispatch, CallDispatch(sid, "lease-lost", time.time()), DISPATCH_MAXLEN
-            )
+            self._dispatch_again()
             runtime.metrics.redispatched.inc()
             self.log.warning("the call's worker stopped renewing its lease: dispatched it again")
         elif action is Action.GIVE_UP:
@@ -362,26 +359,24 @@ class EdgeCall:
             idle_s = time.monotonic() - self.last_message_at
             if idle_s >= timeout_s:
                 self.log.warning("closing the stream: nothing from Twilio for %.0f s", idle_s)
-                self.runtime.metrics.rejected.labels("media", "idle_timeout").inc()
                 self.end_reason = "idle_timeout"
                 return
             await asyncio.sleep(timeout_s - idle_s)
 
     async def _on_media(self, event: Media) -> bool:
         audio = event.payload
-        if audio and not self.pacer.admit(len(audio), self.last_message_at):
-            self.runtime.metrics.media_dropped.labels("faster_than_real_time").inc()
+        if not audio:
+            return False
+        if not self.pacer.admit(len(audio), self.last_message_at):
+            self.dropped_fast.inc()
             if self.log.debug_enabled:
                 self.log.debug("dropped %d bytes of media: faster than real time", len(audio))
             return False
-        if audio:
-            await self.runtime.writer.xadd(
-                self.inbound_key,
-                InboundAudio(audio, event.timestamp_ms, time.time()),
-                INBOUND_MAXLEN,
-            )
-            self.bytes_in += len(audio)
-            self.runtime.metrics.audio_in_bytes.inc(len(audio))
+        await self.runtime.writer.xadd(
+            self.inbound_key, InboundAudio(audio, event.timestamp_ms, time.time()), INBOUND_MAXLEN
+        )
+        self.bytes_in += len(audio)
+        self.runtime.metrics.audio_in_bytes.inc(len(audio))
         return False
 
     async def _on_mark(self, event: Mark) -> bool:
@@ -482,9 +477,7 @@ class EdgeCall:
         if verdict is None or verdict.kind == "ok":
             return
         self.runtime.metrics.format_mismatch.labels(verdict.kind).inc()
-        self.runtime.writer.command(
-            "HSET", self.runtime.keys.call(self.call_sid), CallField.AUDIO_CHECK, verdict.kind
-        )
+        self.runtime.writer.command("HSET", self.record_key, CallField.AUDIO_CHECK, verdict.kind)
         if verdict.is_fault:
             self.log.error("the audio sent to the caller is wrong: %s", verdict)
         else:
@@ -517,20 +510,19 @@ class EdgeCall:
     # --- the end --------------------------------------------------------------------------
 
     async def _finish(self) -> None:
-        runtime, keys, sid = self.runtime, self.runtime.keys, self.call_sid
+        runtime, sid = self.runtime, self.call_sid
         writer = runtime.writer
         runtime.reader.unsubscribe(self.outbound_key)
         runtime.calls.pop(sid, None)
         runtime.metrics.active_calls.dec()
         runtime.metrics.calls.labels(self.end_reason).inc()
         runtime.metrics.call_audio_out_bytes.remove(sid)
-        record = keys.call(sid)
+        record = self.record_key
         counters = (CallField.BYTES_IN, self.bytes_in, CallField.BYTES_OUT, self.bytes_out)
         if self.end_reason == "stream_closed":
             # No stop: Twilio may still be on the call and follow <Redirect> to another edge.
             writer.command("HSET", record, CallField.EDGE_ID, "", *counters)
-            if self.sent_cursor is not None:
-                writer.command("HSET", record, CallField.OUT_CURSOR, self.sent_cursor)
+            self.save_cursor()
             writer.xadd_nowait(
                 self.inbound_key,
                 StreamDetached(runtime.settings.edge_id, self.end_reason),

@@ -98,8 +98,8 @@ class EdgeRuntime:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for call in calls:
-                        pipe.exists(self.keys.lease(call.call_sid))
-                        pipe.hget(self.keys.call(call.call_sid), CallField.STATE)
+                        pipe.exists(call.lease_key)
+                        pipe.hget(call.record_key, CallField.STATE)
                     results = await pipe.execute()
             except Exception as exc:
                 if not is_retryable(exc):

@@ -47,7 +47,7 @@ from services.realtime_worker.playback import PlaybackTracker
 from services.realtime_worker.realtime_client import open_realtime
 from services.realtime_worker.tool_runner import run_tool
 from services.realtime_worker.tools import session_tools
-from services.realtime_worker.transcode import CallTranscoder, pcm16_bytes_per_ulaw_byte
+from services.realtime_worker.transcode import PCM16_BYTES_PER_ULAW_BYTE, CallTranscoder
 from services.realtime_worker.turn_state import (
     BargeIn,
     Ending,
@@ -56,6 +56,7 @@ from services.realtime_worker.turn_state import (
     decide_barge_in,
     heard_text,
 )
+from shared.audio import bytes_to_ms
 from shared.errors import (
     DecodeError,
     FormatMismatchError,
@@ -120,7 +121,6 @@ ROLLOVER_FORCE_FRACTION = 0.2  # …or this fraction of SESSION_MAX, when that i
 # within this long does the worker send response.cancel (never a cancel with nothing to cancel).
 CANCEL_GRACE_S = 0.5
 WRAP_UP_TIMEOUT_S = 30.0  # longest wait for a goodbye to be said and heard before hanging up
-INTERRUPTED_KEPT = 16
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 GOODBYE_INSTRUCTIONS = {
     EndReason.MODEL: "Say a brief, friendly goodbye to the caller now. The call then ends.",
@@ -133,7 +133,8 @@ GOODBYE_INSTRUCTIONS = {
         "have to end the call, and say goodbye."
     ),
 }
-ENDED_BY = {
+# By end reason (an EndReason is its str value): who ended the call, on its record.
+ENDED_BY: dict[str, str] = {
     EndReason.MODEL: "model",
     EndReason.MAX_DURATION: "limit",
     EndReason.MAX_TOKENS: "limit",
@@ -204,7 +205,6 @@ class CallSession:
         self.formats: tuple[str, str] | None = None
         self.session_started = self.claimed_at
         self.idle = asyncio.Event()  # no response in progress and no caller speech since
-        self.rollovers = 0
         # Held around each send of caller audio, and by a rollover while it switches sessions.
         self._ws_lock = asyncio.Lock()
         self.handoff = False
@@ -228,11 +228,16 @@ class CallSession:
             if settings.realtime_audio_format == "pcm16"
             else None
         )
+        # MAX_AUDIO_DELTA_BYTES counts μ-law bytes: a PCM16 24 kHz delta of the same duration
+        # is PCM16_BYTES_PER_ULAW_BYTE times larger.
+        self.max_delta_bytes = settings.max_audio_delta_bytes * (
+            1 if self.transcoder is None else PCM16_BYTES_PER_ULAW_BYTE
+        )
+        self.audio_in_bytes = ctx.metrics.audio_in_bytes
         self.relay_latency = ctx.metrics.relay_latency.labels(HOP_EDGE_TO_WORKER)
         if takeover:
             self.playback.stream_ready(self.clock())
         self.active_response: str | None = None  # between response.created and .done
-        self.interrupted: deque[str] = deque(maxlen=INTERRUPTED_KEPT)  # responses cut short
         self._cancel_target: str | None = None
         self._cancel_wanted = asyncio.Event()
         self.barge_ins = 0
@@ -367,8 +372,8 @@ class CallSession:
             "took over the call from a lapsed lease: seeded %d turns, skipped %d ms of stale "
             "caller audio, sending %d ms",
             backlog.seeded,
-            backlog.skipped_bytes // 8,
-            backlog.sent_bytes // 8,
+            bytes_to_ms(backlog.skipped_bytes),
+            bytes_to_ms(backlog.sent_bytes),
         )
 
     async def _open_session(self) -> tuple[ClientConnection, int]:
@@ -578,7 +583,7 @@ class CallSession:
             async with self._ws_lock:
                 await self._live_ws().send(rt.audio_append(payload))
         self.bytes_to_model += len(audio)
-        self.ctx.metrics.audio_in_bytes.inc(len(audio))
+        self.audio_in_bytes.inc(len(audio))
 
     def _backlog_keeps(self, message: InboundAudio) -> bool:
         """Whether to send a frame of a taken-over call's backlog: only if still recent."""
@@ -660,31 +665,22 @@ class CallSession:
 
     async def _on_audio_delta(self, event: rt.OutputAudioDelta) -> bool:
         audio = event.audio
-        if event.response_id in self.interrupted:
+        if self.playback.interrupted(event.item_id):
             # Already on the wire when the caller barged in: never after the clear.
             self.ctx.metrics.late_audio_dropped_bytes.inc(len(audio))
             return False
-        if self.lease_lost or not self.ctx.lease_clock.valid():
-            # Paused past the lease, or told the lease is gone: another worker may be speaking
-            # on this call already, and this session's last deltas must not reach the caller.
-            if not self.unconfirmed_warned:
-                self.unconfirmed_warned = True
-                self.log.warning("dropping model audio until this worker's lease is confirmed")
-            return False
-        limit = self.ctx.settings.max_audio_delta_bytes
-        transcoder = self.transcoder
-        # Counted in μ-law bytes (8 per ms) whatever the session's format.
-        duration = len(audio) if transcoder is None else len(audio) // pcm16_bytes_per_ulaw_byte()
-        if duration > limit:
+        if len(audio) > self.max_delta_bytes:
             # Real deltas hold a fraction of a second; this one would flood the caller's queue.
+            limit = self.ctx.settings.max_audio_delta_bytes
+            duration = len(audio) * limit // self.max_delta_bytes  # in μ-law bytes
             self._fault(
                 "delta_too_large",
-                f"audio delta of {duration} μ-law bytes ({duration // 8} ms) is over "
+                f"audio delta of {duration} μ-law bytes ({bytes_to_ms(duration)} ms) is over "
                 f"MAX_AUDIO_DELTA_BYTES={limit}",
             )
             return False
-        if transcoder is not None:
-            audio = transcoder.to_caller(audio)
+        if self.transcoder is not None:
+            audio = self.transcoder.to_caller(audio)
         await self._publish_model_audio(event.item_id, event.response_id, audio)
         return False
 
@@ -692,9 +688,16 @@ class CallSession:
         """μ-law for the caller, with the mark that tells when it was heard."""
         if not audio:
             return  # the transcoder holds it back for now
+        if self.lease_lost or not self.ctx.lease_clock.valid():
+            # Paused past the lease, or told the lease is gone: another worker may be speaking
+            # on this call already, and this session's last audio must not reach the caller.
+            if not self.unconfirmed_warned:
+                self.unconfirmed_warned = True
+                self.log.warning("dropping model audio until this worker's lease is confirmed")
+            return
         mark = self.playback.audio_sent(item_id, response_id, len(audio), self.clock())
         outbound = OutboundAudio(audio, item_id, time.time())
-        await self._publish(outbound, PlaybackMark(mark)) if mark else await self._publish(outbound)
+        await self._publish(*((outbound, PlaybackMark(mark)) if mark else (outbound,)))
         self._response(response_id).audio_bytes += len(audio)
         self.bytes_from_model += len(audio)
         self.ctx.metrics.audio_out_bytes.inc(len(audio))
@@ -702,22 +705,16 @@ class CallSession:
             self.log.debug("model audio: %d bytes for item %s", len(audio), item_id)
 
     async def _on_audio_done(self, event: rt.OutputAudioDone) -> bool:
-        if event.response_id in self.interrupted:
+        if self.playback.interrupted(event.item_id):
             return False
-        if self.transcoder is not None and not self.lease_lost:
+        if self.transcoder is not None:
             tail = self.transcoder.finish_reply()
             await self._publish_model_audio(event.item_id, event.response_id, tail)
-        item = self.playback.get(event.item_id)
-        if item is not None:
-            item.audio_done = True
-        self._publish_nowait(*self._closing_mark(event.item_id), AudioDone(event.item_id))
+        # The ending waits for the echo of the item's last mark to know it was heard to the end.
+        mark = self.playback.close_item(event.item_id)
+        closing = [PlaybackMark(mark)] if mark else []
+        self._publish_nowait(*closing, AudioDone(event.item_id))
         return False
-
-    def _closing_mark(self, item_id: str) -> list[Message]:
-        """The mark for the last audio of an item, if any went unmarked: the ending waits for
-        its echo to know the goodbye was heard to the end."""
-        mark = self.playback.close_item(item_id)
-        return [PlaybackMark(mark)] if mark else []
 
     async def _on_transcript_delta(self, event: rt.TranscriptDelta) -> bool:
         self._response(event.response_id).transcript.append(event.delta)
@@ -758,12 +755,11 @@ class CallSession:
             item.interrupted = True  # before any await: its late deltas are dropped from now
         if self.transcoder is not None:
             self.transcoder.drop_reply()
-        self.interrupted.append(decision.response_id)
         if decision.response_id in self.responses:
             self._response(decision.response_id).heard_ms = decision.audio_end_ms
         else:
             self._amend_spoken_turn(decision)
-        await self._publish(ClearPlayback(decision.item_id))
+        self._publish_nowait(ClearPlayback(decision.item_id))
         if speech_at is not None:
             self.ctx.metrics.speech_to_clear.observe(time.monotonic() - speech_at)
         await self._send(
@@ -834,7 +830,7 @@ class CallSession:
 
     def _log_response(self, event: rt.ResponseDone, response: _Response) -> None:
         text = "".join(response.transcript).strip()
-        generated_ms = response.audio_bytes // 8
+        generated_ms = bytes_to_ms(response.audio_bytes)
         if response.heard_ms is not None:
             text = heard_text(text, response.heard_ms, generated_ms)
             if text:
@@ -1110,7 +1106,6 @@ class CallSession:
                 )
                 return False
             self.ws = new
-        self.rollovers += 1
         self.ctx.metrics.rollovers.inc()
         self.log.info(
             "rolled the call over to a new Realtime session after %.0f s (seeded %d turns)%s",
@@ -1201,7 +1196,7 @@ class CallSession:
         if self.caller_ended:
             ended_by = "caller" if reason == "caller_hangup" else "edge"
         else:
-            ended_by = ENDED_BY.get(EndReason(reason), "error") if reason in ENDED_BY else "error"
+            ended_by = ENDED_BY.get(reason, "error")
         summary: dict[CallField, object] = {
             CallField.ENDED_BY: ended_by,
             CallField.DURATION_MS: max(0, now_ms() - self.started_ms),

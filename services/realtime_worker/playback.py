@@ -90,6 +90,11 @@ class PlaybackTracker:
     def get(self, item_id: str) -> ItemPlayback | None:
         return self._items.get(item_id)
 
+    def interrupted(self, item_id: str) -> bool:
+        """The caller cut this item short: its late audio must not be played."""
+        item = self._items.get(item_id)
+        return item is not None and item.interrupted
+
     def stream_ready(self, now: float) -> None:
         """The caller's stream is attached: audio published before now starts playing now."""
         self._stream_ready_at = now
@@ -113,10 +118,14 @@ class PlaybackTracker:
         return self._mark(item)
 
     def close_item(self, item_id: str) -> str | None:
-        """The item's audio is complete: the name of a mark for what was published since its
-        last mark, or None when there is nothing unmarked (or the item is unknown or cut)."""
+        """The item's audio is complete (``audio_done``): the name of a mark for what was
+        published since its last mark, or None when there is nothing unmarked (or the item is
+        unknown or cut)."""
         item = self._items.get(item_id)
-        if item is None or item.interrupted or item.sent_bytes == item.marked_bytes:
+        if item is None:
+            return None
+        item.audio_done = True
+        if item.interrupted or item.sent_bytes == item.marked_bytes:
             return None
         return self._mark(item)
 

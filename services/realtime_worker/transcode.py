@@ -18,18 +18,16 @@ from typing import Final
 import numpy as np
 import soxr
 
+from services.realtime_worker.openai_protocol import PCM_RATE
 from shared.audio import SAMPLE_RATE, linear_to_ulaw, ulaw_to_linear
 
-__all__ = ["MODEL_RATE", "QUALITIES", "CallTranscoder", "pcm16_bytes_per_ulaw_byte"]
+__all__ = ["MODEL_RATE", "PCM16_BYTES_PER_ULAW_BYTE", "QUALITIES", "CallTranscoder"]
 
-MODEL_RATE: Final = 24000
+MODEL_RATE: Final = PCM_RATE
+#: PCM16 24 kHz bytes that carry the same time as one μ-law 8 kHz byte.
+PCM16_BYTES_PER_ULAW_BYTE: Final = 2 * MODEL_RATE // SAMPLE_RATE
 #: libsoxr's quality recipes, quickest first (``TRANSCODE_QUALITY``).
 QUALITIES: Final = ("QQ", "LQ", "MQ", "HQ", "VHQ")
-
-
-def pcm16_bytes_per_ulaw_byte() -> int:
-    """PCM16 24 kHz bytes that carry the same time as one μ-law 8 kHz byte (6)."""
-    return 2 * MODEL_RATE // SAMPLE_RATE
 
 
 class CallTranscoder:

@@ -142,3 +142,8 @@ def test_read_wav_rejects_other_formats(
         out.writeframes(b"\x00" * 64)
     with pytest.raises(ValueError, match="16-bit mono 8000 Hz"):
         audio.read_wav_as_ulaw(path)
+
+
+def test_int16_samples_encode_as_any_other_integers() -> None:
+    every = np.arange(-32768, 32768, dtype=np.int16)
+    assert audio.linear_to_ulaw(every) == audio.linear_to_ulaw(every.astype(np.int64))

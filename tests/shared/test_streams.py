@@ -25,7 +25,6 @@ from shared.streams import (
     ensure_group,
     release_lease,
     renew_lease_status,
-    renew_leases,
 )
 from tests.shared.waiting import eventually
 
@@ -79,17 +78,20 @@ async def test_renew_extends_own_leases_and_retakes_missing_ones(redis: FakeRedi
     assert await redis.get("b") == b"w2"
     assert await redis.get("missing") == b"w1"  # Redis restarted empty: taken back
     assert 1000 < await redis.pttl("missing") <= 60_000
-    assert await renew_leases(redis, [], "w1", 1000) == []
-    assert await renew_leases(redis, ["a", "b"], "w1", 1000) == [True, False]
+    assert await renew_lease_status(redis, [], "w1", 1000) == []
+    assert await renew_lease_status(redis, ["a", "b"], "w1", 1000) == [
+        LeaseStatus.RENEWED,
+        LeaseStatus.LOST,
+    ]
 
 
 async def test_lease_taken_by_another_worker_is_reported_lost(redis: FakeRedis) -> None:
     await acquire_lease(redis, "lease", "w1", 30)
     await asyncio.sleep(0.08)
     assert await acquire_lease(redis, "lease", "w2", 1000)  # lapsed, and w2 took it
-    assert await renew_leases(redis, ["lease"], "w1", 1000) == [False]
+    assert await renew_lease_status(redis, ["lease"], "w1", 1000) == [LeaseStatus.LOST]
     assert await redis.get("lease") == b"w2"
-    assert await renew_leases(redis, ["lease"], "w2", 1000) == [True]
+    assert await renew_lease_status(redis, ["lease"], "w2", 1000) == [LeaseStatus.RENEWED]
 
 
 async def test_lapsed_unclaimed_lease_is_taken_back(redis: FakeRedis) -> None:
