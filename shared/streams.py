@@ -33,6 +33,7 @@ from shared.backoff import Backoff
 from shared.errors import is_retryable
 from shared.keys import WAKE_MAXLEN, WAKE_TTL_S
 from shared.messages import ENTRY_FIELD, Message, encode
+from shared.resp import Command, Entry, RespPipe
 
 __all__ = [
     "BatchWriter",
@@ -48,8 +49,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Entry = tuple[bytes, dict[bytes, bytes]]  # (entry id, fields) as redis-py returns them
-Command = tuple[object, ...]
 
 # Per key: 1 renewed, 2 re-acquired (the key was missing: Redis restarted empty, or the lease
 # lapsed and nobody took it), 0 lost (another owner holds it).
@@ -88,11 +87,12 @@ end
 return 1
 """
 _FENCED_XADD_SHA = hashlib.sha1(_FENCED_XADD.encode()).hexdigest()
+_LOAD_FENCED_XADD: Command = ("SCRIPT", "LOAD", _FENCED_XADD)
 
 
-def connect(url: str, *, read_timeout_s: float | None = 10.0) -> aioredis.Redis:
-    """A client for ``url`` (hiredis parser when installed). Commands time out after
-    ``read_timeout_s`` so a silent network failure surfaces as a retryable error.
+def connect(url: str) -> aioredis.Redis:
+    """A client for ``url`` (hiredis parser when installed). Commands time out after 10 s so a
+    silent network failure surfaces as a retryable error.
 
     After a Redis restart every pooled connection is dead: a connection idle for a couple of
     seconds is pinged before use, and a command that meets a closed connection is sent once
@@ -100,13 +100,39 @@ def connect(url: str, *, read_timeout_s: float | None = 10.0) -> aioredis.Redis:
     """
     return aioredis.Redis.from_url(
         url,
-        socket_timeout=read_timeout_s,
+        socket_timeout=10.0,
         socket_connect_timeout=5.0,
         health_check_interval=2,
         retry=Retry(NoBackoff(), 1),
         retry_on_error=[redis.exceptions.ConnectionError],
         max_connections=64,
     )
+
+
+class _RedisPyPipe:
+    """``RespPipe``'s two calls made with a redis-py client (fakeredis in unit tests)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def execute(self, commands: Iterable[Command]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for args in commands:
+            pipe.execute_command(*args)
+        return await pipe.execute(raise_on_error=False)
+
+    async def xread(
+        self, streams: dict[str, bytes | str], *, count: int, block_ms: int
+    ) -> list[tuple[bytes, list[Entry]]]:
+        reply: Any = await self._client.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
+        return reply or []
+
+
+Pipe = RespPipe | _RedisPyPipe
+
+
+def _as_pipe(client: aioredis.Redis | RespPipe) -> Pipe:
+    return client if isinstance(client, RespPipe) else _RedisPyPipe(client)
 
 
 async def ensure_group(client: aioredis.Redis, stream: str, group: str) -> None:
@@ -171,7 +197,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RespPipe,
         max_pending: int = 20_000,
         *,
         errors: _Count | None = None,
@@ -179,7 +205,7 @@ class BatchWriter:
         fenced: _Count | None = None,
         gather_s: float = 0.0,
     ) -> None:
-        self._client = client
+        self._pipe = _as_pipe(client)
         self._errors: _Count = errors if errors is not None else _NoCount()
         self._reconnects: _Count = reconnects if reconnects is not None else _NoCount()
         self._fenced: _Count = fenced if fenced is not None else _NoCount()
@@ -282,17 +308,13 @@ class BatchWriter:
                 self._progress.notify_all()
 
     async def _send(self, batch: list[Command], fenced: bool) -> None:
-        pipe = self._client.pipeline(transaction=False)
         if fenced:
             # Cheap when Redis has it already, and a restarted Redis has forgotten it: loading
-            # it ahead of the batch (even a batch redis-py resends on a new connection) keeps
-            # every fenced write in its place among the batch's other commands.
-            pipe.execute_command("SCRIPT", "LOAD", _FENCED_XADD)
-        for args in batch:
-            pipe.execute_command(*args)
-        results = await pipe.execute(raise_on_error=False)
-        if fenced:
-            results = results[1:]
+            # it ahead of the batch (even a batch resent on a new connection) keeps every
+            # fenced write in its place among the batch's other commands.
+            results = (await self._pipe.execute([_LOAD_FENCED_XADD, *batch]))[1:]
+        else:
+            results = await self._pipe.execute(batch)
         for args, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 if is_retryable(result):
@@ -324,7 +346,7 @@ class FanInReader:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RespPipe,
         writer: BatchWriter,
         wake_stream: str,
         *,
@@ -334,7 +356,7 @@ class FanInReader:
         reconnects: _Count | None = None,
         gather_s: float = 0.0,
     ) -> None:
-        self._client = client
+        self._pipe = _as_pipe(client)
         self._errors: _Count = errors if errors is not None else _NoCount()
         self._reconnects: _Count = reconnects if reconnects is not None else _NoCount()
         self._gather_s = gather_s
@@ -380,11 +402,7 @@ class FanInReader:
             }
             streams[self._wake_stream] = self._wake_id
             try:
-                reply: Any = await self._client.xread(
-                    streams,  # type: ignore[arg-type]
-                    count=self._count,
-                    block=self._block_ms,
-                )
+                reply = await self._pipe.xread(streams, count=self._count, block_ms=self._block_ms)
             except Exception as exc:
                 if not is_retryable(exc):
                     raise
@@ -399,7 +417,7 @@ class FanInReader:
                 self._reconnects.inc()
             self.healthy = True
             backoff.reset()
-            self._deliver(reply or [])
+            self._deliver(reply)
             if self._gather_s and reply:
                 await asyncio.sleep(self._gather_s)  # REDIS_BATCH_MS
 

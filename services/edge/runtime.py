@@ -19,6 +19,7 @@ from services.edge.stream_token import derive_token_key
 from shared.config import EdgeSettings
 from shared.errors import is_retryable
 from shared.keys import CALL_KEY_TTL_S, CallField, Keys
+from shared.resp import RespPipe
 from shared.streams import BatchWriter, FanInReader, connect
 from shared.tasks import cancel_and_wait
 
@@ -128,12 +129,14 @@ async def edge_runtime(
     """Open Redis, start the background loops, and stop them all on exit."""
     own_client = client is None
     redis_client = client if client is not None else connect(settings.redis_url)
-    reader_client = connect(settings.redis_url, read_timeout_s=5.0) if own_client else redis_client
+    # The frame path (every audio frame's write and read) has its own lean connections.
+    write_pipe = RespPipe(settings.redis_url) if own_client else redis_client
+    read_pipe = RespPipe(settings.redis_url, timeout_s=5.0) if own_client else redis_client
     keys = Keys(settings.key_prefix)
     metrics = EdgeMetrics.create(registry)
     gather_s = settings.redis_batch_ms / 1000
     writer = BatchWriter(
-        redis_client,
+        write_pipe,
         errors=metrics.redis_errors.labels("edge", "write"),
         reconnects=metrics.redis_reconnects.labels("edge", "write"),
         gather_s=gather_s,
@@ -146,7 +149,7 @@ async def edge_runtime(
         redis=redis_client,
         writer=writer,
         reader=FanInReader(
-            reader_client,
+            read_pipe,
             writer,
             keys.wake(settings.edge_id),
             errors=metrics.redis_errors.labels("edge", "read"),
@@ -181,5 +184,6 @@ async def edge_runtime(
             logger.warning("redis writes still pending at shutdown were dropped")
         await cancel_and_wait(tasks)
         if own_client:
-            await reader_client.aclose()
+            await read_pipe.aclose()
+            await write_pipe.aclose()
             await redis_client.aclose()

@@ -38,6 +38,7 @@ from shared.errors import DecodeError, is_retryable
 from shared.keys import WORKER_GROUP, CallField, CallState, Keys
 from shared.messages import ENTRY_FIELD, CallDispatch, decode
 from shared.records import load_call
+from shared.resp import RespPipe
 from shared.streams import (
     BatchWriter,
     FanInReader,
@@ -70,15 +71,15 @@ class Worker:
         self.keys = Keys(settings.key_prefix)
         self._own_clients = client is None
         self.redis = client if client is not None else connect(settings.redis_url)
-        self._reader_client = (
-            connect(settings.redis_url, read_timeout_s=5.0) if client is None else client
-        )
+        # The frame path (every audio frame's write and read) has its own lean connections.
+        self._write_pipe = RespPipe(settings.redis_url) if client is None else client
+        self._read_pipe = RespPipe(settings.redis_url, timeout_s=5.0) if client is None else client
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = WorkerMetrics.create(self.registry)
         self.metrics.capacity.set(settings.max_calls)
         metrics = self.metrics
         writer = BatchWriter(
-            self.redis,
+            self._write_pipe,
             errors=metrics.redis_errors.labels("worker", "write"),
             reconnects=metrics.redis_reconnects.labels("worker", "write"),
             fenced=metrics.fenced_writes,
@@ -93,7 +94,7 @@ class Worker:
             redis=self.redis,
             writer=writer,
             reader=FanInReader(
-                self._reader_client,
+                self._read_pipe,
                 writer,
                 self.keys.wake(settings.worker_id),
                 errors=metrics.redis_errors.labels("worker", "read"),
@@ -142,7 +143,8 @@ class Worker:
             if self._http is not None:
                 await self._http.aclose()
             if self._own_clients:
-                await self._reader_client.aclose()
+                await self._read_pipe.aclose()
+                await self._write_pipe.aclose()
                 await self.redis.aclose()
         log.info("worker %s stopped", self.settings.worker_id)
 
