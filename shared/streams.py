@@ -8,6 +8,9 @@
   not held up.
 - Leases: ``acquire_lease`` / ``renew_lease_status`` / ``release_lease``, owner-checked; renewal
   takes back a lease Redis lost (restarted empty) but reports one held by another owner.
+- Both speak to Redis through a ``RespPipe`` (``shared.resp``), a lean connection of their own:
+  the frame path does not pay for redis-py's pools and per-command objects. Given a redis-py
+  client instead (fakeredis in unit tests), they use its pipeline.
 - Fenced writes: ``BatchWriter.fenced_xadd`` appends to a stream only while its lease is not
   held by another owner, checked inside Redis at the moment of the write. A worker that was
   paused past its lease can have writes queued from before the pause; whatever it believes,

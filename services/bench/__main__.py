@@ -124,10 +124,14 @@ def _targets(results: Sequence[RunResult], capacity: dict[str, int | None]) -> l
     if capacity:
         text = ", ".join(f"{k} {v if v is not None else '< start'}" for k, v in capacity.items())
         split_cap, base_cap = capacity.get(SPLIT), capacity.get(BASELINE)
-        met = split_cap is not None and (base_cap is None or split_cap >= base_cap)
+        if SPLIT not in capacity or BASELINE not in capacity:
+            verdict = "no verdict: split and baseline were not both searched"
+        else:
+            met = split_cap is not None and (base_cap is None or split_cap >= base_cap)
+            verdict = "MET" if met else "NOT MET"
         lines.append(
             f"capacity (largest C with p99 < {P99_LIMIT_MS:.0f} ms and 0 loss): {text}: "
-            f"{'MET' if met else 'NOT MET'} (aim: 400)"
+            f"{verdict} (aim: 400)"
         )
     return lines
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from services.bench.__main__ import main, parser
+from services.bench.__main__ import _targets, main, parser
 from services.bench.loadgen import _mark_echo, media_text
 from services.bench.pattern import encode_frame
 from services.bench.report import table, to_json
@@ -79,3 +79,13 @@ def test_report_json_is_strict_and_complete() -> None:
     assert not math.isnan(run["processes"][0]["cpu_s"])
     text = table(results)
     assert "split" in text and "edge-1" in text and "2.98" in text
+
+
+def test_capacity_verdict_needs_both_designs_searched() -> None:
+    def verdict(capacity: dict[str, int | None]) -> str:
+        return next(line for line in _targets([], capacity) if line.startswith("capacity"))
+
+    assert "no verdict" in verdict({"split": 60})  # a split-only search compares with nothing
+    assert verdict({"split": 50, "baseline": 80}).endswith("NOT MET (aim: 400)")
+    assert verdict({"split": 80, "baseline": 80}).endswith(": MET (aim: 400)")
+    assert verdict({"split": None, "baseline": 10}).endswith("NOT MET (aim: 400)")
