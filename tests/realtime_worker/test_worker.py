@@ -11,8 +11,10 @@ import fakeredis
 import pytest
 from fakeredis.aioredis import FakeRedis
 from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.realtime_worker import call_session as call_session_module
+from services.realtime_worker import worker as worker_module
 from services.realtime_worker.worker import Worker
 from shared.config import WorkerSettings
 from shared.keys import CallField, CallState, Keys
@@ -152,6 +154,11 @@ async def test_skips_unknown_ended_held_and_malformed_dispatches(
     )
     assert set(worker.sessions) == {"CAok"}
     assert await redis.get(KEYS.lease("CAheld")) == b"worker-2"
+    for _ in range(100):  # acknowledged through the writer once the whole batch is claimed
+        await worker.ctx.writer.flush()
+        if (await redis.xpending(KEYS.dispatch, "workers"))["pending"] == 0:
+            break
+        await asyncio.sleep(0.02)
     assert (await redis.xpending(KEYS.dispatch, "workers"))["pending"] == 0
     await _finish(running)
 
@@ -206,4 +213,33 @@ async def test_heartbeat_saves_the_inbound_cursor(
             break
         await asyncio.sleep(0.02)
     assert await saved() == entry_id
+    await _finish(running)
+
+
+async def test_one_failed_claim_does_not_hold_up_the_rest_of_its_batch(
+    redis: FakeRedis, sockets: list[FakeRealtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_load_call = worker_module.load_call
+
+    async def load_call(client: Any, keys: Keys, sid: str) -> Any:
+        if sid == "CAbad":
+            raise RedisConnectionError("lost the connection mid-claim")
+        return await real_load_call(client, keys, sid)
+
+    monkeypatch.setattr(worker_module, "load_call", load_call)
+    await create_call(redis, KEYS, "CAfirst", {})
+    await create_call(redis, KEYS, "CAbad", {})
+    await create_call(redis, KEYS, "CAlast", {})
+    running = await _start(redis, sockets)
+    worker = running.worker
+    await eventually(lambda: set(worker.sessions) == {"CAfirst", "CAlast"})
+    for _ in range(100):
+        await worker.ctx.writer.flush()
+        if (await redis.xpending(KEYS.dispatch, "workers"))["pending"] == 1:
+            break
+        await asyncio.sleep(0.02)
+    pending = await redis.xpending_range(KEYS.dispatch, "workers", "-", "+", 10)
+    assert len(pending) == 1  # only the failed claim stays unacknowledged
+    entry = await redis.xrange(KEYS.dispatch, pending[0]["message_id"], pending[0]["message_id"])
+    assert b"CAbad" in entry[0][1][ENTRY_FIELD]
     await _finish(running)
