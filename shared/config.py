@@ -218,8 +218,8 @@ def _redis_batch_var() -> Any:
         "0",
         _int_in(0, 20),
         "Milliseconds the Redis writer and reader wait to gather more audio frames into each "
-        "round trip. 0: none (lowest latency). 2 saves a fifth to a quarter of edge, worker and "
-        "Redis CPU at moderate load, for a few ms of round trip (README, Performance).",
+        "round trip. 0: none (lowest latency). 2 saves a fifth to nearly a third of edge, worker "
+        "and Redis CPU at moderate load, for a few ms of round trip (README, Performance).",
     )
 
 
