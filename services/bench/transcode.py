@@ -44,18 +44,17 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import soxr
 
 from services.doctor.corpus import Signal, asset_speech, resample, to_ulaw
-from services.realtime_worker.transcode import MODEL_RATE, QUALITIES, CallTranscoder
-from shared.audio import FRAME_BYTES, SAMPLE_RATE, linear_to_ulaw, silence, ulaw_to_linear
+from services.realtime_worker.transcode import MODEL_RATE, QUALITIES, CallTranscoder, Resampler
+from shared.audio import FRAME_BYTES, SAMPLE_RATE, silence, ulaw_to_linear
 
 __all__ = [
     "LINEAR",
@@ -98,22 +97,6 @@ CPU_REPEATS: Final = 3
 ESPEAK_LEVEL: Final = "-20 dBFS"
 
 
-class Stream(Protocol):
-    """The part of ``soxr.ResampleStream`` the bench uses."""
-
-    def resample_chunk(self, x: Int16, last: bool = False) -> Int16: ...
-
-
-class Transcoder(Protocol):
-    """The part of ``CallTranscoder`` the bench uses."""
-
-    def to_model(self, ulaw: bytes) -> bytes: ...
-
-    def to_caller(self, pcm: bytes) -> bytes: ...
-
-    def finish_reply(self) -> bytes: ...
-
-
 def _int16(x: npt.NDArray[np.float64]) -> Int16:
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
@@ -153,52 +136,24 @@ class LinearDown:
         return out
 
 
-class LinearTranscoder:
-    """``CallTranscoder``'s interface and framing around ``LinearUp`` and ``LinearDown``."""
-
-    quality = LINEAR
+class LinearTranscoder(CallTranscoder):
+    """``CallTranscoder`` around ``LinearUp`` and ``LinearDown`` instead of libsoxr."""
 
     def __init__(self) -> None:
-        self._up = LinearUp()
-        self._down: LinearDown | None = None
-        self._odd = b""
+        super().__init__(LINEAR)
 
-    def to_model(self, ulaw: bytes) -> bytes:
-        if not ulaw:
-            return b""
-        return self._up.resample_chunk(ulaw_to_linear(ulaw)).astype("<i2", copy=False).tobytes()
-
-    def to_caller(self, pcm: bytes) -> bytes:
-        data = self._odd + pcm
-        usable = len(data) - len(data) % 2
-        self._odd = data[usable:]
-        if not usable:
-            return b""
-        if self._down is None:
-            self._down = LinearDown()
-        samples = np.frombuffer(data, dtype="<i2", count=usable // 2)
-        out = self._down.resample_chunk(samples)
-        return linear_to_ulaw(out) if len(out) else b""
-
-    def finish_reply(self) -> bytes:
-        self._down, self._odd = None, b""  # nothing is held back
-        return b""
-
-    def drop_reply(self) -> None:
-        self._down, self._odd = None, b""
+    def resampler(self, in_rate: int, out_rate: int) -> Resampler:
+        return LinearUp() if out_rate > in_rate else LinearDown()
 
 
-def make_transcoder(name: str) -> Transcoder:
+def make_transcoder(name: str) -> CallTranscoder:
     """A fresh call's transcoder: ``CallTranscoder(name)`` or, for ``"linear"``, ours."""
     return LinearTranscoder() if name == LINEAR else CallTranscoder(name)
 
 
-def _down_stream(name: str) -> Stream:
+def _down_stream(name: str) -> Resampler:
     """The reply downsampler as ``CallTranscoder`` builds it, for comparing its PCM output."""
-    if name == LINEAR:
-        return LinearDown()
-    stream: Stream = soxr.ResampleStream(MODEL_RATE, SAMPLE_RATE, 1, dtype="int16", quality=name)
-    return stream
+    return make_transcoder(name).resampler(MODEL_RATE, SAMPLE_RATE)
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -228,21 +183,36 @@ def _held_ms(held: Sequence[int], rate: int) -> tuple[float, float]:
     return (max(held) * 1000 / rate, sum(held) * 1000 / rate / len(held)) if held else (0.0, 0.0)
 
 
-def feed_up(transcoder: Transcoder, ulaw: bytes) -> tuple[list[bytes], tuple[float, float]]:
-    """``to_model`` over ``ulaw`` in 20 ms frames: the PCM it gave, and the audio it held back
-    after each frame (ms, maximum and mean)."""
-    chunks: list[bytes] = []
+def _feed(
+    convert: Callable[[bytes], bytes],
+    data: bytes,
+    step: int,
+    due: Callable[[int], int],
+    size: Callable[[bytes], int],
+) -> tuple[list[bytes], list[int]]:
+    """``convert`` over ``data`` in chunks of ``step`` bytes: its outputs, and after each chunk
+    how much output it still owed (``due(bytes in so far)`` less the ``size`` given so far)."""
+    outputs: list[bytes] = []
     held: list[int] = []
     got = 0
-    for start in range(0, len(ulaw), FRAME_BYTES):
-        pcm = transcoder.to_model(ulaw[start : start + FRAME_BYTES])
-        chunks.append(pcm)
-        got += len(pcm) // 2
-        held.append(RATIO * min(start + FRAME_BYTES, len(ulaw)) - got)
+    for start in range(0, len(data), step):
+        out = convert(data[start : start + step])
+        outputs.append(out)
+        got += size(out)
+        held.append(due(min(start + step, len(data))) - got)
+    return outputs, held
+
+
+def feed_up(transcoder: CallTranscoder, ulaw: bytes) -> tuple[list[bytes], tuple[float, float]]:
+    """``to_model`` over ``ulaw`` in 20 ms frames: the PCM it gave, and the audio it held back
+    after each frame (ms, maximum and mean)."""
+    chunks, held = _feed(
+        transcoder.to_model, ulaw, FRAME_BYTES, lambda n: RATIO * n, lambda pcm: len(pcm) // 2
+    )
     return chunks, _held_ms(held, MODEL_RATE)
 
 
-def up_pcm(transcoder: Transcoder, ulaw: bytes) -> Int16:
+def up_pcm(transcoder: CallTranscoder, ulaw: bytes) -> Int16:
     """``feed_up``, then silence until the filter has given up all of ``ulaw``: the 24 kHz
     output, 3 samples per byte."""
     want = RATIO * len(ulaw)
@@ -259,17 +229,12 @@ def up_pcm(transcoder: Transcoder, ulaw: bytes) -> Int16:
     return out
 
 
-def down_ulaw(transcoder: Transcoder, pcm: bytes) -> tuple[bytes, tuple[float, float]]:
+def down_ulaw(transcoder: CallTranscoder, pcm: bytes) -> tuple[bytes, tuple[float, float]]:
     """``to_caller`` over ``pcm`` in 100 ms deltas, then ``finish_reply``: the μ-law output,
     and the audio held back after each delta before the flush (ms, maximum and mean)."""
-    parts: list[bytes] = []
-    held: list[int] = []
-    got = 0
-    for start in range(0, len(pcm), MODEL_DELTA_BYTES):
-        part = transcoder.to_caller(pcm[start : start + MODEL_DELTA_BYTES])
-        parts.append(part)
-        got += len(part)
-        held.append(min(start + MODEL_DELTA_BYTES, len(pcm)) // (2 * RATIO) - got)
+    parts, held = _feed(
+        transcoder.to_caller, pcm, MODEL_DELTA_BYTES, lambda n: n // (2 * RATIO), len
+    )
     parts.append(transcoder.finish_reply())
     return b"".join(parts), _held_ms(held, SAMPLE_RATE)
 

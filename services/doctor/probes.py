@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.realtime_client import open_realtime
-from services.realtime_worker.transcode import CallTranscoder
+from services.realtime_worker.transcode import call_codec
 from shared.audio import FRAME_BYTES, SAMPLE_RATE, linear_to_ulaw
 from shared.audio_check import WINDOW_BYTES, AudioVerdict, classify_outbound
 from shared.config import WorkerSettings
@@ -135,7 +135,7 @@ async def probe_realtime(settings: WorkerSettings, tone: bool, timeout_s: float)
             seen.reply_error = what
     finally:
         await ws.close()
-    checks.append(format_checks(seen.confirmed, seen.rejection, _audio_format(settings)))
+    checks.append(format_checks(seen.confirmed, seen.rejection, call_codec(settings).wire_format))
     if tone:
         audio = bytes(seen.audio or b"")
         verdict: AudioVerdict | None = classify_outbound(audio) if audio else None
@@ -143,25 +143,19 @@ async def probe_realtime(settings: WorkerSettings, tone: bool, timeout_s: float)
     return checks
 
 
-def _audio_format(settings: WorkerSettings) -> str:
-    return rt.PCM if settings.realtime_audio_format == "pcm16" else rt.PCMU
-
-
 async def _converse(
     ws: ClientConnection, settings: WorkerSettings, tone: bool, seen: _Session
 ) -> None:
+    # The codec a worker would use: with pcm16 the tone goes up to PCM16 and the reply comes
+    # back to μ-law, so what is checked is what a caller would hear.
+    codec = call_codec(settings)
     options = rt.SessionOptions(
         model=settings.realtime_model,
         instructions=settings.instructions,
         voice=settings.voice,
         transcription_model=settings.transcription_model,
         turn_detection=settings.vad,
-        audio_format=_audio_format(settings),
-    )
-    # As the worker would: the tone goes up to PCM16 and the reply comes back to μ-law, so
-    # what is checked is what a caller would hear.
-    transcoder = (
-        CallTranscoder(settings.transcode_quality) if options.audio_format == rt.PCM else None
+        audio_format=codec.wire_format,
     )
     update_id = f"doctor_{uuid.uuid4().hex[:8]}"
     await ws.send(rt.session_update(update_id, options))
@@ -178,12 +172,12 @@ async def _converse(
     audio = test_tone()
     for i in range(0, len(audio), FRAME_BYTES):
         frame = audio[i : i + FRAME_BYTES]
-        await ws.send(rt.audio_append(frame if transcoder is None else transcoder.to_model(frame)))
+        await ws.send(rt.audio_append(codec.to_model(frame)))
     await ws.send(rt.response_create(f"doctor_{uuid.uuid4().hex[:8]}", _TONE_PROMPT))
     while len(seen.audio) < WINDOW_BYTES:
         event = rt.parse_server_event(await ws.recv())
         if isinstance(event, rt.OutputAudioDelta):
-            seen.audio += event.audio if transcoder is None else transcoder.to_caller(event.audio)
+            seen.audio += codec.to_caller(event.audio)
         elif isinstance(event, rt.ResponseDone) and seen.audio:
             return
         elif isinstance(event, rt.ErrorEvent) and event.code != (

@@ -47,7 +47,7 @@ from services.realtime_worker.playback import PlaybackTracker
 from services.realtime_worker.realtime_client import open_realtime
 from services.realtime_worker.tool_runner import run_tool
 from services.realtime_worker.tools import session_tools
-from services.realtime_worker.transcode import PCM16_BYTES_PER_ULAW_BYTE, CallTranscoder
+from services.realtime_worker.transcode import CallTranscoder, call_codec
 from services.realtime_worker.turn_state import (
     BargeIn,
     Ending,
@@ -223,16 +223,9 @@ class CallSession:
         self.clock = time.monotonic  # of playback and the ending; tests replace it
         self.playback = PlaybackTracker()
         settings = ctx.settings
-        self.transcoder = (
-            CallTranscoder(settings.transcode_quality)
-            if settings.realtime_audio_format == "pcm16"
-            else None
-        )
-        # MAX_AUDIO_DELTA_BYTES counts μ-law bytes: a PCM16 24 kHz delta of the same duration
-        # is PCM16_BYTES_PER_ULAW_BYTE times larger.
-        self.max_delta_bytes = settings.max_audio_delta_bytes * (
-            1 if self.transcoder is None else PCM16_BYTES_PER_ULAW_BYTE
-        )
+        self.codec = call_codec(settings)
+        # MAX_AUDIO_DELTA_BYTES counts μ-law bytes, that is duration, whatever the model speaks.
+        self.max_delta_bytes = settings.max_audio_delta_bytes * self.codec.bytes_per_ulaw_byte
         self.audio_in_bytes = ctx.metrics.audio_in_bytes
         self.relay_latency = ctx.metrics.relay_latency.labels(HOP_EDGE_TO_WORKER)
         if takeover:
@@ -444,7 +437,7 @@ class CallSession:
                     turn_detection=settings.vad,
                     interrupt_response=settings.barge_in,
                     tools=session_tools((rt.END_CALL_TOOL,), self.ctx.tools),
-                    audio_format=rt.PCMU if self.transcoder is None else rt.PCM,
+                    audio_format=self.codec.wire_format,
                 ),
             )
         )
@@ -467,10 +460,10 @@ class CallSession:
             settings.realtime_model,
             settings.voice,
         )
-        if self.transcoder is not None:
+        if isinstance(self.codec, CallTranscoder):
             self.log.info(
                 "transcoding: caller μ-law 8 kHz ↔ model PCM16 24 kHz (libsoxr %s)",
-                self.transcoder.quality,
+                self.codec.quality,
             )
 
     async def _next_session_event(self, ws: ClientConnection) -> rt.SessionConfirmed:
@@ -496,7 +489,7 @@ class CallSession:
             f"the Realtime server confirmed input {confirmed.input_format!r} and output "
             f"{confirmed.output_format!r}"
         )
-        if self.transcoder is not None:
+        if self.codec.wire_format == rt.PCM:
             if not confirmed.speaks(rt.PCM):
                 raise FormatMismatchError(
                     f"{confirmed_text}; REALTIME_AUDIO_FORMAT=pcm16 needs {rt.PCM!r} at "
@@ -576,7 +569,7 @@ class CallSession:
                     self._backlog_done()
 
     async def _send_audio(self, audio: bytes) -> None:
-        payload = audio if self.transcoder is None else self.transcoder.to_model(audio)
+        payload = self.codec.to_model(audio)
         # The lock is free except while a rollover switches sessions: then this waits, and the
         # caller's audio waits in the (bounded) queue and in Redis, to go to the new session.
         if payload:
@@ -671,23 +664,21 @@ class CallSession:
             return False
         if len(audio) > self.max_delta_bytes:
             # Real deltas hold a fraction of a second; this one would flood the caller's queue.
-            limit = self.ctx.settings.max_audio_delta_bytes
-            duration = len(audio) * limit // self.max_delta_bytes  # in μ-law bytes
+            duration = len(audio) // self.codec.bytes_per_ulaw_byte  # in μ-law bytes
             self._fault(
                 "delta_too_large",
                 f"audio delta of {duration} μ-law bytes ({bytes_to_ms(duration)} ms) is over "
-                f"MAX_AUDIO_DELTA_BYTES={limit}",
+                f"MAX_AUDIO_DELTA_BYTES={self.ctx.settings.max_audio_delta_bytes}",
             )
             return False
-        if self.transcoder is not None:
-            audio = self.transcoder.to_caller(audio)
+        audio = self.codec.to_caller(audio)
         await self._publish_model_audio(event.item_id, event.response_id, audio)
         return False
 
     async def _publish_model_audio(self, item_id: str, response_id: str, audio: bytes) -> None:
         """μ-law for the caller, with the mark that tells when it was heard."""
         if not audio:
-            return  # the transcoder holds it back for now
+            return  # the codec holds it back for now
         if self.lease_lost or not self.ctx.lease_clock.valid():
             # Paused past the lease, or told the lease is gone: another worker may be speaking
             # on this call already, and this session's last audio must not reach the caller.
@@ -707,9 +698,7 @@ class CallSession:
     async def _on_audio_done(self, event: rt.OutputAudioDone) -> bool:
         if self.playback.interrupted(event.item_id):
             return False
-        if self.transcoder is not None:
-            tail = self.transcoder.finish_reply()
-            await self._publish_model_audio(event.item_id, event.response_id, tail)
+        await self._publish_model_audio(event.item_id, event.response_id, self.codec.finish_reply())
         # The ending waits for the echo of the item's last mark to know it was heard to the end.
         mark = self.playback.close_item(event.item_id)
         closing = [PlaybackMark(mark)] if mark else []
@@ -753,8 +742,7 @@ class CallSession:
         item = self.playback.get(decision.item_id)
         if item is not None:
             item.interrupted = True  # before any await: its late deltas are dropped from now
-        if self.transcoder is not None:
-            self.transcoder.drop_reply()
+        self.codec.drop_reply()
         if decision.response_id in self.responses:
             self._response(decision.response_id).heard_ms = decision.audio_end_ms
         else:
@@ -807,8 +795,7 @@ class CallSession:
 
     async def _on_response_done(self, event: rt.ResponseDone) -> bool:
         response = self.responses.pop(event.response_id, _Response())
-        if self.transcoder is not None:
-            self.transcoder.drop_reply()  # cancelled before its audio was done: nothing to play
+        self.codec.drop_reply()  # cancelled before its audio was done: nothing to play
         closing = self.playback.close_response(event.response_id)
         if closing:
             self._publish_nowait(*(PlaybackMark(mark) for mark in closing))

@@ -1,8 +1,9 @@
-"""μ-law 8 kHz ↔ PCM16 24 kHz, for Realtime backends that speak only PCM16
-(``REALTIME_AUDIO_FORMAT=pcm16``).
+"""Each call's audio codec between the caller (μ-law 8 kHz) and the model: ``call_codec``.
 
-Off by default: with the OpenAI Realtime API the call carries G.711 μ-law end to end and nothing
-is decoded. When it is on, each call has one ``CallTranscoder``: caller audio is decoded and
+``PassThrough`` by default (``REALTIME_AUDIO_FORMAT=pcmu``): with the OpenAI Realtime API the
+call carries G.711 μ-law end to end and nothing is decoded. For Realtime backends that speak
+only PCM16 (``REALTIME_AUDIO_FORMAT=pcm16``), each call has one ``CallTranscoder``: caller audio
+is decoded and
 upsampled to 24 kHz, the model's audio is downsampled to 8 kHz and encoded, both with libsoxr
 resamplers that keep their filter state from one chunk to the next, so chunk borders leave no
 click. A resampler holds back part of its input (the filter's look-ahead, emitted in blocks);
@@ -13,15 +14,24 @@ Pure computation (numpy and libsoxr, no I/O): the call session calls it in line.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import soxr
 
-from services.realtime_worker.openai_protocol import PCM_RATE
+from services.realtime_worker.openai_protocol import PCM, PCM_RATE, PCMU
 from shared.audio import SAMPLE_RATE, linear_to_ulaw, ulaw_to_linear
+from shared.config import WorkerSettings
 
-__all__ = ["MODEL_RATE", "PCM16_BYTES_PER_ULAW_BYTE", "QUALITIES", "CallTranscoder"]
+__all__ = [
+    "MODEL_RATE",
+    "PCM16_BYTES_PER_ULAW_BYTE",
+    "QUALITIES",
+    "CallTranscoder",
+    "PassThrough",
+    "Resampler",
+    "call_codec",
+]
 
 MODEL_RATE: Final = PCM_RATE
 #: PCM16 24 kHz bytes that carry the same time as one μ-law 8 kHz byte.
@@ -30,15 +40,43 @@ PCM16_BYTES_PER_ULAW_BYTE: Final = 2 * MODEL_RATE // SAMPLE_RATE
 QUALITIES: Final = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 
 
+class Resampler(Protocol):
+    """A streaming resampler of int16 samples (``soxr.ResampleStream``'s interface)."""
+
+    def resample_chunk(self, x: np.ndarray, last: bool = False) -> np.ndarray: ...
+
+
+class PassThrough:
+    """The model speaks μ-law 8 kHz, as the caller does: audio passes unchanged both ways."""
+
+    wire_format = PCMU
+    bytes_per_ulaw_byte = 1  # of the model's audio, per μ-law byte of the same duration
+
+    def to_model(self, ulaw: bytes) -> bytes:
+        return ulaw
+
+    def to_caller(self, audio: bytes) -> bytes:
+        return audio
+
+    def finish_reply(self) -> bytes:
+        return b""
+
+    def drop_reply(self) -> None:
+        pass
+
+
 class CallTranscoder:
     """Both directions of one call: ``to_model`` for the caller's audio (one continuous
     stream for the whole call), ``to_caller`` for the model's replies (one stream per reply,
     ended by ``finish_reply`` or dropped by ``drop_reply``)."""
 
+    wire_format = PCM
+    bytes_per_ulaw_byte = PCM16_BYTES_PER_ULAW_BYTE
+
     def __init__(self, quality: str = "HQ") -> None:
         self.quality = quality
-        self._up = soxr.ResampleStream(SAMPLE_RATE, MODEL_RATE, 1, dtype="int16", quality=quality)
-        self._down: soxr.ResampleStream | None = None
+        self._up = self.resampler(SAMPLE_RATE, MODEL_RATE)
+        self._down: Resampler | None = None
         self._odd = b""  # a PCM16 sample split across two deltas
 
     def to_model(self, ulaw: bytes) -> bytes:
@@ -71,13 +109,25 @@ class CallTranscoder:
         """Forget the current reply (the caller interrupted it)."""
         self._down, self._odd = None, b""
 
-    def _reply_stream(self) -> soxr.ResampleStream:
+    def resampler(self, in_rate: int, out_rate: int) -> Resampler:
+        """A fresh stream of the kind this transcoder uses (libsoxr at its quality)."""
+        stream: Resampler = soxr.ResampleStream(
+            in_rate, out_rate, 1, dtype="int16", quality=self.quality
+        )
+        return stream
+
+    def _reply_stream(self) -> Resampler:
         if self._down is None:
-            self._down = soxr.ResampleStream(
-                MODEL_RATE, SAMPLE_RATE, 1, dtype="int16", quality=self.quality
-            )
+            self._down = self.resampler(MODEL_RATE, SAMPLE_RATE)
         return self._down
 
     @staticmethod
     def _encode(samples: np.ndarray) -> bytes:
         return linear_to_ulaw(samples) if len(samples) else b""
+
+
+def call_codec(settings: WorkerSettings) -> PassThrough | CallTranscoder:
+    """A new call's codec, as ``REALTIME_AUDIO_FORMAT`` and ``TRANSCODE_QUALITY`` say."""
+    if settings.realtime_audio_format == "pcm16":
+        return CallTranscoder(settings.transcode_quality)
+    return PassThrough()
