@@ -485,29 +485,29 @@ class CallSession:
                 )
 
     def _check_formats(self, confirmed: rt.SessionConfirmed) -> None:
+        wanted = self.codec.wire_format
+        if confirmed.speaks(wanted):
+            return
         confirmed_text = (
             f"the Realtime server confirmed input {confirmed.input_format!r} and output "
             f"{confirmed.output_format!r}"
         )
-        if self.codec.wire_format == rt.PCM:
-            if not confirmed.speaks(rt.PCM):
-                raise FormatMismatchError(
-                    f"{confirmed_text}; REALTIME_AUDIO_FORMAT=pcm16 needs {rt.PCM!r} at "
-                    f"{rt.PCM_RATE} Hz both ways. Set REALTIME_AUDIO_FORMAT=pcmu if this server "
-                    "speaks G.711 μ-law"
-                )
-            return
-        if not confirmed.is_pcmu:
-            hint = (
-                "; if this backend speaks only PCM16 24 kHz, set REALTIME_AUDIO_FORMAT=pcm16"
-                if confirmed.speaks(rt.PCM)
-                else ""
-            )
+        if wanted == rt.PCM:
             raise FormatMismatchError(
-                f"{confirmed_text}; Twilio needs {rt.PCMU!r} both ways. Relaying "
-                "this would play noise to the caller. Check that OPENAI_REALTIME_URL speaks "
-                f"the GA protocol and supports G.711 μ-law{hint}"
+                f"{confirmed_text}; REALTIME_AUDIO_FORMAT=pcm16 needs {rt.PCM!r} at "
+                f"{rt.PCM_RATE} Hz both ways. Set REALTIME_AUDIO_FORMAT=pcmu if this server "
+                "speaks G.711 μ-law"
             )
+        hint = (
+            "; if this backend speaks only PCM16 24 kHz, set REALTIME_AUDIO_FORMAT=pcm16"
+            if confirmed.speaks(rt.PCM)
+            else ""
+        )
+        raise FormatMismatchError(
+            f"{confirmed_text}; Twilio needs {rt.PCMU!r} both ways. Relaying "
+            "this would play noise to the caller. Check that OPENAI_REALTIME_URL speaks "
+            f"the GA protocol and supports G.711 μ-law{hint}"
+        )
 
     # --- caller → model ---------------------------------------------------------------------
 

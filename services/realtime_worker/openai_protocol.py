@@ -203,10 +203,6 @@ class SessionConfirmed:
     input_rate: int | None = None  # given for audio/pcm
     output_rate: int | None = None
 
-    @property
-    def is_pcmu(self) -> bool:
-        return self.input_format == PCMU and self.output_format == PCMU
-
     def speaks(self, audio_format: str) -> bool:
         """Both directions are ``audio_format`` (PCM: at 24 kHz, the rate the worker
         transcodes to; a PCM session without a rate is at its 24 kHz default)."""

@@ -234,7 +234,7 @@ def test_session_with_pcmu(kind: str) -> None:
         input_format="audio/pcmu",
         output_format="audio/pcmu",
     )
-    assert event.is_pcmu
+    assert event.speaks(rt.PCMU)
 
 
 @pytest.mark.parametrize(
@@ -252,7 +252,7 @@ def test_session_with_pcmu(kind: str) -> None:
 def test_session_not_pcmu_both_ways(input_format: Any, output_format: Any) -> None:
     event = rt.parse_server_event(_session_event("session.updated", input_format, output_format))
     assert isinstance(event, rt.SessionConfirmed)
-    assert not event.is_pcmu
+    assert not event.speaks(rt.PCMU)
 
 
 def test_session_pcm_24k_reports_its_format() -> None:
@@ -297,7 +297,7 @@ def test_session_update_for_a_transcoding_worker_asks_pcm16_24k_both_ways() -> N
 def test_session_with_missing_parts_is_not_pcmu(session: dict[str, Any]) -> None:
     event = rt.parse_server_event(_frame({"type": "session.updated", "session": session}))
     assert isinstance(event, rt.SessionConfirmed)
-    assert not event.is_pcmu
+    assert not event.speaks(rt.PCMU)
     assert (event.input_format, event.output_format) == (None, None)
 
 
