@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from .behaviour import BehaviourConfig, Mode, SimSession
 from .client_events import validate_client_event, validate_server_event
+from .failures import DropHow, Failures
 from .faults import Fault
 from .record import SessionRecord
 from .server import RunningSimulator, SimulatorConfig, run_simulator
 from .vad import VadSettings
+from .values import AllowList
 
 __all__ = [
+    "AllowList",
     "BehaviourConfig",
+    "DropHow",
+    "Failures",
     "Fault",
     "Mode",
     "RunningSimulator",

@@ -18,10 +18,12 @@ from pathlib import Path
 from shared.logs import setup_logging
 
 from .behaviour import BehaviourConfig, Mode
+from .failures import DropHow, Failures
 from .faults import Fault
 from .reply import DEFAULT_CALLER_TRANSCRIPT, DEFAULT_REPLY_TEXT, default_reply_audio
 from .server import SimulatorConfig, run_simulator
 from .vad import VadSettings
+from .values import AllowList
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +120,93 @@ def build_parser() -> argparse.ArgumentParser:
         "pcm16 (PCM16 24 kHz only, as some Realtime-compatible backends: run the worker with "
         "REALTIME_AUDIO_FORMAT=pcm16) (default %(default)s)",
     )
+    failures = parser.add_argument_group(
+        "failures", "what real sessions do on a bad day: off by default, but for the 60-minute cap"
+    )
+    failures.add_argument(
+        "--drop-after-ms",
+        type=int,
+        metavar="N",
+        help="drop the socket once the session has accepted N ms of caller audio",
+    )
+    failures.add_argument(
+        "--drop-how",
+        choices=[h.value for h in DropHow],
+        default=DropHow.ABRUPT.value,
+        help="abrupt: abort the TCP connection, no close frame; 1011 or 1001: a close frame "
+        "with that code; server-error: an error of type server_error, then close 1011 "
+        "(default %(default)s)",
+    )
+    failures.add_argument(
+        "--drop-sessions",
+        type=int,
+        default=1,
+        metavar="K",
+        help="only the first K sessions served drop; 0: every session (default %(default)s)",
+    )
+    failures.add_argument(
+        "--session-max-s",
+        type=float,
+        default=Failures().session_max_s,
+        metavar="S",
+        help="close a session S seconds after it opened, with 1001 and the reason the real "
+        "server gives at its cap (default %(default)s)",
+    )
+    failures.add_argument(
+        "--server-error-after-ms",
+        type=int,
+        metavar="N",
+        help="send one error of type server_error after N ms of caller audio; the session "
+        "stays open",
+    )
+    failures.add_argument(
+        "--fail-responses",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every Nth response ends at once with response.done status failed "
+        "(0: none; default %(default)s)",
+    )
+    failures.add_argument(
+        "--transcription-fails",
+        action="store_true",
+        help="input transcription reports ...input_audio_transcription.failed",
+    )
+    failures.add_argument(
+        "--rate-limits",
+        action="store_true",
+        help="send rate_limits.updated right after each response.created",
+    )
+    parser.add_argument(
+        "--late-transcripts",
+        action="store_true",
+        help="send a caller turn's input transcript after the response.done of the reply to "
+        "it, as the real server may",
+    )
+    parser.add_argument(
+        "--cancel-delay-ms",
+        type=int,
+        default=BehaviourConfig().cancel_delay_ms,
+        metavar="MS",
+        help="response.cancel's response.done comes this much later; the response is active "
+        "until then (default %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept this realtime model besides those the installed openai package lists "
+        "(repeatable)",
+    )
+    parser.add_argument("--any-model", action="store_true", help="accept any realtime model name")
+    parser.add_argument(
+        "--allow-transcription-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept this transcription model besides those the openai package lists (repeatable)",
+    )
     parser.add_argument(
         "--log-level",
         default=os.environ.get("LOG_LEVEL", "INFO"),
@@ -133,6 +222,14 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         raise ValueError("--speed must be positive")
     if args.end_call_after < 0:
         raise ValueError("--end-call-after must be 0 or more")
+    for flag in ("drop_after_ms", "server_error_after_ms"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be 0 or more")
+    for flag in ("drop_sessions", "fail_responses", "cancel_delay_ms"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be 0 or more")
+    if args.session_max_s <= 0:
+        raise ValueError("--session-max-s must be positive")
     try:
         arguments = json.loads(args.tool_arguments)
     except ValueError:
@@ -152,6 +249,23 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         end_call_after=args.end_call_after,
         call_tool=args.call_tool,
         tool_arguments=json.dumps(arguments),
+        failures=Failures(
+            drop_after_ms=args.drop_after_ms,
+            drop_how=DropHow(args.drop_how),
+            drop_sessions=args.drop_sessions,
+            session_max_s=args.session_max_s,
+            server_error_after_ms=args.server_error_after_ms,
+            fail_responses=args.fail_responses,
+            transcription_fails=args.transcription_fails,
+            rate_limits=args.rate_limits,
+        ),
+        late_transcripts=args.late_transcripts,
+        cancel_delay_ms=args.cancel_delay_ms,
+        allow=AllowList(
+            models=frozenset(args.allow_model),
+            any_model=args.any_model,
+            transcription_models=frozenset(args.allow_transcription_model),
+        ),
     )
     return SimulatorConfig(
         host=args.host,

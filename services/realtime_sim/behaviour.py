@@ -1,9 +1,11 @@
 """One simulated Realtime session, sans I/O: client frames in, server events out.
 
 ``SimSession.receive`` handles one client frame and returns the events to send, in order.
-A canned reply is paced by the caller of ``next_reply_step``, which returns the next batch of
-events and how long to wait before asking again; ``None`` means no reply is streaming.
-Nothing here touches a socket, a clock or a logger, so tests can drive it directly.
+A canned reply (and a cancel's delayed ``response.done``) is paced by the caller of
+``next_reply_step``, which returns the next batch of events and how long to wait before asking
+again; ``None`` means nothing is pending. When the session wants its socket closed (a drop,
+an unknown model), ``close_due`` says how, once; the server calls ``expire`` at the session
+cap. Nothing here touches a socket, a clock or a logger, so tests can drive it directly.
 """
 
 from __future__ import annotations
@@ -12,115 +14,54 @@ import base64
 import binascii
 import copy
 import json
-import random
-import secrets
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum, StrEnum
-from typing import Any, Final
+from typing import Final
 
 from shared.audio import BYTES_PER_MS, SAMPLE_RATE
 
 from . import server_events as body
 from .client_events import validate_client_event
-from .conversation import Conversation, ItemError
-from .faults import Fault, encode_delta, forced_pcm16, pcm16_24k_to_ulaw, session_after_update
-from .record import SessionRecord
-from .reply import (
-    DEFAULT_CALLER_TRANSCRIPT,
-    DEFAULT_REPLY_TEXT,
-    ReplyChunk,
-    default_reply_audio,
-    plan_reply,
+from .config import BehaviourConfig, Mode
+from .conversation import ItemError
+from .failures import (
+    Close,
+    DropHow,
+    drop_close,
+    max_duration_close,
+    server_error_message,
+    transcription_error,
 )
-from .session_config import PCMU, default_session, merge_session, session_formats, turn_detection
-from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadSettings
+from .faults import forced_pcm16, pcm16_24k_to_ulaw, session_after_update
+from .record import SessionRecord
+from .responses import END_CALL, Event, Kind, SessionCore
+from .session_config import PCMU, merge_session, session_formats, turn_detection
+from .vad import SpeechStarted, SpeechStopped
+from .values import check_client_values, model_not_found
 
 __all__ = ["BehaviourConfig", "Event", "Mode", "SimSession", "Step"]
 
-Event = dict[str, Any]
 Step = tuple[list[Event], float]  # events to send now, seconds to wait before the next step
 
 BETA_MESSAGE: Final = (
     "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
 )
+# How the simulator closes after refusing the model of the URL. The real server's close for an
+# unknown model is not documented; 1008 (policy violation) says "this request cannot be served".
+MODEL_NOT_FOUND_CLOSE: Final = 1008
 
 
-class Mode(StrEnum):
-    ECHO = "echo"  # every appended chunk comes straight back as one audio delta
-    CONVERSATION = "conversation"  # VAD turns, answered with the canned reply
+class SimSession(SessionCore):
+    """The protocol state of one connection. Feed it frames; send what it returns.
 
+    ``serial`` is the session's number among those the simulator served, from 1 (it decides
+    whether --drop-sessions picks this one)."""
 
-@dataclass(frozen=True, slots=True)
-class BehaviourConfig:
-    mode: Mode = Mode.CONVERSATION
-    reply_audio: bytes = field(default_factory=default_reply_audio, repr=False)
-    reply_text: str = DEFAULT_REPLY_TEXT
-    caller_transcript: str = DEFAULT_CALLER_TRANSCRIPT
-    speed: float = 4.0  # reply pacing, in multiples of real time
-    seed: int = 0  # delta sizes
-    vad: VadSettings = VadSettings()
-    min_delta_bytes: int = 800
-    max_delta_bytes: int = 4000
-    fault: Fault = Fault.NONE  # misbehave on purpose (faults.py)
-    # A Realtime-compatible backend without μ-law: its sessions stay audio/pcm 24 kHz
-    # (REALTIME_AUDIO_FORMAT=pcm16 on the worker). Echo mode sends the PCM back unchanged.
-    serves_pcm16: bool = False
-    # From this caller turn on (0: never), answer by calling the session's end_call function
-    # tool, if it declares one, instead of speaking: the model hanging up.
-    end_call_after: int = 0
-    # At the first caller turn, answer by calling this function tool of the session (if it
-    # declares it) with these arguments (JSON text); the reply follows the function's output.
-    call_tool: str | None = None
-    tool_arguments: str = "{}"
-
-
-class _Kind(Enum):
-    ECHO = "echo"
-    REPLY = "reply"
-
-
-END_CALL: Final = "end_call"
-
-
-@dataclass
-class _Response:
-    id: str
-    item_id: str
-    kind: _Kind
-    chunks: deque[ReplyChunk]
-    audio_bytes: int = 0
-    transcript: str = ""
-
-
-class _Ids:
-    def __init__(self) -> None:
-        self.tag = secrets.token_hex(5)
-        self._count = 0
-
-    def __call__(self, prefix: str) -> str:
-        self._count += 1
-        return f"{prefix}_{self.tag}{self._count:05d}"
-
-
-class SimSession:
-    """The protocol state of one connection. Feed it frames; send what it returns."""
-
-    def __init__(self, config: BehaviourConfig, record: SessionRecord, model: str) -> None:
-        self.config = config
-        self._record = record
-        self._ids = _Ids()
-        self.session_id = f"sess_{self._ids.tag}"
-        self._conversation_id = f"conv_{self._ids.tag}"
-        self._session = default_session(self.session_id, model)
-        self._rng = random.Random(config.seed)
-        self._vad = EnergyVad(config.vad)
-        self._conversation = Conversation()
-        self._response: _Response | None = None
+    def __init__(
+        self, config: BehaviourConfig, record: SessionRecord, model: str, serial: int = 1
+    ) -> None:
+        super().__init__(config, record, model, serial)
         self._speech_item: str | None = None  # the user item being spoken, from speech start
         self._buffered = 0  # input bytes since the last commit
-        self._heard = 0  # input bytes in the whole session
         self._caller_turns = 0  # committed caller turns
         self._tool_called = False  # call_tool has been called
         self._handlers: dict[str, Callable[[Event], list[Event]]] = {
@@ -156,11 +97,19 @@ class SimSession:
 
     @property
     def reply_pending(self) -> bool:
-        """A canned reply is streaming: ``next_reply_step`` has work."""
-        return self._response is not None and self._response.kind is _Kind.REPLY
+        """``next_reply_step`` has work: a canned reply streaming, or a cancel's done due."""
+        r = self._response
+        if r is None or self._closing:
+            return False
+        return r.kind is Kind.REPLY or r.cancel_reason is not None
 
     def open(self) -> list[Event]:
-        """The first events of a session."""
+        """The first events of a session: ``session.created``, or an error and a close when
+        the URL names a model this server does not know."""
+        if not self.config.allow.model(self._model):
+            problem = model_not_found(self._model, "model")
+            self._close_with(Close(MODEL_NOT_FOUND_CLOSE, problem.code))
+            return [self._error(problem.code, problem.message, None, problem.param)]
         return [self._event("session.created", session=copy.deepcopy(self._session))]
 
     def refuse_beta(self) -> Event:
@@ -169,6 +118,48 @@ class SimSession:
 
     def receive(self, message: str | bytes) -> list[Event]:
         """Handle one client frame; invalid ones are answered with an ``error`` only."""
+        if self._closing:
+            return []
+        return self._held.flush(self._receive(message))
+
+    def next_reply_step(self) -> Step | None:
+        """The next batch of a streaming reply and the pause after it, or None."""
+        r = self._response
+        if r is None or self._closing:
+            return None
+        if r.cancel_reason is not None:
+            if not r.cancel_waited:
+                r.cancel_waited = True
+                return [], self.config.cancel_delay_ms / 1000
+            return self._held.flush(self._end(r, "cancelled", r.cancel_reason)), 0.0
+        if r.kind is not Kind.REPLY:
+            return None
+        if not r.chunks:
+            return self._held.flush(self._finish(r)), 0.0
+        chunk = r.chunks.popleft()
+        events = [self._audio_delta(r, chunk.audio)] if chunk.audio else []
+        if chunk.text:
+            r.transcript += chunk.text
+            events.append(
+                self._event(
+                    "response.output_audio_transcript.delta", **self._part(r), delta=chunk.text
+                )
+            )
+        return self._held.flush(events), len(chunk.audio) / SAMPLE_RATE / self.config.speed
+
+    def close_due(self) -> Close | None:
+        """The close the session asked for, once: send what it returned, then close so."""
+        close, self._close = self._close, None
+        return close
+
+    def expire(self) -> Close:
+        """The session reached its maximum duration: nothing more is produced."""
+        self._closing = True
+        return max_duration_close(self.config.failures.session_max_s)
+
+    # --- frames ----------------------------------------------------------------------------
+
+    def _receive(self, message: str | bytes) -> list[Event]:
         if isinstance(message, bytes):
             return [self._reject(None, "binary frames are not supported: send JSON text")]
         try:
@@ -182,40 +173,12 @@ class SimSession:
             kind = obj.get("type") if isinstance(obj, dict) else None
             code = "unknown_parameter" if problems[0].startswith("Unknown") else "invalid_value"
             return [self._reject(caused_by, f"{kind}: " + "; ".join(problems), code)]
+        problem = check_client_values(obj, self.config.allow)
+        if problem is not None:
+            self._record.invalid(f"{obj['type']}: {problem.message}")
+            return [self._error(problem.code, problem.message, caused_by, problem.param)]
         self._record.received(obj["type"])
         return self._handlers[obj["type"]](obj)
-
-    def next_reply_step(self) -> Step | None:
-        """The next batch of a streaming reply and the pause after it, or None."""
-        r = self._response
-        if r is None or r.kind is not _Kind.REPLY:
-            return None
-        if not r.chunks:
-            return self._finish(r), 0.0
-        chunk = r.chunks.popleft()
-        events = [self._audio_delta(r, chunk.audio)] if chunk.audio else []
-        if chunk.text:
-            r.transcript += chunk.text
-            events.append(
-                self._event(
-                    "response.output_audio_transcript.delta", **self._part(r), delta=chunk.text
-                )
-            )
-        return events, len(chunk.audio) / SAMPLE_RATE / self.config.speed
-
-    # --- helpers ---------------------------------------------------------------------------
-
-    def _event(self, kind: str, **fields: Any) -> Event:
-        return {"type": kind, "event_id": self._ids("event"), **fields}
-
-    def _error(
-        self, code: str, message: str, caused_by: str | None, param: str | None = None
-    ) -> Event:
-        return self._event("error", error=body.error_body(code, message, caused_by, param))
-
-    def _reject(self, caused_by: str | None, message: str, code: str = "invalid_value") -> Event:
-        self._record.invalid(message)
-        return self._error(code, message, caused_by)
 
     def _apply_session(self) -> None:
         fmt_in, fmt_out = self.formats
@@ -224,100 +187,6 @@ class SimSession:
         self._vad.configure(
             int(turn.get("silence_duration_ms") or 500), int(turn.get("prefix_padding_ms") or 300)
         )
-
-    def _part(self, r: _Response) -> Event:
-        return {"response_id": r.id, "item_id": r.item_id, "output_index": 0, "content_index": 0}
-
-    def _audio_delta(self, r: _Response, audio: bytes, pcm: bytes | None = None) -> Event:
-        """One delta of μ-law ``audio`` (``pcm``: the same audio as PCM16 24 kHz, sent as is)."""
-        r.audio_bytes += len(audio)
-        self._conversation.get(r.item_id).audio_bytes += len(audio)
-        if pcm is not None:
-            delta = base64.b64encode(pcm).decode("ascii")
-        else:
-            delta = encode_delta(self.config.fault, audio, pcm16=self.config.serves_pcm16)
-        return self._event("response.output_audio.delta", **self._part(r), delta=delta)
-
-    def _usage(self, r: _Response) -> Event:
-        return self._usage_of(r.audio_bytes // BYTES_PER_MS, len(r.transcript))
-
-    def _usage_of(self, output_audio_ms: int, output_chars: int) -> Event:
-        instructions = self._session.get("instructions") or ""
-        block = body.usage(
-            self._heard // BYTES_PER_MS, len(instructions), output_audio_ms, output_chars
-        )
-        self._record.usage.append(block)
-        return block
-
-    def _output_audio(self) -> Event:
-        output = (self._session.get("audio") or {}).get("output") or {}
-        return {"format": output.get("format"), "voice": output.get("voice")}
-
-    # --- responses -------------------------------------------------------------------------
-
-    def _start_response(self, kind: _Kind) -> list[Event]:
-        cfg = self.config
-        chunks = deque(
-            plan_reply(
-                cfg.reply_audio, cfg.reply_text, self._rng, cfg.min_delta_bytes, cfg.max_delta_bytes
-            )
-            if kind is _Kind.REPLY
-            else []
-        )
-        r = self._response = _Response(self._ids("resp"), self._ids("item"), kind, chunks)
-        item = body.assistant_item(r.item_id, "in_progress", None)
-        previous = self._conversation.add(item)
-        created = body.response_resource(
-            r.id, self._conversation_id, "in_progress", self._output_audio()
-        )
-        return [
-            self._event("response.created", response=created),
-            self._event("response.output_item.added", response_id=r.id, output_index=0, item=item),
-            self._event("conversation.item.added", previous_item_id=previous, item=item),
-            self._event(
-                "response.content_part.added",
-                **self._part(r),
-                part={"type": "audio", "transcript": ""},
-            ),
-        ]
-
-    def _end(self, r: _Response, status: str, reason: str | None) -> tuple[Event, list[Event]]:
-        self._response = None
-        item_status = "completed" if status == "completed" else "incomplete"
-        item = body.assistant_item(r.item_id, item_status, r.transcript)
-        self._conversation.get(r.item_id).body = item
-        resource = body.response_resource(
-            r.id,
-            self._conversation_id,
-            status,
-            self._output_audio(),
-            output=[item],
-            reason=reason,
-            usage_block=self._usage(r),
-        )
-        return item, [
-            self._event("response.output_item.done", response_id=r.id, output_index=0, item=item),
-            self._event("conversation.item.done", item=item),
-            self._event("response.done", response=resource),
-        ]
-
-    def _finish(self, r: _Response) -> list[Event]:
-        part = self._part(r)
-        _, tail = self._end(r, "completed", None)
-        return [
-            self._event("response.output_audio.done", **part),
-            self._event("response.output_audio_transcript.done", **part, transcript=r.transcript),
-            self._event(
-                "response.content_part.done",
-                **part,
-                part={"type": "audio", "transcript": r.transcript},
-            ),
-            *tail,
-        ]
-
-    def _cancel(self, reason: str) -> list[Event]:
-        r = self._response
-        return [] if r is None else self._end(r, "cancelled", reason)[1]
 
     # --- session ---------------------------------------------------------------------------
 
@@ -368,7 +237,12 @@ class SimSession:
             pcm, audio = audio, pcm16_24k_to_ulaw(audio)
         self._heard += len(audio)
         if self.config.mode is Mode.ECHO:
-            return self._echo(audio, pcm)
+            events = self._echo(audio, pcm)
+        else:
+            events = self._hear(audio)
+        return events + self._failures_after_audio()
+
+    def _hear(self, audio: bytes) -> list[Event]:
         self._buffered += len(audio)
         turn = turn_detection(self._session)
         events: list[Event] = []
@@ -381,12 +255,31 @@ class SimSession:
                 events += self._speech_stopped(change, turn)
         return events
 
+    def _failures_after_audio(self) -> list[Event]:
+        """A server error or a drop, once the caller audio heard reaches its threshold."""
+        heard_ms = self._heard // BYTES_PER_MS
+        events: list[Event] = []
+        if self._plan.server_error_due(heard_ms):
+            events.append(self._server_error())
+        how = self._plan.drop_due(heard_ms)
+        if how is not None:
+            if how is DropHow.SERVER_ERROR:
+                events.append(self._server_error())
+            self._close_with(drop_close(how))
+        return events
+
+    def _server_error(self) -> Event:
+        error = body.error_body(
+            None, server_error_message(self.session_id), None, kind="server_error"
+        )
+        return self._event("error", error=error)
+
     def _echo(self, audio: bytes, pcm: bytes | None = None) -> list[Event]:
         events: list[Event] = []
         if self._response is None:
-            events += self._start_response(_Kind.ECHO)
+            events += self._start_response(Kind.ECHO)
         r = self._response
-        if r is None or r.kind is not _Kind.ECHO or not audio:
+        if r is None or r.kind is not Kind.ECHO or r.cancel_reason is not None or not audio:
             return events  # during a canned reply the audio is heard, not echoed
         return [*events, self._audio_delta(r, audio, pcm)]
 
@@ -400,7 +293,7 @@ class SimSession:
             )
         ]
         if turn.get("interrupt_response", True):
-            events += self._cancel("turn_detected")
+            events += self._cancel_now("turn_detected")
         return events
 
     def _speech_stopped(self, change: SpeechStopped, turn: Event) -> list[Event]:
@@ -415,72 +308,28 @@ class SimSession:
         ]
         if turn.get("create_response", True) and self._response is None:
             if self._ends_call():
-                events += self._call_end_call()
+                events += self._call_function(
+                    END_CALL, json.dumps({"reason": "the caller said goodbye"})
+                )
             elif self._calls_tool():
                 self._tool_called = True
                 assert self.config.call_tool is not None
                 events += self._call_function(self.config.call_tool, self.config.tool_arguments)
             else:
-                events += self._start_response(_Kind.REPLY)
+                events += self._start_response(Kind.REPLY)
         return events
+
+    def _declares(self, name: str | None) -> bool:
+        tools = self._session.get("tools") or []
+        return any(t.get("type") == "function" and t.get("name") == name for t in tools)
 
     def _ends_call(self) -> bool:
         after = self.config.end_call_after
-        tools = self._session.get("tools") or []
-        declared = any(t.get("type") == "function" and t.get("name") == END_CALL for t in tools)
-        return after > 0 and self._caller_turns >= after and declared
+        return after > 0 and self._caller_turns >= after and self._declares(END_CALL)
 
     def _calls_tool(self) -> bool:
         name = self.config.call_tool
-        tools = self._session.get("tools") or []
-        declared = any(t.get("type") == "function" and t.get("name") == name for t in tools)
-        return name is not None and not self._tool_called and declared
-
-    def _call_end_call(self) -> list[Event]:
-        """A whole response that calls ``end_call`` (no audio), as the real server streams it."""
-        return self._call_function(END_CALL, json.dumps({"reason": "the caller said goodbye"}))
-
-    def _call_function(self, name: str, arguments: str) -> list[Event]:
-        """A whole response that calls the function ``name`` (no audio)."""
-        response_id, item_id, call_id = self._ids("resp"), self._ids("item"), self._ids("call")
-        item = body.function_call_item(item_id, call_id, name, "", "in_progress")
-        done = body.function_call_item(item_id, call_id, name, arguments, "completed")
-        previous = self._conversation.add(done)
-        where = {"response_id": response_id, "item_id": item_id, "output_index": 0}
-        created = body.response_resource(
-            response_id, self._conversation_id, "in_progress", self._output_audio()
-        )
-        resource = body.response_resource(
-            response_id,
-            self._conversation_id,
-            "completed",
-            self._output_audio(),
-            output=[done],
-            usage_block=self._usage_of(0, len(arguments)),
-        )
-        self._record.function_calls.append(name)
-        return [
-            self._event("response.created", response=created),
-            self._event(
-                "response.output_item.added", response_id=response_id, output_index=0, item=item
-            ),
-            self._event("conversation.item.added", previous_item_id=previous, item=item),
-            self._event(
-                "response.function_call_arguments.delta", **where, call_id=call_id, delta=arguments
-            ),
-            self._event(
-                "response.function_call_arguments.done",
-                **where,
-                call_id=call_id,
-                name=name,
-                arguments=arguments,
-            ),
-            self._event(
-                "response.output_item.done", response_id=response_id, output_index=0, item=done
-            ),
-            self._event("conversation.item.done", previous_item_id=previous, item=done),
-            self._event("response.done", response=resource),
-        ]
+        return name is not None and not self._tool_called and self._declares(name)
 
     def _commit(self, item_id: str) -> list[Event]:
         heard_ms = self._buffered // BYTES_PER_MS
@@ -495,17 +344,29 @@ class SimSession:
         ]
         audio_in = (self._session.get("audio") or {}).get("input") or {}
         if audio_in.get("transcription"):
-            text = self.config.caller_transcript
-            events.append(
-                self._event(
-                    "conversation.item.input_audio_transcription.completed",
-                    item_id=item_id,
-                    content_index=0,
-                    transcript=text,
-                    usage=body.transcription_usage(heard_ms, text),
-                )
-            )
+            transcript = self._transcription(item_id, heard_ms)
+            if self.config.late_transcripts:
+                self._held.hold(transcript)
+            else:
+                events.append(transcript)
         return events
+
+    def _transcription(self, item_id: str, heard_ms: int) -> Event:
+        """The outcome of transcribing a caller turn: completed, or failed when asked."""
+        where = {"item_id": item_id, "content_index": 0}
+        if self.config.failures.transcription_fails:
+            return self._event(
+                "conversation.item.input_audio_transcription.failed",
+                **where,
+                error=transcription_error(item_id),
+            )
+        text = self.config.caller_transcript
+        return self._event(
+            "conversation.item.input_audio_transcription.completed",
+            **where,
+            transcript=text,
+            usage=body.transcription_usage(heard_ms, text),
+        )
 
     def _commit_buffer(self, event: Event) -> list[Event]:
         if self._buffered == 0:
@@ -531,7 +392,7 @@ class SimSession:
 
     def _item_create(self, event: Event) -> list[Event]:
         try:
-            item, previous = self._conversation.create(event["item"], lambda: self._ids("item"))
+            item, previous = self._conversation.create(event["item"], self._ids)
         except ItemError as exc:
             return self._item_error(exc, event)
         self._record.item_created(item)
@@ -577,11 +438,18 @@ class SimSession:
                     "conversation_already_has_active_response", message, event.get("event_id")
                 )
             ]
-        return self._start_response(_Kind.REPLY)
+        params = event.get("response") or {}
+        # response.instructions replaces the session's for this response only.
+        return self._start_response(Kind.REPLY, params.get("instructions"), params.get("metadata"))
 
     def _response_cancel(self, event: Event) -> list[Event]:
-        wanted = event.get("response_id")
-        if self._response is None or (wanted and wanted != self._response.id):
+        """The cancel takes effect at once, but its ``response.done`` comes from
+        ``next_reply_step`` after --cancel-delay-ms: the response stays active until then."""
+        r, wanted = self._response, event.get("response_id")
+        if r is None or (wanted and wanted != r.id):
             message = "Cancellation failed: no active response found."
             return [self._error("response_cancel_not_active", message, event.get("event_id"))]
-        return self._cancel("client_cancelled")
+        if r.cancel_reason is None:
+            r.cancel_reason = "client_cancelled"
+            r.chunks.clear()
+        return []

@@ -1,6 +1,6 @@
 """Strict validation of Realtime GA events against the ``openai`` package's pydantic types.
 
-The SDK models accept unknown fields and coerce types (protocols.md §6.2), so on their own they
+The SDK models accept unknown fields and coerce types (docs/protocols.md §6.2), so on their own they
 would wave through exactly the mistakes this simulator exists to catch. Here each event is
 validated against the one union member its ``type`` names, in strict mode, and every field the
 model kept as an "extra" is reported by path.

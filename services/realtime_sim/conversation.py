@@ -1,7 +1,8 @@
 """The simulated conversation: its items in order, and the rules for editing them.
 
 Violations raise ``ItemError`` carrying the error code the real server uses, so the session
-can answer with an ``error`` event and leave the conversation unchanged.
+can answer with an ``error`` event and leave the conversation unchanged. Tool call ids are
+scoped to the conversation: a function output must answer a ``function_call`` item in it.
 """
 
 from __future__ import annotations
@@ -56,14 +57,28 @@ class Conversation:
         if self._last == item_id:
             self._last = next(reversed(self._items), None)
 
-    def create(self, item: Json, new_id: Callable[[], str]) -> tuple[Json, str | None]:
-        """Add a client-supplied item: the stored copy and the previous item's id."""
+    def has_call(self, call_id: str) -> bool:
+        """Whether a ``function_call`` item of the conversation has this ``call_id``."""
+        return any(
+            item.body.get("type") == "function_call" and item.body.get("call_id") == call_id
+            for item in self._items.values()
+        )
+
+    def create(self, item: Json, new_id: Callable[[str], str]) -> tuple[Json, str | None]:
+        """Add a client-supplied item: the stored copy and the previous item's id.
+        ``new_id(prefix)`` makes the ids the client left out ("item", "call")."""
         body = copy.deepcopy(item)
-        body["id"] = body.get("id") or new_id()
+        body["id"] = body.get("id") or new_id("item")
         if body["id"] in self._items:
             message = f"Conversation item '{body['id']}' already exists."
             raise ItemError("item_already_exists", message, "item.id")
-        if body.get("type") == "message":
+        kind = body.get("type")
+        if kind == "function_call_output" and not self.has_call(body["call_id"]):
+            message = f"Tool call ID '{body['call_id']}' not found in conversation."
+            raise ItemError("invalid_tool_call_id", message, "item.call_id")
+        if kind == "function_call":
+            body["call_id"] = body.get("call_id") or new_id("call")
+        if kind in ("message", "function_call", "function_call_output"):
             body.setdefault("object", "realtime.item")
             body.setdefault("status", "completed")
         return body, self.add(body)

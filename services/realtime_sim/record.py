@@ -37,6 +37,12 @@ class SessionRecord:
     tool_outputs: list[str] = field(default_factory=list)  # function_call_output items received
     user_texts: list[str] = field(default_factory=list)  # user text items the client created
     hostile: bool = False  # this session misbehaved on purpose (--hostile-every)
+    # The instructions each response was generated under, in order: the session's, or those of
+    # the response.create that asked for it.
+    response_instructions: list[str] = field(default_factory=list)
+    dropped: str | None = None  # how --drop-after-ms dropped it: abrupt, 1011, 1001, server-error
+    # The close the simulator itself made: {"code": int, or None for an abort, "reason": str}.
+    server_close: dict[str, Any] | None = None
     _audio_in_hash: Any = field(default_factory=hashlib.sha256, repr=False)
     _audio_out: bytearray = field(default_factory=bytearray, repr=False)
 
@@ -77,7 +83,14 @@ class SessionRecord:
         elif kind == "response.output_audio_transcript.done":
             self.transcripts.append(event["transcript"])
         elif kind == "error":
-            self.errors.append(f"{event['error']['code']}: {event['error']['message']}")
+            error = event["error"]
+            # A server_error has no code: its type stands in.
+            self.errors.append(f"{error['code'] or error['type']}: {error['message']}")
+
+    def closed(self, code: int | None, reason: str, dropped: str | None = None) -> None:
+        """Note that the simulator closed the connection (``code`` None: aborted)."""
+        self.server_close = {"code": code, "reason": reason}
+        self.dropped = dropped
 
     @property
     def audio_out(self) -> bytes:
@@ -105,6 +118,9 @@ class SessionRecord:
             "tool_outputs": list(self.tool_outputs),
             "hostile": self.hostile,
             "user_texts": list(self.user_texts),
+            "response_instructions": list(self.response_instructions),
+            "dropped": self.dropped,
+            "server_close": self.server_close,
         }
 
 

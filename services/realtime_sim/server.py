@@ -1,10 +1,13 @@
-"""The simulator's WebSocket server: handshake checks, and three tasks per connection.
+"""The simulator's WebSocket server: handshake checks, and four tasks per connection.
 
 Per connection a reader feeds client frames to the ``SimSession``, a reply loop paces the
-canned reply, and a writer drains a bounded outbox to the socket. Both producers generate and
-enqueue a batch under one lock, so events reach the wire in the order the session produced
-them (a cancel can never overtake the delta before it). The record is built from what the
-writer actually sent, and written when the connection ends however it ends.
+canned reply (and a cancel's delayed ``response.done``), a timer enforces the session cap, and
+a writer drains a bounded outbox to the socket. Every producer generates and enqueues a batch
+under one lock, so events reach the wire in the order the session produced them (a cancel can
+never overtake the delta before it). A close the session asks for (a drop, the cap, an unknown
+model) is queued behind its events, so what was produced before it is sent first. The record
+is built from what the writer actually sent, and written when the connection ends however it
+ends.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from .behaviour import BehaviourConfig, Event, SimSession
+from .failures import Close
 from .record import SessionRecord, append_record
 
 __all__ = ["PATH", "RunningSimulator", "SimulatorConfig", "run_simulator"]
@@ -38,6 +42,8 @@ DEFAULT_MODEL: Final = "gpt-realtime"
 BETA_CLOSE_CODE: Final = 4000
 OUTBOX_BATCHES: Final = 64  # about 1.3 s of echo at 50 appends/s before the reader waits
 MAX_CLIENT_MESSAGE: Final = 16 * 1024 * 1024  # appends may carry up to 15 MiB
+
+Outbox = asyncio.Queue[list[Event] | Close]  # batches of events, and a close to make after them
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +145,10 @@ class _Handler:
             path=request.path,
             authorization_present="Authorization" in request.headers,
         )
-        session = SimSession(self.config.behaviour, record, query.get("model", [DEFAULT_MODEL])[0])
-        record.session = session.session_id
         self.sessions += 1
+        model = query.get("model", [DEFAULT_MODEL])[0]
+        session = SimSession(self.config.behaviour, record, model, self.sessions)
+        record.session = session.session_id
         every = self.config.hostile_every
         hostile = HostileScript() if every and self.sessions % every == 0 else None
         record.hostile = hostile is not None
@@ -178,7 +185,7 @@ class _Handler:
         try:
             await ws.send(orjson.dumps(event).decode())
             record.sent(event)
-            await ws.close(BETA_CLOSE_CODE, "beta_api_shape_disabled")
+            await self._close(ws, Close(BETA_CLOSE_CODE, "beta_api_shape_disabled"), record)
         except ConnectionClosed:
             pass
 
@@ -189,31 +196,31 @@ class _Handler:
         record: SessionRecord,
         hostile: HostileScript | None = None,
     ) -> None:
-        outbox: asyncio.Queue[list[Event]] = asyncio.Queue(maxsize=OUTBOX_BATCHES)
+        outbox: Outbox = asyncio.Queue(maxsize=OUTBOX_BATCHES)
         produce = asyncio.Lock()
         reply_due = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tasks:
                 writer = tasks.create_task(self._write_loop(ws, outbox, record, hostile))
                 replier = tasks.create_task(self._reply_loop(session, outbox, produce, reply_due))
-                await outbox.put(session.open())
+                cap = tasks.create_task(self._cap_timer(session, outbox, produce))
+                async with produce:
+                    await _enqueue(session, outbox, session.open())
                 async for message in ws:
                     async with produce:
-                        batch = session.receive(message)
-                        if batch:
-                            await outbox.put(batch)
+                        await _enqueue(session, outbox, session.receive(message))
                     if session.reply_pending:
                         reply_due.set()
                 # The client has gone: nothing queued can be delivered any more.
-                writer.cancel()
-                replier.cancel()
+                for task in (writer, replier, cap):
+                    task.cancel()
         except* ConnectionClosed:
             pass
 
     async def _reply_loop(
         self,
         session: SimSession,
-        outbox: asyncio.Queue[list[Event]],
+        outbox: Outbox,
         produce: asyncio.Lock,
         reply_due: asyncio.Event,
     ) -> None:
@@ -226,29 +233,68 @@ class _Handler:
                     if step is None:
                         break
                     batch, pause = step
-                    await outbox.put(batch)
+                    await _enqueue(session, outbox, batch)
                 await asyncio.sleep(pause)
+
+    async def _cap_timer(self, session: SimSession, outbox: Outbox, produce: asyncio.Lock) -> None:
+        """Close the session when it reaches its maximum duration, as the real server does."""
+        await asyncio.sleep(self.config.behaviour.failures.session_max_s)
+        async with produce:
+            await outbox.put(session.expire())
 
     async def _write_loop(
         self,
         ws: ServerConnection,
-        outbox: asyncio.Queue[list[Event]],
+        outbox: Outbox,
         record: SessionRecord,
         hostile: HostileScript | None = None,
     ) -> None:
+        await self._write_until_closed(ws, outbox, record, hostile)
+        # Closed by the simulator: whatever is produced meanwhile is discarded, so that no
+        # producer waits on a full outbox while the connection winds down.
         while True:
-            for event in await outbox.get():
+            await outbox.get()
+
+    async def _write_until_closed(
+        self,
+        ws: ServerConnection,
+        outbox: Outbox,
+        record: SessionRecord,
+        hostile: HostileScript | None,
+    ) -> None:
+        while True:
+            batch = await outbox.get()
+            if isinstance(batch, Close):
+                await self._close(ws, batch, record)
+                return
+            for event in batch:
                 if hostile is not None and event["type"] == "response.output_audio.delta":
                     frames, close = hostile.before_delta()
                     if close:
                         logger.info("session %s (hostile): closing mid-response", record.session)
-                        await ws.close(1011, "simulated failure mid-response")
+                        await self._close(ws, Close(1011, "simulated failure mid-response"), record)
                         return
                     for frame in frames:
                         await ws.send(frame)
                 await ws.send(orjson.dumps(event).decode())
                 record.sent(event)
                 self._log_sent(record.session, event)
+
+    async def _close(self, ws: ServerConnection, close: Close, record: SessionRecord) -> None:
+        """Close as asked: with a close frame, or (code None) by aborting the TCP connection."""
+        dropped = close.dropped.value if close.dropped else None
+        record.closed(close.code, close.reason, dropped)
+        logger.info(
+            "session %s: the simulator closes it: %s %s%s",
+            record.session,
+            "abort (no close frame)" if close.code is None else close.code,
+            close.reason,
+            f" (dropped: {dropped})" if dropped else "",
+        )
+        if close.code is None:
+            ws.transport.abort()
+        else:
+            await ws.close(close.code, close.reason)
 
     def _log_sent(self, session_id: str, event: Event) -> None:
         kind = event["type"]
@@ -273,6 +319,15 @@ class _Handler:
                 event["error"]["code"],
                 event["error"]["message"],
             )
+
+
+async def _enqueue(session: SimSession, outbox: Outbox, batch: list[Event]) -> None:
+    """Queue a batch, then the close the session asked for, if any. Call under the lock."""
+    if batch:
+        await outbox.put(batch)
+    close = session.close_due()
+    if close is not None:
+        await outbox.put(close)
 
 
 @asynccontextmanager

@@ -104,10 +104,12 @@ def response_resource(
     output: list[Json] | None = None,
     reason: str | None = None,
     usage_block: Json | None = None,
+    details: Json | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Json:
-    """The ``response`` object of ``response.created`` / ``response.done``."""
-    details: Json | None = None
-    if status != "in_progress":
+    """The ``response`` object of ``response.created`` / ``response.done``; ``details``
+    overrides the ``status_details`` derived from ``status`` and ``reason``."""
+    if details is None and status != "in_progress":
         details = {"type": status, "reason": reason} if reason else {"type": status}
     return {
         "id": response_id,
@@ -120,14 +122,21 @@ def response_resource(
         "max_output_tokens": "inf",
         "audio": {"output": output_audio},
         "usage": usage_block,
-        "metadata": None,
+        "metadata": metadata,
     }
 
 
-def error_body(code: str, message: str, caused_by: str | None, param: str | None = None) -> Json:
-    """The ``error`` object of an ``error`` event."""
+def error_body(
+    code: str | None,
+    message: str,
+    caused_by: str | None,
+    param: str | None = None,
+    kind: str = "invalid_request_error",
+) -> Json:
+    """The ``error`` object of an ``error`` event (``kind``: its ``type``, e.g. server_error,
+    whose ``code`` the real server leaves null)."""
     return {
-        "type": "invalid_request_error",
+        "type": kind,
         "code": code,
         "message": message,
         "param": param,

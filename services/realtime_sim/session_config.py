@@ -27,8 +27,11 @@ SESSION_LIFETIME_S: Final = 3600
 _MERGED: Final = frozenset({(), ("audio",), ("audio", "input"), ("audio", "output")})
 
 
-def default_session(session_id: str, model: str, now: float | None = None) -> dict[str, Any]:
-    """A freshly created GA session, as ``session.created`` reports it."""
+def default_session(
+    session_id: str, model: str, lifetime_s: float = SESSION_LIFETIME_S, now: float | None = None
+) -> dict[str, Any]:
+    """A freshly created GA session, as ``session.created`` reports it; it expires
+    ``lifetime_s`` after it was created."""
     created = time.time() if now is None else now
     return {
         "type": "realtime",
@@ -43,7 +46,7 @@ def default_session(session_id: str, model: str, now: float | None = None) -> di
         "tracing": None,
         "truncation": "auto",
         "prompt": None,
-        "expires_at": int(created) + SESSION_LIFETIME_S,
+        "expires_at": int(created + lifetime_s),
         "include": None,
         "audio": {
             "input": {

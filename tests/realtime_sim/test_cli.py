@@ -34,6 +34,15 @@ def test_help() -> None:
         "--speed",
         "--reply-audio",
         "--log-level",
+        "--drop-after-ms",
+        "--drop-how",
+        "--session-max-s",
+        "--fail-responses",
+        "--late-transcripts",
+        "--cancel-delay-ms",
+        "--allow-model",
+        "--any-model",
+        "--allow-transcription-model",
     ):
         assert flag in result.stdout
 

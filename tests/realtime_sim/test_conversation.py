@@ -22,12 +22,12 @@ def test_items_chain_and_delete_moves_the_tail() -> None:
 def test_create_assigns_ids_and_refuses_duplicates() -> None:
     c = Conversation()
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
-    body, previous = c.create(item, lambda: "item_1")
+    body, previous = c.create(item, lambda prefix: f"{prefix}_1")
     assert previous is None
     assert body == {**item, "id": "item_1", "object": "realtime.item", "status": "completed"}
     assert "id" not in item  # the client's dict is not modified
     with pytest.raises(ItemError) as duplicate:
-        c.create({**item, "id": "item_1"}, lambda: "unused")
+        c.create({**item, "id": "item_1"}, lambda prefix: "unused")
     assert duplicate.value.code == "item_already_exists"
 
 
@@ -41,6 +41,6 @@ def test_truncate_bounds() -> None:
         with pytest.raises(ItemError) as bad:
             c.check_truncate("a", content_index, end_ms)
         assert bad.value.code == "invalid_value"
-    c.create({"type": "message", "role": "user", "content": []}, lambda: "u")
+    c.create({"type": "message", "role": "user", "content": []}, lambda prefix: "u")
     with pytest.raises(ItemError):
         c.check_truncate("u", 0, 0)
