@@ -59,6 +59,12 @@ class CallRecord:
     def ended(self) -> bool:
         return self.state is CallState.ENDED
 
+    @property
+    def ended_in_failure(self) -> bool:
+        """Ended because the call could not go on: the worker writes why into ``error``
+        before it hangs up; normal ends (caller, ``end_call``, caps) leave it empty."""
+        return self.ended and bool(self.fields.get(CallField.ERROR, "").strip())
+
     def get(self, field: CallField) -> str | None:
         return self.fields.get(field)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from services.call_sim.call import place_calls
 from services.call_sim.report import ASSET_AUDIO, CallConfig, CallReport
+from services.call_sim.signing import HMAC_SHA256, SIGNATURE_ALGORITHMS, new_shared_key_id
+from services.call_sim.stream_end import ABRUPT_DROP_MODES
 from shared.audio import read_wav_as_ulaw, write_ulaw_wav
 
 
@@ -40,6 +42,35 @@ def _parser() -> argparse.ArgumentParser:
         help="Twilio auth token that signs the requests (default: $TWILIO_AUTH_TOKEN)",
     )
     parser.add_argument(
+        "--shared-key",
+        default=os.environ.get("TWILIO_WEBHOOK_SHARED_KEY"),
+        metavar="SECRET",
+        help="sign with this Twilio SharedKey secret instead, as when a Webhook Rule matches: "
+        "every request carries X-Twilio-Webhooks-Signature-Settings (default: "
+        "$TWILIO_WEBHOOK_SHARED_KEY)",
+    )
+    parser.add_argument(
+        "--shared-key-id",
+        default=None,
+        metavar="ID",
+        help="the SharedKey id named in that header (default: a random webhooks_sharedkey_…)",
+    )
+    parser.add_argument(
+        "--signature-algorithm",
+        type=str.upper,
+        choices=SIGNATURE_ALGORITHMS,
+        default=HMAC_SHA256,
+        help=f"the algorithm a shared key signs with (default {HMAC_SHA256})",
+    )
+    parser.add_argument(
+        "--abrupt-drop",
+        choices=ABRUPT_DROP_MODES,
+        default="end",
+        help="when the edge drops a stream without a close frame (Twilio error 31903): end the "
+        "call (default; Twilio documents no continuation) or continue with the next verb, "
+        "e.g. the <Redirect>, as after a clean close",
+    )
+    parser.add_argument(
         "--audio",
         type=Path,
         default=ASSET_AUDIO,
@@ -53,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
         default=5.0,
         metavar="SECONDS",
         help="silence sent after the audio while listening to the reply (default 5)",
+    )
+    parser.add_argument(
+        "--reconnect-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="time Twilio takes from a stream's end to the next verb (default 0); what the "
+        "caller says meanwhile is lost",
     )
     parser.add_argument("--calls", type=int, default=1, metavar="N", help="concurrent calls")
     parser.add_argument(
@@ -83,6 +122,9 @@ def _summary(report: CallReport) -> str:
         f"(code {report.close_code}), redirects {len(report.redirects)}",
         f"  sent {len(report.sent_audio) / 8000:.2f} s, received "
         f"{len(report.received_audio) / 8000:.2f} s, heard {len(report.heard_audio) / 8000:.2f} s",
+        f"  caller audio lost while reconnecting {report.caller_audio_lost_ms:.0f} ms, longest "
+        f"gap in the edge's audio {report.longest_media_gap_ms():.0f} ms"
+        + (f", Twilio errors {report.twilio_errors}" if report.twilio_errors else ""),
         f"  marks {len(report.marks_received)} received / {len(report.marks_echoed)} echoed, "
         f"clears {report.clears}, first audio after "
         + (
@@ -97,9 +139,11 @@ def _summary(report: CallReport) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if not args.auth_token:
+    if not args.auth_token and not args.shared_key:
         print(
-            "call_sim: no auth token: pass --auth-token or set TWILIO_AUTH_TOKEN", file=sys.stderr
+            "call_sim: nothing to sign with: pass --auth-token (or set TWILIO_AUTH_TOKEN) or "
+            "--shared-key (or set TWILIO_WEBHOOK_SHARED_KEY)",
+            file=sys.stderr,
         )
         return 2
     if args.calls < 1:
@@ -114,10 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         CallConfig(
             edge_urls=args.edge or ["http://127.0.0.1:8080"],
             public_url=args.public_url,
-            auth_token=args.auth_token,
+            auth_token=args.auth_token or "",
             caller_audio=audio,
             hold_s=args.hold,
             timeout_s=args.timeout,
+            shared_key=args.shared_key or None,
+            shared_key_id=args.shared_key_id or new_shared_key_id(),
+            signature_algorithm=args.signature_algorithm,
+            abrupt_drop=args.abrupt_drop,
+            reconnect_delay_s=args.reconnect_delay,
         )
         for _ in range(args.calls)
     ]

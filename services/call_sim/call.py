@@ -3,7 +3,9 @@
 The signed inbound-call webhook, the TwiML it returns, the ``<Connect><Stream>`` socket (see
 ``stream.py``), then whatever follows the stream's end: ``<Connect action>`` or the next verb,
 typically a ``<Redirect>`` that reconnects a call whose edge went away, until ``<Hangup/>``,
-the end of the document, or the caller hanging up after its audio and hold time.
+the end of the document, or the caller hanging up after its audio and hold time. A stream the
+edge drops without a close frame goes on the same way only with ``abrupt_drop="continue"``;
+by default it ends the call with Twilio's error 31903 (``stream_end.py``).
 
 Failures (a refused webhook, an unreachable edge, a timeout) end the call and are recorded in
 ``CallReport.error``; protocol faults are listed in ``CallReport.protocol_violations``. Neither
@@ -18,13 +20,21 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
+from services.call_sim.caller_audio import Outgoing, caller_frames
 from services.call_sim.report import ASSET_AUDIO, CallConfig, CallFailed, CallReport
 from services.call_sim.routing import EdgeRing, new_sid, to_edge
-from services.call_sim.stream import CallTally, Outgoing, StreamOutcome, StreamSession
+from services.call_sim.signing import Signer
+from services.call_sim.stream import CallTally, StreamSession
+from services.call_sim.stream_end import (
+    ABRUPT_DROP_MODES,
+    BROKEN_PIPE,
+    AfterStream,
+    StreamOutcome,
+    after_stream,
+)
 from services.call_sim.twiml import (
     Connect,
     Hangup,
@@ -39,7 +49,7 @@ from services.call_sim.twiml import (
     UnknownVerb,
     parse_twiml,
 )
-from shared.audio import FRAME_BYTES, SAMPLE_RATE, SILENCE_BYTE
+from shared.audio import SAMPLE_RATE
 
 __all__ = ["caller_frames", "place_call", "place_calls"]
 
@@ -53,16 +63,12 @@ TIMEOUT_MARGIN_S = 30.0
 
 
 class _CallError(Exception):
-    """The call cannot go on; the message becomes ``CallReport.error``."""
+    """The call cannot go on; the message becomes ``CallReport.error``, and ``twilio_error``
+    (the code Twilio would log for it, if any) goes to ``CallReport.twilio_errors``."""
 
-
-def caller_frames(audio: bytes, hold_s: float) -> list[bytes]:
-    """The caller's 160-byte frames: ``audio`` (its last frame padded with μ-law silence, as a
-    phone line never sends part of a frame), then ``hold_s`` seconds of silence frames."""
-    padded = audio + bytes([SILENCE_BYTE]) * (-len(audio) % FRAME_BYTES)
-    frames = [padded[i : i + FRAME_BYTES] for i in range(0, len(padded), FRAME_BYTES)]
-    hold_frames = round(hold_s * SAMPLE_RATE / FRAME_BYTES)
-    return frames + [bytes([SILENCE_BYTE]) * FRAME_BYTES] * hold_frames
+    def __init__(self, message: str, twilio_error: int | None = None) -> None:
+        super().__init__(message)
+        self.twilio_error = twilio_error
 
 
 class _Call:
@@ -70,7 +76,12 @@ class _Call:
         self.config = config
         self.http = http
         self.ring = EdgeRing(config.edge_urls)
-        self.validator = RequestValidator(config.auth_token)
+        self.signer = Signer(
+            config.auth_token,
+            config.shared_key,
+            config.shared_key_id,
+            config.signature_algorithm,
+        )
         self.loop = asyncio.get_running_loop()
         self.report = CallReport(
             call_sid=config.call_sid or new_sid("CA"),
@@ -106,8 +117,18 @@ class _Call:
                 if verb.stream is None:
                     continue
                 outcome = await self._stream(verb.stream)
-                if outcome.closed_by == "caller":
+                next_step = after_stream(outcome, self.config.abrupt_drop)
+                if next_step is AfterStream.HUNG_UP:
                     return None
+                if next_step is AfterStream.CALL_ENDS:
+                    raise _CallError(
+                        f"the edge dropped the stream without a close frame: Twilio error "
+                        f"{BROKEN_PIPE} (Stream - WebSocket - Connection Broken Pipe); "
+                        "abrupt_drop='end' reads it as the end of the call",
+                        BROKEN_PIPE,
+                    )
+                # Twilio's own time to move on; the caller talks on meanwhile.
+                await asyncio.sleep(self.config.reconnect_delay_s)
                 if verb.action is not None:
                     return (verb.action, verb.method) if follow else None
             elif isinstance(verb, Redirect):
@@ -143,10 +164,10 @@ class _Call:
         if method == "GET":
             # GET carries the parameters in the query, and Twilio signs the URL alone.
             url = url + ("&" if urlsplit(url).query else "?") + urlencode(params)
-            signature = self.validator.compute_signature(url, {})
+            headers = self.signer.headers(url, {})
         else:
-            signature = self.validator.compute_signature(url, params)
-        headers = {"X-Twilio-Signature": signature, "User-Agent": WEBHOOK_USER_AGENT}
+            headers = self.signer.headers(url, params)
+        headers["User-Agent"] = WEBHOOK_USER_AGENT
         for attempt in range(len(self.ring)):
             target = to_edge(url, self.config.public_url, self.ring.current)
             try:
@@ -217,7 +238,7 @@ class _Call:
 
     async def _open(self, stream: Stream) -> ClientConnection:
         # The upgrade is a GET without a body: Twilio signs the wss URL from the TwiML alone.
-        headers = {"X-Twilio-Signature": self.validator.compute_signature(stream.url, {})}
+        headers = self.signer.headers(stream.url, {})
         for attempt in range(len(self.ring)):
             target = to_edge(stream.url, self.config.public_url, self.ring.current)
             started = self.loop.time()
@@ -237,16 +258,20 @@ class _Call:
             except InvalidStatus as exc:
                 code = exc.response.status_code
                 raise _CallError(
-                    f"stream upgrade to {target} refused: HTTP {code} (31920)"
+                    f"stream upgrade to {target} refused: HTTP {code} (31920)", 31920
                 ) from exc
             except OSError as exc:
                 if attempt + 1 < len(self.ring):
                     self.report.notes.append(f"{target} refused ({exc}); trying the next edge")
                     self.ring.rotate()
                     continue
-                raise _CallError(f"stream {stream.url}: no edge reachable (31901): {exc}") from exc
+                raise _CallError(
+                    f"stream {stream.url}: no edge reachable (31901): {exc}", 31901
+                ) from exc
             except (InvalidHandshake, TimeoutError) as exc:
-                raise _CallError(f"stream handshake with {target} failed (31920): {exc!r}") from exc
+                raise _CallError(
+                    f"stream handshake with {target} failed (31920): {exc!r}", 31920
+                ) from exc
             self.report.timings.connect_ms.append((self.loop.time() - started) * 1000)
             return ws
         raise AssertionError("unreachable: the loop returns or raises")
@@ -278,10 +303,13 @@ class _Call:
             outcome = await session.run()
         self.report.closed_by = outcome.closed_by
         self.report.close_codes.append(outcome.close_code)
+        if outcome.abrupt:
+            self.report.twilio_errors.append(BROKEN_PIPE)
         logger.info(
-            "call %s: stream %s closed by the %s (code %s)",
+            "call %s: stream %s %s by the %s (code %s)",
             self.report.call_sid,
             stream_sid,
+            "dropped without a close frame" if outcome.abrupt else "closed",
             outcome.closed_by,
             outcome.close_code,
         )
@@ -299,6 +327,8 @@ class _Call:
         report.protocol_violations = list(tally.violations)
         if tally.dropped_violations:
             report.protocol_violations.append(f"… and {tally.dropped_violations} more")
+        report.caller_audio_lost = self.outgoing.lost_byte_ranges
+        report.media_arrivals = list(tally.media_arrivals)
         report.timings.first_audio_ms = tally.first_audio_ms
         report.timings.duration_ms = (self.loop.time() - tally.origin) * 1000
         return report
@@ -310,6 +340,8 @@ async def place_call(config: CallConfig) -> CallReport:
     Never raises for a failed call or protocol faults (see ``CallReport.error`` and
     ``.protocol_violations``) unless ``config.strict``, which raises ``CallFailed``.
     """
+    if config.abrupt_drop not in ABRUPT_DROP_MODES:
+        raise ValueError(f"abrupt_drop={config.abrupt_drop!r}: expected one of {ABRUPT_DROP_MODES}")
     if config.caller_audio is None:
         audio = await asyncio.to_thread(ASSET_AUDIO.read_bytes)
     else:
@@ -328,6 +360,8 @@ async def place_call(config: CallConfig) -> CallReport:
             call.report.error = f"the call did not end within {budget:.1f} s"
         except _CallError as exc:
             call.report.error = str(exc)
+            if exc.twilio_error is not None and exc.twilio_error not in call.report.twilio_errors:
+                call.report.twilio_errors.append(exc.twilio_error)
     report = call.finish()
     logger.info(
         "call %s ended: %s", report.call_sid, "ok" if report.ok else "; ".join(report.problems())

@@ -1,4 +1,4 @@
-"""The JSON text frames Twilio sends on a Media Streams socket (protocols.md §2.4), sans I/O.
+"""The JSON text frames Twilio sends on a Media Streams socket (docs/protocols.md §2.4), sans I/O.
 
 Numeric-looking fields are strings, as Twilio sends them; ``sequenceNumber`` counts every
 message after ``connected`` on one stream, from "1".

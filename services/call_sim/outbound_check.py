@@ -1,4 +1,4 @@
-"""Strict checks of what an edge sends to Twilio, sans I/O (protocols.md §2.5, §5.2).
+"""Strict checks of what an edge sends to Twilio, sans I/O (docs/protocols.md §2.5, §5.2).
 
 Twilio accepts exactly ``media``, ``mark`` and ``clear`` with exactly their documented fields
 and the active ``streamSid``. It drops anything else with a warning it reports once per stream
@@ -91,7 +91,7 @@ def _snippet(text: str | bytes) -> str:
 def audio_fault(data: bytes) -> Violation | None:
     """Why ``data`` (one decoded payload) is not raw μ-law, or None if it may well be.
 
-    Heuristics from protocols.md §5.2, tuned so that speech and even random bytes pass: a file
+    Heuristics from docs/protocols.md §5.2, tuned so that speech and even random bytes pass: a file
     header; base64 text (encoded twice); PCM16 digital silence (mostly 0x00, which is full-scale
     negative in μ-law); PCM16 little-endian speech (loud when read as μ-law, and its high bytes,
     the odd positions, cluster near zero while the low bytes do not).

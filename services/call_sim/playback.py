@@ -2,7 +2,7 @@
 
 Twilio queues the audio it receives and plays it at 8 bytes per ms; a ``mark`` is echoed when
 playback reaches it, or at once if nothing is queued ahead of it; ``clear`` drops the queued
-audio and echoes every pending mark at once (protocols.md §2.5). What the caller *heard* is the
+audio and echoes every pending mark at once (docs/protocols.md §2.5). What the caller *heard* is the
 bytes actually played, concatenated exactly: gaps in the edge's output are not filled with
 silence, so tests can compare heard audio bit-exact with what the model sent.
 

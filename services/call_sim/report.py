@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
 
-from shared.audio import FRAME_BYTES
+from services.call_sim.signing import HMAC_SHA256, new_shared_key_id
+from services.call_sim.stream_end import AbruptDrop
+from shared.audio import FRAME_BYTES, SAMPLE_RATE
 
 __all__ = ["ASSET_AUDIO", "CallConfig", "CallFailed", "CallReport", "Timings"]
 
@@ -48,6 +51,17 @@ class CallConfig:
     strict: bool = False  # raise CallFailed instead of only reporting
     # Keys the caller presses: (seconds after the stream starts, digit), on the first stream.
     dtmf: list[tuple[float, str]] = field(default_factory=list)
+    # Sign with a Twilio SharedKey (as when a Webhook Rule matches) instead of auth_token:
+    # its secret, its id and the Setting's algorithm, named in the settings header.
+    shared_key: str | None = None
+    shared_key_id: str = field(default_factory=new_shared_key_id)
+    signature_algorithm: str = HMAC_SHA256
+    # A stream the edge drops without a close frame (Twilio error 31903): "end" the call (the
+    # conservative reading) or "continue" with the next verb, as after a clean close.
+    abrupt_drop: AbruptDrop = "end"
+    # Seconds Twilio takes between a stream's end and its next request (the <Redirect>);
+    # real Twilio takes some time, not documented. The caller's audio meanwhile is lost.
+    reconnect_delay_s: float = 0.0
 
 
 @dataclass
@@ -79,6 +93,12 @@ class CallReport:
     said: list[str] = field(default_factory=list)  # <Say> texts
     notes: list[str] = field(default_factory=list)  # non-fatal observations
     error: str | None = None  # why the call failed, if it did
+    twilio_errors: list[int] = field(default_factory=list)  # the codes Twilio would log
+    # Byte ranges of the caller's audio (with its hold silence) spoken while Twilio was
+    # reconnecting the stream: carried by no stream, so not in sent_audio.
+    caller_audio_lost: list[tuple[int, int]] = field(default_factory=list)
+    # Each media message from the edge: (ms since the first webhook, audio bytes).
+    media_arrivals: list[tuple[float, int]] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
 
     @property
@@ -88,6 +108,26 @@ class CallReport:
     @property
     def ok(self) -> bool:
         return self.error is None and not self.protocol_violations
+
+    @property
+    def caller_audio_lost_ms(self) -> float:
+        return sum(end - start for start, end in self.caller_audio_lost) * 1000 / SAMPLE_RATE
+
+    def longest_media_gap_ms(
+        self, start_ms: float | None = None, end_ms: float | None = None
+    ) -> float:
+        """The longest time no media message from the edge arrived, between the first and the
+        last arrival, or within [``start_ms``, ``end_ms``] (ms since the first webhook) when
+        given: a window's bounds count as arrivals, so silence from the window's start to the
+        first arrival in it, or from the last one to its end, counts too."""
+        if start_ms is not None and end_ms is not None and end_ms < start_ms:
+            raise ValueError("the window ends before it starts")
+        times = [at for at, _ in self.media_arrivals]
+        if start_ms is not None:
+            times = [start_ms] + [at for at in times if at > start_ms]
+        if end_ms is not None:
+            times = [at for at in times if at < end_ms] + [end_ms]
+        return max((later - earlier for earlier, later in pairwise(times)), default=0.0)
 
     def problems(self) -> list[str]:
         """The failure and the violations, one line each."""
@@ -112,6 +152,15 @@ class CallReport:
             "redirects": self.redirects,
             "said": self.said,
             "notes": self.notes,
+            "twilio_errors": self.twilio_errors,
+            "caller_audio_lost": {
+                "ranges": [list(span) for span in self.caller_audio_lost],
+                "ms": self.caller_audio_lost_ms,
+            },
+            "media_arrivals": {
+                "ms_bytes": [list(arrival) for arrival in self.media_arrivals],
+                "longest_gap_ms": self.longest_media_gap_ms(),
+            },
             "sent_audio": audio(self.sent_audio),
             "received_audio": audio(self.received_audio),
             "heard_audio": audio(self.heard_audio),

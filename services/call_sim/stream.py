@@ -1,10 +1,11 @@
 """One Media Streams WebSocket, played from Twilio's side.
 
 Three tasks share the socket: the sender (``connected``, ``start``, then one 160-byte ``media``
-frame every 20 ms against absolute deadlines, a linger while the reply plays out, then
-``stop``), the reader (checks every message, feeds the playout buffer, echoes the marks it
-releases) and the playout timer (echoes a mark when playback reaches it while nothing else is
-happening). The reader runs until the socket closes; then the others are stopped.
+frame every 20 ms against absolute deadlines on the caller's clock, which a later stream of the
+call shares (``caller_audio.py``), a linger while the reply plays out, then ``stop``), the
+reader (checks every message, feeds the playout buffer, echoes the marks it releases) and the
+playout timer (echoes a mark when playback reaches it while nothing else is happening). The
+reader runs until the socket closes; then the others are stopped.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from services.call_sim import messages
+from services.call_sim.caller_audio import Outgoing
 from services.call_sim.outbound_check import OutClear, OutMark, OutMedia, check_outbound
 from services.call_sim.playback import Playback
+from services.call_sim.stream_end import StreamOutcome
 from shared.audio import FRAME_MS
 
 __all__ = ["CallTally", "Outgoing", "StreamOutcome", "StreamSession"]
@@ -29,19 +32,6 @@ __all__ = ["CallTally", "Outgoing", "StreamOutcome", "StreamSession"]
 logger = logging.getLogger("switchboard.call_sim")
 
 MAX_VIOLATIONS = 200  # per call; a broken edge would otherwise fill memory at 50 per second
-
-
-@dataclass
-class Outgoing:
-    """The caller's frames for the whole call: a new stream resumes where the last one
-    stopped, because Twilio keeps listening to the caller while it reconnects."""
-
-    frames: list[bytes]
-    next_index: int = 0
-
-    @property
-    def done(self) -> bool:
-        return self.next_index >= len(self.frames)
 
 
 @dataclass
@@ -58,18 +48,13 @@ class CallTally:
     violations: list[str] = field(default_factory=list)
     dropped_violations: int = 0
     first_audio_ms: float | None = None
+    media_arrivals: list[tuple[float, int]] = field(default_factory=list)  # (ms, bytes)
 
     def violation(self, text: str) -> None:
         if len(self.violations) < MAX_VIOLATIONS:
             self.violations.append(text)
         else:
             self.dropped_violations += 1
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOutcome:
-    closed_by: str  # "caller": we sent stop / closed; "edge": the edge closed or vanished
-    close_code: int | None
 
 
 class StreamSession:
@@ -135,7 +120,9 @@ class StreamSession:
                 self._tally.violation(f"{kind}: {count - 1} more on stream {self.stream_sid}")
         code = self._ws.close_code
         return StreamOutcome(
-            "caller" if self._hanging_up else "edge", None if code is None else int(code)
+            "caller" if self._hanging_up else "edge",
+            None if code is None else int(code),
+            close_frame=self._ws.protocol.close_rcvd is not None,
         )
 
     # --- caller → edge ------------------------------------------------------------------
@@ -162,12 +149,13 @@ class StreamSession:
                 )
             )
             self._started.set()
-            start = self._loop.time()
+            # The caller talks on in real time: this stream starts with the frame due now.
+            outgoing.resume(self._loop.time())
             chunk = 0
             while not outgoing.done:
                 # Absolute deadlines: a late wake-up shortens the next wait instead of
                 # pushing every later frame back.
-                delay = start + chunk * FRAME_MS / 1000 - self._loop.time()
+                delay = outgoing.due_at(outgoing.next_index) - self._loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 frame = outgoing.frames[outgoing.next_index]
@@ -258,8 +246,10 @@ class StreamSession:
                 message = result.message
                 now = self._now_ms()
                 if isinstance(message, OutMedia):
+                    since_origin_ms = (self._last_received - tally.origin) * 1000
                     if tally.first_audio_ms is None:
-                        tally.first_audio_ms = (self._loop.time() - tally.origin) * 1000
+                        tally.first_audio_ms = since_origin_ms
+                    tally.media_arrivals.append((since_origin_ms, len(message.audio)))
                     tally.received += message.audio
                     released = playback.add_audio(message.audio, now)
                 elif isinstance(message, OutMark):

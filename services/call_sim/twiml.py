@@ -31,7 +31,7 @@ __all__ = [
     "parse_twiml",
 ]
 
-MAX_PARAMETER_CHARS: Final = 500  # name + value, each pair (protocols.md §2.2)
+MAX_PARAMETER_CHARS: Final = 500  # name + value, each pair (docs/protocols.md §2.2)
 
 
 class TwimlError(ValueError):

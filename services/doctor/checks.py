@@ -108,7 +108,7 @@ def redis_check(url: str, version: str | None, error: str | None) -> Check:
 
 
 def signature_checks(settings: EdgeSettings) -> list[Check]:
-    """Twilio signature settings against PUBLIC_URL (protocols.md §2.3)."""
+    """Twilio signature settings against PUBLIC_URL (docs/protocols.md §2.3)."""
     checks = []
     parts = urlsplit(settings.public_url)
     urls = PublicUrls(settings.public_url)
@@ -149,16 +149,43 @@ def signature_checks(settings: EdgeSettings) -> list[Check]:
                 "unset TWILIO_VALIDATE_SIGNATURE (default true) outside local tests",
             )
         )
-    elif settings.twilio_auth_token:
-        rotating = " (and the previous one)" if settings.twilio_auth_token_previous else ""
-        checks.append(
-            Check(
-                "signature.validate",
-                "pass",
-                f"Twilio signatures are checked with TWILIO_AUTH_TOKEN{rotating}",
-            )
-        )
+    else:
+        checks.append(_signing_modes(settings))
     return checks
+
+
+def _with_previous(name: str, previous: str | None) -> str:
+    return f"{name} and {name}_PREVIOUS (a rotation)" if previous else name
+
+
+def _signing_modes(settings: EdgeSettings) -> Check:
+    """Which of Twilio's two signing modes this edge can check, and what it refuses."""
+    modes = []
+    if settings.twilio_auth_token:
+        token = _with_previous("TWILIO_AUTH_TOKEN", settings.twilio_auth_token_previous)
+        modes.append(f"auth token, HMAC-SHA1 ({token})")
+    if settings.twilio_webhook_shared_key:
+        key = _with_previous(
+            "TWILIO_WEBHOOK_SHARED_KEY", settings.twilio_webhook_shared_key_previous
+        )
+        modes.append(f"shared key, as X-Twilio-Webhooks-Signature-Settings names it ({key})")
+    summary = "Twilio signatures are checked: " + "; ".join(modes)
+    if not settings.twilio_webhook_shared_key:
+        return Check(
+            "signature.validate",
+            "pass",
+            summary + "; requests signed with a shared key are refused",
+        )
+    if not settings.twilio_auth_token:
+        return Check(
+            "signature.validate",
+            "warn",
+            summary + "; requests Twilio signs with the auth token are refused",
+            "Twilio signs with the shared key only where a Webhook Rule matches the URL: set "
+            "TWILIO_AUTH_TOKEN as well, unless Rules cover every URL of the edge (voice, "
+            "resume, stream status and the media stream)",
+        )
+    return Check("signature.validate", "pass", summary)
 
 
 def format_checks(
@@ -169,7 +196,7 @@ def format_checks(
     wanted = f"{PCMU} both ways" if audio_format == PCMU else f"{PCM} {PCM_RATE} Hz both ways"
     fix = (
         f"the server at OPENAI_REALTIME_URL must honour session.update with {wanted} "
-        "(protocols.md §3.3): use the OpenAI Realtime GA endpoint, or a compatible server "
+        "(docs/protocols.md §3.3): use the OpenAI Realtime GA endpoint, or a compatible server "
         "that speaks G.711 μ-law"
     )
     if rejection is not None:

@@ -24,7 +24,7 @@ from services.edge import twiml
 from services.edge.admin_api import admin_routes
 from services.edge.media_stream import media_endpoint
 from services.edge.runtime import EdgeRuntime, edge_runtime
-from services.edge.signature import is_valid_signature
+from services.edge.signature import SETTINGS_HEADER, check_signature
 from services.edge.stream_token import issue_token
 from services.edge.twilio_protocol import CALL_SID_RE
 from services.edge.urls import MEDIA_PATH, RESUME_PATH, STATUS_PATH, VOICE_PATH, PublicUrls
@@ -68,15 +68,16 @@ async def _signed_params(request: Request, route: str) -> list[tuple[str, str]]:
     url = PublicUrls(runtime.settings.public_url).http(route)
     if request.url.query:
         url += "?" + request.url.query
-    signature = request.headers.get("x-twilio-signature")
-    if not is_valid_signature(runtime.auth_tokens, url, params, signature):
-        runtime.metrics.rejected.labels(route, "bad_signature").inc()
-        logger.warning(
-            "refused POST %s: %s X-Twilio-Signature (signed URL checked: %s)",
-            route,
-            "wrong" if signature else "missing",
-            url,
-        )
+    verdict = check_signature(
+        runtime.signing_keys,
+        url,
+        params,
+        request.headers.get("x-twilio-signature"),
+        request.headers.get(SETTINGS_HEADER),
+    )
+    if not verdict.ok:
+        runtime.metrics.rejected.labels(route, verdict.reason).inc()
+        logger.warning("refused POST %s: %s", route, verdict.detail)
         raise _Refusal(Response("invalid Twilio signature", status_code=403))
     return params
 
@@ -152,7 +153,8 @@ async def voice_webhook(request: Request) -> Response:
 
 
 async def resume_webhook(request: Request) -> Response:
-    """Twilio's ``<Redirect>`` after a stream ended: reconnect a live call, else hang up."""
+    """Twilio's ``<Redirect>`` after a stream ended: reconnect a live call; else say why the
+    call ends (no worker: BUSY_MESSAGE; a failure: FAILURE_MESSAGE) or just hang up."""
     runtime: EdgeRuntime = request.app.state.runtime
     try:
         params = await _signed_params(request, RESUME_PATH)
@@ -170,6 +172,12 @@ async def resume_webhook(request: Request) -> Response:
     if record is not None and record.get(CallField.END_REASON) == "no_worker":
         log.info("resume: no worker took the call; playing the busy message")
         return _twiml(twiml.say_and_hangup(runtime.settings.busy_message))
+    if record is not None and record.ended_in_failure:
+        log.info(
+            "resume: the call ended in failure (%.200s); playing the failure message",
+            record.get(CallField.ERROR),
+        )
+        return _twiml(twiml.say_and_hangup(runtime.settings.failure_message))
     if record is None or record.ended:
         log.info("resume: call %s; hanging up", "unknown" if record is None else "ended")
         return _twiml(twiml.hangup())

@@ -25,7 +25,7 @@ from services.edge.framing import Frame, Framer, Output
 from services.edge.lease_watch import Action, LeaseView
 from services.edge.limits import MediaPacer
 from services.edge.runtime import EdgeRuntime
-from services.edge.signature import is_valid_signature
+from services.edge.signature import SETTINGS_HEADER, check_signature
 from services.edge.stream_token import TokenError, verify_token
 from services.edge.twilio_protocol import (
     Dtmf,
@@ -98,15 +98,16 @@ async def media_endpoint(websocket: WebSocket) -> None:
     runtime: EdgeRuntime = websocket.app.state.runtime
     settings = runtime.settings
     if settings.validate_signature:
-        signature = websocket.headers.get("x-twilio-signature")
-        url = PublicUrls(settings.public_url).media
-        if not is_valid_signature(runtime.auth_tokens, url, [], signature):
-            runtime.metrics.rejected.labels("media", "bad_signature").inc()
-            logger.warning(
-                "refused a media stream upgrade: %s X-Twilio-Signature for %s",
-                "wrong" if signature else "missing",
-                url,
-            )
+        verdict = check_signature(
+            runtime.signing_keys,
+            PublicUrls(settings.public_url).media,
+            [],
+            websocket.headers.get("x-twilio-signature"),
+            websocket.headers.get(SETTINGS_HEADER),
+        )
+        if not verdict.ok:
+            runtime.metrics.rejected.labels("media", verdict.reason).inc()
+            logger.warning("refused a media stream upgrade: %s", verdict.detail)
             await websocket.close(code=CLOSE_POLICY)  # before accept: HTTP 403
             return
     await websocket.accept()

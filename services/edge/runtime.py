@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from services.edge.metrics import EdgeMetrics
+from services.edge.signature import SigningKeys
 from services.edge.stream_token import derive_token_key
 from shared.config import EdgeSettings
 from shared.errors import is_retryable
@@ -47,7 +48,7 @@ class EdgeRuntime:
     registry: CollectorRegistry
     keys: Keys
     token_keys: list[bytes]
-    auth_tokens: list[str]
+    signing_keys: SigningKeys
     calls: dict[str, EdgeCall] = field(default_factory=dict)
     redis_ok: bool = False
     draining: bool = False
@@ -120,6 +121,10 @@ class EdgeRuntime:
             logger.critical("background loop %s died; the edge is unhealthy", name, exc_info=True)
 
 
+def _present(*secrets: str | None) -> tuple[str, ...]:
+    return tuple(secret for secret in secrets if secret)
+
+
 @asynccontextmanager
 async def edge_runtime(
     settings: EdgeSettings,
@@ -141,8 +146,13 @@ async def edge_runtime(
         reconnects=metrics.redis_reconnects.labels("edge", "write"),
         gather_s=gather_s,
     )
-    # The current token first: it signs nearly every request, so it is tried first.
-    secrets = [s for s in (settings.twilio_auth_token, settings.twilio_auth_token_previous) if s]
+    # The current secrets first: they sign nearly every request, so they are tried first.
+    signing_keys = SigningKeys(
+        auth_tokens=_present(settings.twilio_auth_token, settings.twilio_auth_token_previous),
+        shared_keys=_present(
+            settings.twilio_webhook_shared_key, settings.twilio_webhook_shared_key_previous
+        ),
+    )
     token_secret = settings.stream_token_secret or settings.twilio_auth_token or ""
     runtime = EdgeRuntime(
         settings=settings,
@@ -160,7 +170,7 @@ async def edge_runtime(
         registry=registry,
         keys=keys,
         token_keys=[derive_token_key(token_secret)],
-        auth_tokens=secrets,
+        signing_keys=signing_keys,
     )
     loops = {
         "redis-writer": runtime.writer.run(),

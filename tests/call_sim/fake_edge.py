@@ -1,6 +1,7 @@
 """A small fake edge for the call simulator's socket tests: Starlette under uvicorn on a free
-loopback port. It checks every signature the way the real edge does, answers TwiML with the real
-edge's renderer, and echoes the caller's non-silent frames back with a mark after every fifth."""
+loopback port. It checks every signature the way the real edge does (auth token, or shared key
+when the settings header says so), answers TwiML with the real edge's renderer, and echoes the
+caller's non-silent frames back with a mark after every fifth."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.edge import twiml
-from services.edge.signature import is_valid_signature
+from services.edge.signature import SETTINGS_HEADER, SigningKeys, Verdict, check_signature
 from services.edge.twilio_protocol import (
     Mark,
     Media,
@@ -56,12 +57,27 @@ class FakeEdge:
     public_url: str
     auth_token: str
     drop_first_stream_after: int | None = None  # media frames, then close 1011 (a failure)
+    abrupt: bool = False  # ... or drop the TCP connection instead, without a close frame
+    resume_delay_s: float = 0.0  # how long the resume webhook takes to answer
+    shared_key: str | None = None
     misbehave: bool = False  # send what Twilio refuses, then echo as usual
     hangup_on_resume: bool = False
     echo_silence: bool = False
     webhooks: list[tuple[str, dict[str, str], bool]] = field(default_factory=list)
     streams: list[StreamLog] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)  # every signature check, in order
     url: str = ""
+    server: uvicorn.Server | None = None
+
+    def _check(self, url: str, pairs: list[tuple[str, str]], headers: Any) -> bool:
+        keys = SigningKeys(
+            (self.auth_token,), () if self.shared_key is None else (self.shared_key,)
+        )
+        verdict = check_signature(
+            keys, url, pairs, headers.get("x-twilio-signature"), headers.get(SETTINGS_HEADER)
+        )
+        self.verdicts.append(verdict)
+        return verdict.ok
 
     def app(self) -> Starlette:
         return Starlette(
@@ -76,9 +92,7 @@ class FakeEdge:
     async def _signed(self, request: Request) -> tuple[dict[str, str], bool]:
         pairs = parse_qsl((await request.body()).decode(), keep_blank_values=True)
         url = PublicUrls(self.public_url).http(request.url.path)
-        ok = is_valid_signature(
-            [self.auth_token], url, pairs, request.headers.get("x-twilio-signature")
-        )
+        ok = self._check(url, pairs, request.headers)
         self.webhooks.append((request.url.path, dict(pairs), ok))
         return dict(pairs), ok
 
@@ -87,8 +101,10 @@ class FakeEdge:
         if not ok:
             return Response("invalid Twilio signature", status_code=403)
         urls = PublicUrls(self.public_url)
-        if request.url.path == RESUME_PATH and self.hangup_on_resume:
-            return Response(twiml.hangup(), media_type="text/xml")
+        if request.url.path == RESUME_PATH:
+            await asyncio.sleep(self.resume_delay_s)
+            if self.hangup_on_resume:
+                return Response(twiml.hangup(), media_type="text/xml")
         document = twiml.connect_stream(
             urls.media, "tok-" + params["CallSid"], urls.resume, urls.status
         )
@@ -100,9 +116,7 @@ class FakeEdge:
 
     async def _media(self, websocket: WebSocket) -> None:
         url = PublicUrls(self.public_url).media
-        ok = is_valid_signature(
-            [self.auth_token], url, [], websocket.headers.get("x-twilio-signature")
-        )
+        ok = self._check(url, [], websocket.headers)
         log = StreamLog(ok)
         self.streams.append(log)
         if not ok:
@@ -133,7 +147,10 @@ class FakeEdge:
                         and len(self.streams) == 1
                         and len(log.media_times) == self.drop_first_stream_after
                     ):
-                        await websocket.close(code=1011)
+                        if self.abrupt:
+                            self._abort(websocket)
+                        else:
+                            await websocket.close(code=1011)
                         return
                     if self.echo_silence or event.payload != SILENT_FRAME:
                         await websocket.send_text(media_message(sid, event.payload))
@@ -150,6 +167,15 @@ class FakeEdge:
                     return
         except WebSocketDisconnect:
             return  # the caller hung up without a stop, or while we were sending
+
+    def _abort(self, websocket: WebSocket) -> None:
+        """Drop the socket's TCP connection, no close frame: what a killed edge does."""
+        assert self.server is not None and websocket.client is not None
+        peer = (websocket.client.host, websocket.client.port)
+        for connection in self.server.server_state.connections:
+            transport = getattr(connection, "transport", None)
+            if transport is not None and transport.get_extra_info("peername")[:2] == peer:
+                transport.abort()
 
     async def _misbehave(self, websocket: WebSocket, sid: str) -> None:
         frame = b"\x10\x90" * 80
@@ -182,6 +208,7 @@ async def running(edge: FakeEdge) -> AsyncIterator[FakeEdge]:
         ws="websockets-sansio",
     )
     server = uvicorn.Server(config)
+    edge.server = server
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

@@ -7,6 +7,7 @@ import base64
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,7 @@ def config(
     send_stop: bool = True,
     timeout_s: float = 10.0,
     linger_s: float = 1.0,
+    **extra: Any,
 ) -> CallConfig:
     return CallConfig(
         edge_urls=edge_urls,
@@ -47,7 +49,17 @@ def config(
         send_stop=send_stop,
         linger_s=linger_s,
         quiet_s=0.1,
+        **extra,
     )
+
+
+def without(audio: bytes, ranges: list[tuple[int, int]]) -> bytes:
+    """``audio`` less the byte ``ranges``."""
+    kept, position = bytearray(), 0
+    for start, end in ranges:
+        kept += audio[position:start]
+        position = end
+    return bytes(kept + audio[position:])
 
 
 async def test_echo_call_is_heard_bit_exact_with_marks_played_in_time() -> None:
@@ -107,14 +119,19 @@ async def test_echo_call_is_heard_bit_exact_with_marks_played_in_time() -> None:
         assert stream.marks_back[name] - stream.marks_sent[name] >= 0.019
 
 
-async def test_failover_follows_the_redirect_to_the_next_edge_and_resends_nothing() -> None:
+@pytest.mark.parametrize("abrupt_drop", ["end", "continue"])
+async def test_a_clean_close_follows_the_redirect_in_both_modes_and_resends_nothing(
+    abrupt_drop: str,
+) -> None:
     audio = speech(15, seed=2)
     dead = f"http://127.0.0.1:{free_port()}"  # refuses connections, like a crashed edge
     first = FakeEdge(PUBLIC, TOKEN, drop_first_stream_after=6)
     async with running(first) as edge:
-        report = await place_call(config([edge.url, dead], audio))
-        # The first stream fails after 6 frames; its edge still answers the resume.
+        report = await place_call(config([edge.url, dead], audio, abrupt_drop=abrupt_drop))
+        # The first stream is closed (1011, a close frame) after 6 frames; its edge still
+        # answers the resume.
     assert report.ok, report.problems()
+    assert report.twilio_errors == []
     assert len(set(report.stream_sids)) == 2
     assert report.redirects == [f"{PUBLIC}/twilio/voice/resume"]
     assert report.close_codes == [1011, 1000] and report.closed_by == "caller"
@@ -124,8 +141,12 @@ async def test_failover_follows_the_redirect_to_the_next_edge_and_resends_nothin
 
     one, two = edge.streams
     assert len(one.audio_in) == 6 * FRAME
-    assert bytes(one.audio_in + two.audio_in) == report.sent_audio  # no frame lost or repeated
-    assert report.sent_audio == audio + b"\xff" * (10 * FRAME)
+    assert bytes(one.audio_in + two.audio_in) == report.sent_audio  # no frame repeated
+    # What the caller said while Twilio reconnected (on loopback, at most a few frames) is the
+    # only thing missing.
+    full = audio + b"\xff" * (10 * FRAME)
+    assert report.sent_audio == without(full, report.caller_audio_lost)
+    assert report.caller_audio_lost_ms < 200
     assert two.start is not None and two.start["start"]["callSid"] == report.call_sid
     # A new stream numbers its chunks and timestamps from the start again.
     first_media = next(m for m in two.inbound if m["event"] == "media")["media"]
@@ -226,4 +247,90 @@ async def test_cli_places_calls_writes_wavs_and_reports_json(
 
 def test_cli_refuses_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("TWILIO_WEBHOOK_SHARED_KEY", raising=False)
     assert main(["--edge", "http://127.0.0.1:1"]) == 2
+
+
+async def test_cli_signs_with_a_shared_key_and_continues_after_an_abrupt_drop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    audio_file = tmp_path / "caller.ulaw"
+    audio_file.write_bytes(speech(20, seed=23))
+    shared, key_id = "cli-shared-key", "webhooks_sharedkey_01J9Z6Q8W5X4V3T2S1R0P9N8M7"
+    fake = FakeEdge(PUBLIC, TOKEN, shared_key=shared, drop_first_stream_after=3, abrupt=True)
+    async with running(fake) as edge:
+        args = ["--edge", edge.url, "--public-url", PUBLIC, "--audio", str(audio_file)]
+        args += ["--shared-key", shared, "--shared-key-id", key_id]
+        args += ["--signature-algorithm", "hmac_sha1", "--abrupt-drop", "continue", "--json"]
+        code = await asyncio.to_thread(main, [*args, "--hold", "0.2", "--reconnect-delay", "0.2"])
+    assert code == 0, capsys.readouterr().err
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["twilio_errors"] == [31903]
+    assert report["caller_audio_lost"]["ms"] >= 180
+    assert len(report["redirects"]) == 1 and len(report["stream_sids"]) == 2
+    assert edge.verdicts and all(verdict.ok for verdict in edge.verdicts)
+
+
+async def test_an_abrupt_drop_ends_the_call_with_31903_by_default() -> None:
+    audio = speech(30, seed=20)
+    async with running(FakeEdge(PUBLIC, TOKEN, drop_first_stream_after=6, abrupt=True)) as edge:
+        report = await place_call(config([edge.url], audio))
+    assert report.twilio_errors == [31903]
+    assert report.error is not None and "31903" in report.error and not report.ok
+    assert report.close_codes == [1006] and report.closed_by == "edge"
+    assert report.redirects == [] and len(edge.streams) == 1  # the <Redirect> never runs
+    assert [path for path, _, _ in edge.webhooks if path.endswith("/resume")] == []
+    assert report.sent_audio == audio[: 6 * FRAME]
+
+
+async def test_an_abrupt_drop_continues_in_continue_mode_and_the_caller_talks_on() -> None:
+    audio = speech(60, seed=21)  # 1.2 s
+    resume_delay_s = 0.3
+    edge_config = FakeEdge(
+        PUBLIC, TOKEN, drop_first_stream_after=6, abrupt=True, resume_delay_s=resume_delay_s
+    )
+    async with running(edge_config) as edge:
+        report = await place_call(config([edge.url], audio, abrupt_drop="continue"))
+    assert report.ok, report.problems()
+    assert report.twilio_errors == [31903]  # logged by Twilio, but the call goes on
+    assert report.close_codes == [1006, 1000]
+    assert report.redirects == [f"{PUBLIC}/twilio/voice/resume"]
+
+    # The caller kept talking while Twilio reconnected: one run of frames, from the first one
+    # the old stream never carried to the one due when the new stream began, is lost.
+    ((lost_start, lost_end),) = report.caller_audio_lost
+    assert lost_start == 6 * FRAME
+    assert resume_delay_s * 1000 - 20 <= report.caller_audio_lost_ms <= resume_delay_s * 1000 + 500
+    full = audio + b"\xff" * (10 * FRAME)
+    one, two = edge.streams
+    assert bytes(one.audio_in) == full[:lost_start]
+    assert bytes(two.audio_in) == full[lost_end:]
+    assert report.sent_audio == without(full, report.caller_audio_lost)
+    # ... and the new stream's first frame is the one due then, on the first stream's clock.
+    first_frame = lost_end // FRAME
+    offset_s = two.media_times[0] - one.media_times[0]
+    assert abs(offset_s - first_frame * 0.020) < 0.060
+
+    # The edge's audio (its echo) stopped for the whole reconnection.
+    assert report.longest_media_gap_ms() >= resume_delay_s * 1000
+    assert sum(size for _, size in report.media_arrivals) == len(report.received_audio)
+    # The frame that tripped the drop was never echoed; nor is silence.
+    assert report.received_audio == audio[: 5 * FRAME] + audio[lost_end:]
+
+
+async def test_a_whole_call_signed_with_a_shared_key() -> None:
+    audio = speech(10, seed=22)
+    shared = "shared-key-secret-0123456789"
+    async with running(FakeEdge(PUBLIC, TOKEN, shared_key=shared)) as edge:
+        report = await place_call(config([edge.url], audio, shared_key=shared))
+        wrong = await place_call(config([edge.url], audio, shared_key="not-the-key"))
+    assert report.ok, report.problems()
+    assert report.heard_audio == audio
+    # Webhook, both status callbacks and the upgrade: each signed with the shared key.
+    paths = [path for path, _, _ in edge.webhooks]
+    assert paths[:3] == ["/twilio/voice", "/twilio/stream-status", "/twilio/stream-status"]
+    assert all(verdict.ok for verdict in edge.verdicts[:4])
+    assert wrong.error is not None and "HTTP 403" in wrong.error
+    assert edge.verdicts[-1].reason == "bad_signature"
+    assert "shared key 'webhooks_sharedkey_" in edge.verdicts[-1].detail

@@ -198,6 +198,42 @@ def test_signature_settings_against_public_url() -> None:
     assert off["signature.validate"] == "fail"
 
 
+def test_signature_checks_name_the_signing_modes() -> None:
+    def check(**env: str) -> Check:
+        settings = EdgeSettings.from_env({"PUBLIC_URL": "https://e.example.com"} | env)
+        return {c.name: c for c in signature_checks(settings)}["signature.validate"]
+
+    token = check(TWILIO_AUTH_TOKEN=TOKEN)
+    assert token.status == "pass"
+    assert "auth token, HMAC-SHA1 (TWILIO_AUTH_TOKEN)" in token.summary
+    assert "signed with a shared key are refused" in token.summary
+
+    rotating = check(TWILIO_AUTH_TOKEN=TOKEN, TWILIO_AUTH_TOKEN_PREVIOUS="old")
+    assert "TWILIO_AUTH_TOKEN and TWILIO_AUTH_TOKEN_PREVIOUS (a rotation)" in rotating.summary
+
+    both = check(
+        TWILIO_AUTH_TOKEN=TOKEN,
+        TWILIO_WEBHOOK_SHARED_KEY="shared-secret",
+        TWILIO_WEBHOOK_SHARED_KEY_PREVIOUS="old-shared-secret",
+    )
+    assert both.status == "pass"
+    assert "auth token" in both.summary
+    assert (
+        "shared key, as X-Twilio-Webhooks-Signature-Settings names it (TWILIO_WEBHOOK_SHARED_KEY "
+        "and TWILIO_WEBHOOK_SHARED_KEY_PREVIOUS (a rotation))" in both.summary
+    )
+    assert "shared-secret" not in both.summary and TOKEN not in both.summary
+
+    # A shared key only: fine where a Webhook Rule covers every URL, so a warning with the fix.
+    shared_only = check(TWILIO_WEBHOOK_SHARED_KEY="shared-secret", STREAM_TOKEN_SECRET="s" * 32)
+    assert shared_only.status == "warn"
+    assert "auth token are refused" in shared_only.summary
+    assert "TWILIO_AUTH_TOKEN" in (shared_only.fix or "")
+
+    off = check(TWILIO_VALIDATE_SIGNATURE="false", STREAM_TOKEN_SECRET="s" * 32)
+    assert off.status == "fail" and "TWILIO_VALIDATE_SIGNATURE=false" in off.summary
+
+
 def test_help() -> None:
     import subprocess
 

@@ -10,14 +10,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 
-from services.call_sim import CallReport, place_call
+from services.call_sim import CallReport, caller_frames, place_call
 from services.devstack import (
     Stack,
     StackConfig,
     free_port,
     start_redis_server,
 )
+from shared.keys import CallField, CallState, Keys
 from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
 from tests.e2e.test_calls import wait_for_sessions
 
@@ -90,12 +92,24 @@ async def test_worker_killed_mid_call_another_worker_takes_over(
     assert len(wait_for_sessions(stack, 2)) == 2
 
 
+def lost_within(ranges: list[tuple[int, int]], length: int) -> int:
+    """How many bytes of the first ``length`` of the caller's audio ``ranges`` cover."""
+    return sum(max(0, min(end, length) - start) for start, end in ranges)
+
+
 async def test_edge_killed_mid_call_twilio_redirect_reaches_another_edge(
     make_stack: StackFactory,
 ) -> None:
+    # Undocumented: Twilio documents an abrupt drop only as error 31903. This is the reading
+    # in which Twilio still follows the <Redirect> (the simulator's "continue" mode).
     stack = make_stack(edges=2, workers=1, sim_mode="echo")
     audio = random.Random(12).randbytes(8 * 8000)
-    task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
+    # Twilio takes time to move on (undocumented; loopback alone takes under a frame).
+    reconnect_delay_s = 0.5
+    config = call_config(
+        stack, audio, hold_s=1.0, abrupt_drop="continue", reconnect_delay_s=reconnect_delay_s
+    )
+    task = asyncio.create_task(place_call(config))
     await asyncio.sleep(3.0)
     first_edge = stack.edges[0]
     first_edge.signal(signal.SIGKILL)
@@ -104,10 +118,19 @@ async def test_edge_killed_mid_call_twilio_redirect_reaches_another_edge(
     stack.edges.remove(first_edge)
 
     assert report.problems() == []
+    assert report.twilio_errors == [31903]  # no close frame came from the killed edge
     assert len(report.redirects) == 1 and len(report.stream_sids) == 2
-    # The new edge resumes from the last saved outbound position: at most 0.2 s is re-sent.
+    # What the caller said while Twilio reconnected reached no edge: it never comes back.
+    spoken = b"".join(caller_frames(audio, 1.0))
+    assert reconnect_delay_s * 1000 - 20 <= report.caller_audio_lost_ms < 2000
+    for start, end in report.caller_audio_lost:
+        for frame in range(start, end, 160):
+            assert spoken[frame : frame + 160] not in report.received_audio
+    # The rest is the caller's own audio, bit-exact, in order. The new edge resumes from the
+    # last saved outbound position: at most 0.2 s is re-sent.
     runs = segments_of(report.received_audio, report.sent_audio, replay=1600)
-    assert runs[0][0] == 0 and runs[-1][1] >= len(audio)
+    audio_sent = len(audio) - lost_within(report.caller_audio_lost, len(audio))
+    assert runs[0][0] == 0 and runs[-1][1] >= audio_sent
     # The same worker and the same Realtime session carried the call across the edges.
     worker_log = stack.workers[0].log()
     assert worker_log.count(f"call={report.call_sid} claimed") == 1
@@ -115,12 +138,48 @@ async def test_edge_killed_mid_call_twilio_redirect_reaches_another_edge(
     assert len(wait_for_sessions(stack, 1)) == 1
 
 
-async def test_edge_drain_moves_live_calls_to_another_edge_and_exits_zero(
+async def test_edge_killed_mid_call_ends_it_in_end_mode_with_31903(
     make_stack: StackFactory,
 ) -> None:
+    # The conservative reading of Twilio's docs: an abrupt drop ends the call.
+    stack = make_stack(edges=2, workers=1, sim_mode="echo", worker_env={"EDGE_GRACE": "1"})
+    audio = random.Random(16).randbytes(8 * 8000)
+    task = asyncio.create_task(place_call(call_config(stack, audio, abrupt_drop="end")))
+    await asyncio.sleep(2.0)
+    first_edge = stack.edges[0]
+    first_edge.signal(signal.SIGKILL)
+    report = await task
+    assert first_edge.popen.wait(timeout=5) == -signal.SIGKILL
+    stack.edges.remove(first_edge)
+
+    assert report.twilio_errors == [31903]
+    assert report.error is not None and "31903" in report.error
+    assert report.redirects == [] and len(report.stream_sids) == 1
+    assert report.close_codes == [1006]
+    assert 0 < len(report.sent_audio) < len(audio)
+    # The worker hears nothing for EDGE_GRACE and ends the call on its side too.
+    keys, client = Keys(stack.config.key_prefix), redis.Redis.from_url(stack.config.redis_url)
+    try:
+        call_key = keys.call(report.call_sid)
+        await wait_until(
+            lambda: client.hget(call_key, CallField.STATE) == CallState.ENDED.value.encode(),
+            15,
+            "the worker to end the call",
+        )
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("abrupt_drop", ["end", "continue"])
+async def test_edge_drain_moves_live_calls_to_another_edge_and_exits_zero(
+    make_stack: StackFactory, abrupt_drop: str
+) -> None:
+    # Documented in both modes: the edge closes the socket (a close frame), and Twilio runs
+    # the next verb, the <Redirect>.
     stack = make_stack(edges=2, workers=1, sim_mode="echo", edge_env={"DRAIN_TIMEOUT": "1"})
     audio = random.Random(13).randbytes(6 * 8000)
-    task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
+    config = call_config(stack, audio, hold_s=1.0, abrupt_drop=abrupt_drop)
+    task = asyncio.create_task(place_call(config))
     await asyncio.sleep(2.0)
     draining = stack.edges[0]
     draining.signal(signal.SIGTERM)
@@ -133,9 +192,11 @@ async def test_edge_drain_moves_live_calls_to_another_edge_and_exits_zero(
     stack.edges.remove(draining)
 
     assert report.problems() == []
+    assert report.twilio_errors == []
     assert len(report.stream_sids) == 2
     runs = segments_of(report.received_audio, report.sent_audio)
-    assert runs[0][0] == 0 and runs[-1][1] >= len(audio)
+    audio_sent = len(audio) - lost_within(report.caller_audio_lost, len(audio))
+    assert runs[0][0] == 0 and runs[-1][1] >= audio_sent
     assert "drain timeout: closing 1 live calls" in draining.log()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import xml.etree.ElementTree as ET
 
@@ -286,6 +287,65 @@ def test_resume_of_an_ended_or_unknown_call_hangs_up(edge: Edge, state: CallStat
     assert _is_hangup(response.text)
     if state is None:
         assert edge.record() == {}  # resume never creates a call
+
+
+def test_resume_of_a_call_that_ended_in_failure_plays_the_apology(
+    edge: Edge, caplog: pytest.LogCaptureFixture
+) -> None:
+    edge.answer()
+    # What the worker writes before it tells the edge to hang up: ended, and why.
+    edge.redis.hset(
+        edge.keys.call(tf.CALL_SID),
+        mapping={
+            CallField.STATE: CallState.ENDED,
+            CallField.END_REASON: "error",
+            CallField.ERROR: "realtime session failed: reconnects exhausted",
+        },
+    )
+    with caplog.at_level(logging.INFO, logger="switchboard.edge.http"):
+        response = edge.post_signed("/twilio/voice/resume", voice_params())
+    assert response.status_code == 200
+    root = _root(response.text)
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert root[0].text == make_settings().failure_message
+    assert any("ended in failure" in record.getMessage() for record in caplog.records)
+
+
+def test_the_failure_message_is_configurable_and_normal_ends_just_hang_up() -> None:
+    with running_edge(make_settings(FAILURE_MESSAGE="We are sorry. Goodbye.")) as edge:
+        edge.answer()
+        record_key = edge.keys.call(tf.CALL_SID)
+        edge.redis.hset(record_key, mapping={CallField.STATE: CallState.ENDED, CallField.ERROR: ""})
+        assert _is_hangup(edge.post_signed("/twilio/voice/resume", voice_params()).text)
+        edge.redis.hset(record_key, CallField.ERROR, "format_mismatch")
+        root = _root(edge.post_signed("/twilio/voice/resume", voice_params()).text)
+        assert [(child.tag, child.text) for child in root] == [
+            ("Say", "We are sorry. Goodbye."),
+            ("Hangup", None),
+        ]
+
+
+def test_an_error_on_a_live_call_does_not_end_it(edge: Edge) -> None:
+    edge.answer()
+    edge.redis.hset(
+        edge.keys.call(tf.CALL_SID),
+        mapping={CallField.STATE: CallState.LIVE, CallField.ERROR: "a session was reopened"},
+    )
+    assert _is_stream_twiml(edge.post_signed("/twilio/voice/resume", voice_params()).text)
+
+
+def test_no_worker_plays_the_busy_message_before_any_failure_rule(edge: Edge) -> None:
+    edge.answer()
+    edge.redis.hset(
+        edge.keys.call(tf.CALL_SID),
+        mapping={
+            CallField.STATE: CallState.ENDED,
+            CallField.END_REASON: "no_worker",
+            CallField.ERROR: "no worker took the call",
+        },
+    )
+    root = _root(edge.post_signed("/twilio/voice/resume", voice_params()).text)
+    assert [(child.tag, child.text) for child in root][0] == ("Say", make_settings().busy_message)
 
 
 def test_resume_needs_a_signature_for_its_own_url(edge: Edge) -> None:

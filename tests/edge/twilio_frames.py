@@ -1,4 +1,4 @@
-"""Realistic Media Streams frames (protocols.md §2.4), built as dicts so tests can vary them."""
+"""Realistic Media Streams frames (docs/protocols.md §2.4), as dicts tests can vary."""
 
 from __future__ import annotations
 

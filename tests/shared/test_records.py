@@ -64,5 +64,20 @@ def test_ended_and_unknown_states() -> None:
     assert not CallRecord("CA", {}).ended
 
 
+@pytest.mark.parametrize(
+    ("state", "error", "failed"),
+    [
+        (CallState.ENDED, "realtime session failed", True),
+        (CallState.ENDED, "", False),  # the caller hung up, end_call, a cap
+        (CallState.ENDED, "  ", False),
+        (CallState.ENDED, None, False),
+        (CallState.LIVE, "realtime session failed", False),  # not over yet
+    ],
+)
+def test_ended_in_failure(state: CallState, error: str | None, failed: bool) -> None:
+    fields = {CallField.STATE: state} | ({} if error is None else {CallField.ERROR: error})
+    assert CallRecord("CA1", dict(fields)).ended_in_failure is failed
+
+
 def test_now_ms_is_wall_clock_milliseconds() -> None:
     assert abs(now_ms() - time.time() * 1000) < 1000
