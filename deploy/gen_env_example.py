@@ -34,7 +34,8 @@ COMPOSE_NOTES = {
     "WORKER_ID": "Not passed by docker compose: each replica names itself.",
     "PUBLIC_URL": "Required. Twilio must reach this URL over HTTPS (a tunnel or proxy in front "
     "of EDGE_PUBLISHED_PORT); localhost is enough for the call simulator.",
-    "TWILIO_AUTH_TOKEN": "Required unless TWILIO_VALIDATE_SIGNATURE=false. For a trial with the "
+    "TWILIO_AUTH_TOKEN": "Required unless TWILIO_WEBHOOK_SHARED_KEY is set or "
+    "TWILIO_VALIDATE_SIGNATURE=false. For a trial with the "
     "call simulator only, any random string (openssl rand -hex 16), passed to "
     "`python -m services.call_sim --auth-token`.",
     "OPENAI_REALTIME_URL": "docker compose default (when empty): "

@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime"
-# gpt-realtime and gpt-realtime-mini have an announced shutdown of 2027-01-20 (protocols.md §3.1).
+# gpt-realtime and gpt-realtime-mini have an announced shutdown of 2027-01-20
+# (docs/protocols.md §3.1).
 DEFAULT_REALTIME_MODEL = "gpt-realtime-2.1"
 DEFAULT_INSTRUCTIONS = (
     "You are a friendly, concise assistant answering a phone call. Speak naturally, keep "
@@ -328,7 +329,8 @@ class EdgeSettings(_FromEnv):
         "TWILIO_AUTH_TOKEN",
         None,
         _optional_text,
-        "Twilio account auth token: checks X-Twilio-Signature.",
+        "Twilio account auth token: checks X-Twilio-Signature on requests Twilio signs the "
+        "legacy way (HMAC-SHA1, no X-Twilio-Webhooks-Signature-Settings header).",
         secret=True,
     )
     twilio_auth_token_previous: str | None = _var(
@@ -337,6 +339,23 @@ class EdgeSettings(_FromEnv):
         _optional_text,
         "During an auth token rotation, the old token: signatures made with either token are "
         "accepted. Unset it once Twilio uses the new one.",
+        secret=True,
+    )
+    twilio_webhook_shared_key: str | None = _var(
+        "TWILIO_WEBHOOK_SHARED_KEY",
+        None,
+        _optional_text,
+        "Secret of the Twilio SharedKey your Webhook Rules sign with: checks X-Twilio-Signature "
+        "on requests carrying X-Twilio-Webhooks-Signature-Settings (HMAC-SHA256 or -SHA1, as "
+        "the header says). Unset: such requests are refused.",
+        secret=True,
+    )
+    twilio_webhook_shared_key_previous: str | None = _var(
+        "TWILIO_WEBHOOK_SHARED_KEY_PREVIOUS",
+        None,
+        _optional_text,
+        "During a shared key rotation, the old key's secret: signatures made with either key "
+        "are accepted. Unset it once Twilio signs with the new one.",
         secret=True,
     )
     validate_signature: bool = _var(
@@ -350,7 +369,7 @@ class EdgeSettings(_FromEnv):
         None,
         _optional_text,
         "Key that signs per-call stream tokens; the same on every edge. Default: derived "
-        "from TWILIO_AUTH_TOKEN.",
+        "from TWILIO_AUTH_TOKEN; required without one (e.g. shared-key signing only).",
         secret=True,
     )
     stream_token_ttl_s: int = _var(
@@ -380,6 +399,12 @@ class EdgeSettings(_FromEnv):
         "Sorry, we cannot take your call right now. Please call again in a few minutes.",
         _text,
         "What callers hear when no worker can take their call, or the edge is draining.",
+    )
+    failure_message: str = _var(
+        "FAILURE_MESSAGE",
+        "Sorry, something went wrong on our side and we have to end this call. Please call again.",
+        _text,
+        "What callers hear when their call cannot go on because the model's session failed.",
     )
     dispatch_timeout_s: float = _var(
         "DISPATCH_TIMEOUT",
@@ -438,16 +463,23 @@ class EdgeSettings(_FromEnv):
                 "PUBLIC_URL is not set: set it to the https URL Twilio reaches this edge at, "
                 "e.g. PUBLIC_URL=https://edge.example.com"
             )
-        if self.validate_signature and not self.twilio_auth_token:
+        if (
+            self.validate_signature
+            and not self.twilio_auth_token
+            and not self.twilio_webhook_shared_key
+        ):
             problems.append(
-                "TWILIO_AUTH_TOKEN is not set: set it to your Twilio auth token (Console → "
-                "Account → API keys & tokens), or set TWILIO_VALIDATE_SIGNATURE=false for a "
-                "local test"
+                "TWILIO_AUTH_TOKEN is not set, nor TWILIO_WEBHOOK_SHARED_KEY: set "
+                "TWILIO_AUTH_TOKEN to your Twilio auth token (Console → Account → API keys & "
+                "tokens) or TWILIO_WEBHOOK_SHARED_KEY to the secret of the SharedKey your "
+                "Webhook Rules sign with (or both), or set TWILIO_VALIDATE_SIGNATURE=false for "
+                "a local test"
             )
         if not self.stream_token_secret and not self.twilio_auth_token:
             problems.append(
                 "STREAM_TOKEN_SECRET is not set and there is no TWILIO_AUTH_TOKEN to derive it "
-                "from: set STREAM_TOKEN_SECRET to a long random string shared by all edges"
+                "from (a shared key is never used for it): set STREAM_TOKEN_SECRET to a long "
+                "random string shared by all edges (openssl rand -hex 32)"
             )
         return problems
 
@@ -520,6 +552,14 @@ class WorkerSettings(_FromEnv):
         "10",
         _float_in(1, 120),
         "Seconds to open the Realtime WebSocket and have μ-law confirmed.",
+    )
+    realtime_reconnects: int = _var(
+        "REALTIME_RECONNECTS",
+        "3",
+        _int_in(0, 20),
+        "Times a call's dropped Realtime session is reopened (seeded with the conversation so "
+        "far) within one minute before the call ends with FAILURE_MESSAGE; 0: a dropped "
+        "session ends the call.",
     )
     edge_grace_s: float = _var(
         "EDGE_GRACE",

@@ -89,6 +89,7 @@ class CallField(StrEnum):
     ENDED_BY = "ended_by"  # caller, model, limit, edge or error
     BARGE_INS = "barge_ins"
     ERRORS = "errors"  # Realtime error events and failures during the call
+    RECONNECTS = "reconnects"  # Realtime sessions reopened after one dropped
     TOKENS_INPUT_TEXT = "tokens_input_text"
     TOKENS_INPUT_AUDIO = "tokens_input_audio"
     TOKENS_OUTPUT_TEXT = "tokens_output_text"

@@ -258,6 +258,19 @@ def build() -> dict[str, Any]:
         "server did not confirm audio/pcmu.",
     )
     d.add(
+        "Realtime sessions reopened, by why they dropped",
+        [
+            (
+                "sum by (reason) (increase(switchboard_worker_session_reconnects_total[5m]))",
+                "{{reason}}",
+            )
+        ],
+        width=8,
+        stack=True,
+        description="Model sessions that dropped mid-call and were replaced by a new one seeded "
+        "with the conversation (REALTIME_RECONNECTS a minute per call at most).",
+    )
+    d.add(
         "Malformed or dropped input by kind",
         [
             ("sum by (kind) (rate(switchboard_edge_malformed_input_total[5m]))", "edge {{kind}}"),

@@ -40,6 +40,7 @@ _NUMERIC = frozenset(
         CallField.BYTES_OUT,
         CallField.BARGE_INS,
         CallField.ERRORS,
+        CallField.RECONNECTS,
         CallField.TOKENS_INPUT_TEXT,
         CallField.TOKENS_INPUT_AUDIO,
         CallField.TOKENS_OUTPUT_TEXT,

@@ -1,30 +1,35 @@
-"""One call on a worker: its Realtime session and the relays between it and Redis.
+"""One call on a worker: its Realtime sessions and the relays between them and Redis.
 
-Setup: connect, wait for ``session.created``, send ``session.update`` asking for G.711 μ-law
-both ways, and relay nothing until ``session.updated`` confirms ``audio/pcmu`` in and out; any
-other answer ends the call with an error naming the format the server chose. Then three loops
-run in one task group until the first returns:
+Setup (``session_setup.py``): connect, configure, and relay nothing until ``session.updated``
+confirms the call's audio format both ways. Then these loops run in one task group until the
+first returns:
 
 - caller → model: the call's inbound stream (filled by the worker's fan-in reader) to
   ``input_audio_buffer.append``, base64-encoded once;
-- model → caller: audio deltas, decoded once, to the outbound stream, each followed by a mark;
-  transcripts assembled and logged once per response;
+- model → caller: audio deltas, decoded once, to the outbound stream, with marks that tell when
+  the caller heard them; transcripts, turns, function calls. When the session drops without
+  the worker asking (a network error, a close by the server, its 60-minute cap), a new one is
+  opened, confirmed and seeded with the conversation so far, up to REALTIME_RECONNECTS times a
+  minute (``reconnect.py``); meanwhile the caller's audio waits (bounded) and goes to the new
+  session, subject to the takeover backlog policy. Past that budget, or on an error no new
+  session would cure (key, quota, model, format), the call ends and the caller hears
+  FAILURE_MESSAGE through the edge's resume route;
 - watchdog: the Twilio stream must reach an edge in time, and come back in time if it drops;
   an edge that goes silent (killed: no stop, no detach) ends the call after EDGE_GRACE;
-- rollover: after SESSION_MAX, at the next pause, the call moves to a fresh Realtime session
-  seeded with the conversation so far (the API caps a session at 60 minutes);
+- rollover: after SESSION_MAX, at the next pause, the call moves to a fresh session seeded the
+  same way (the API caps a session at 60 minutes);
 - cancel: a reply interrupted by the caller is cancelled if the server has not done so itself.
 
-Conversation (decisions in ``turn_state.py``, playback bookkeeping in ``playback.py``):
-barge-in (speech over a playing reply: ClearPlayback to the edge, ``conversation.item.truncate``
-to what the caller heard, late deltas of that reply dropped); DTMF digits as user messages; an
-optional greeting; the ``end_call`` tool and the duration/token caps, which end the call once
-the model's goodbye has been heard; token usage and a summary on the call record at the end.
+Conversation (decisions in ``turn_state.py``, playback bookkeeping in ``playback.py``, turn
+order in ``transcript.py``): barge-in (speech over a playing reply: ClearPlayback to the edge,
+``conversation.item.truncate`` to what the caller heard, late deltas of that reply dropped);
+DTMF digits as user messages; an optional greeting; the ``end_call`` tool and the
+duration/token caps, which end the call once the model's goodbye has been heard; configured
+HTTP tools; token usage and a summary on the call record at the end.
 
-Conversation turns (caller and model transcripts) are kept in memory and in the call's turns
-list in Redis, so that a new session — after a rollover here, or on the worker that takes the
-call over — starts with the conversation so far. A taken-over call (the stream is already
-attached: no ``StreamStarted`` will come) skips caller audio older than TAKEOVER_BACKLOG_MS.
+Sessions (``live_session.py``): events are handled with the session they came from; replies
+and caller audio go to the current one. A function output for a call the current session
+never saw (it was made before a rollover or reconnect) recreates the call there first.
 """
 
 from __future__ import annotations
@@ -39,15 +44,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import websockets.exceptions
-from websockets.asyncio.client import ClientConnection
 
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.context import WorkerContext
+from services.realtime_worker.live_session import LiveSession, SessionHolder
 from services.realtime_worker.playback import PlaybackTracker
-from services.realtime_worker.realtime_client import open_realtime
+from services.realtime_worker.reconnect import CloseInfo, ReconnectBudget, drop_reason
+from services.realtime_worker.session_setup import OpenedSession, check_formats, open_session
 from services.realtime_worker.tool_runner import run_tool
 from services.realtime_worker.tools import session_tools
 from services.realtime_worker.transcode import CallTranscoder, call_codec
+from services.realtime_worker.transcript import Append, Rewrite, Transcript, Write
 from services.realtime_worker.turn_state import (
     BargeIn,
     Ending,
@@ -69,7 +76,6 @@ from shared.keys import (
     DISPATCH_MAXLEN,
     ENDED_STREAM_TTL_S,
     OUTBOUND_MAXLEN,
-    TURNS_MAX,
     CallField,
     CallState,
 )
@@ -120,9 +126,13 @@ ROLLOVER_FORCE_FRACTION = 0.2  # …or this fraction of SESSION_MAX, when that i
 # With interrupt_response the server cancels an interrupted reply itself; only if it has not
 # within this long does the worker send response.cancel (never a cancel with nothing to cancel).
 CANCEL_GRACE_S = 0.5
+# A response.cancel is answered by response.done a little later; a response.create before that
+# would be refused (conversation_already_has_active_response). Longest wait for it.
+CANCEL_WAIT_S = 2.0
 WRAP_UP_TIMEOUT_S = 30.0  # longest wait for a goodbye to be said and heard before hanging up
+RATE_LIMIT_WARN_FRACTION = 0.1  # warn (once per call) when a limit's remaining falls below this
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
-GOODBYE_INSTRUCTIONS = {
+GOODBYE_CUES = {
     EndReason.MODEL: "Say a brief, friendly goodbye to the caller now. The call then ends.",
     EndReason.MAX_DURATION: (
         "The call has reached its time limit. Wrap up now: tell the caller briefly that you "
@@ -140,11 +150,14 @@ ENDED_BY: dict[str, str] = {
     EndReason.MAX_TOKENS: "limit",
 }
 
+Handler = Callable[[Any, LiveSession], Coroutine[Any, Any, bool]]
+
 
 @dataclass
 class _Response:
-    """What one model response produced, for its log lines."""
+    """What one model response produced, for its log lines and its turn."""
 
+    item_id: str | None = None  # the reply item (its audio and transcript)
     transcript: list[str] = field(default_factory=list)
     audio_bytes: int = 0
     heard_ms: int | None = None  # set when the caller cut it short: what was heard
@@ -152,11 +165,12 @@ class _Response:
 
 @dataclass
 class _Backlog:
-    """Caller audio a taken-over call left unread: frames older than ``max_age_s`` are skipped
-    (the caller has moved on), younger ones are sent."""
+    """Caller audio that waited while no session could take it (a takeover, a reconnect):
+    frames older than ``max_age_s`` are skipped (the caller has moved on), younger ones sent."""
 
-    last_id: tuple[int, int]  # the last inbound entry when the call was taken over
+    last_id: tuple[int, int]  # the last inbound entry when the wait ended
     max_age_s: float
+    why: str  # "took over the call from a lapsed lease", "reconnected"
     seeded: int = 0
     skipped_bytes: int = 0
     sent_bytes: int = 0
@@ -169,8 +183,41 @@ def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _close_info(ws: Any, exc: websockets.exceptions.ConnectionClosed | None) -> CloseInfo:
+    """How a session's socket ended (``exc``: what iterating it raised, if anything)."""
+    if exc is not None:
+        close = exc.rcvd
+        return CloseInfo(close.code, close.reason) if close else CloseInfo(None)
+    code = getattr(ws, "close_code", None)
+    return CloseInfo(None if code in (None, 1006) else int(code), ws.close_reason or "")
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """The error code and message a failed session setup (or relay) ends the call with."""
+    if isinstance(exc, FormatMismatchError):
+        return "format_mismatch", str(exc)
+    if isinstance(exc, RealtimeSessionError):
+        return exc.code, str(exc)
+    if isinstance(exc, TimeoutError):
+        return "realtime_timeout", "the Realtime session was not ready in time"
+    if isinstance(exc, OSError | websockets.exceptions.WebSocketException):
+        return "realtime_unreachable", f"cannot open the Realtime session: {exc}"
+    return "internal_error", repr(exc)
+
+
+def _cured_by_retrying(exc: BaseException) -> bool:
+    """Whether another attempt at a new session could succeed where this one failed."""
+    if isinstance(exc, FormatMismatchError):
+        return False
+    if isinstance(exc, RealtimeSessionError):
+        return not rt.is_fatal(exc.code)
+    if isinstance(exc, websockets.exceptions.InvalidStatus):
+        return is_retryable(exc)  # 401/403/404 stay wrong; 429 and 5xx may pass
+    return isinstance(exc, TimeoutError | OSError | websockets.exceptions.WebSocketException)
+
+
 class CallSession:
-    """Holds the Realtime session of one call for as long as this worker owns the call."""
+    """Holds the Realtime sessions of one call for as long as this worker owns the call."""
 
     def __init__(
         self,
@@ -193,7 +240,8 @@ class CallSession:
         self.queue: deque[tuple[bytes, InboundMessage]] = deque()
         self.has_input = asyncio.Event()
         self.paused = False
-        self.ws: ClientConnection | None = None
+        self.holder = SessionHolder()
+        self.clock = time.monotonic  # of playback, the ending and reconnects; tests replace it
         self.claimed_at = time.monotonic()
         # A taken-over call's stream is attached already: its StreamStarted will not come again.
         self.takeover = takeover
@@ -201,12 +249,10 @@ class CallSession:
         self.last_inbound = self.claimed_at
         self.detached_since: float | None = None
         self._backlog: _Backlog | None = None
-        self.turns: deque[Turn] = deque(maxlen=TURNS_MAX)
+        self.transcript = Transcript()
         self.formats: tuple[str, str] | None = None
         self.session_started = self.claimed_at
         self.idle = asyncio.Event()  # no response in progress and no caller speech since
-        # Held around each send of caller audio, and by a rollover while it switches sessions.
-        self._ws_lock = asyncio.Lock()
         self.handoff = False
         self.stop_requested = asyncio.Event()
         self.end_reason: str | None = None
@@ -214,23 +260,35 @@ class CallSession:
         self.hang_up = False  # the worker ends the call: tell the edge, mark the record
         self.lease_lost = False
         self.unconfirmed_warned = False
+        self.rate_limit_warned = False
         self.responses: dict[str, _Response] = {}
         self.event_seq = 0
         self.bytes_to_model = 0
         self.bytes_from_model = 0
         self.faults = 0
         self.started_ms = started_ms or now_ms()  # the call's start (its record's created_ms)
-        self.clock = time.monotonic  # of playback and the ending; tests replace it
         self.playback = PlaybackTracker()
         settings = ctx.settings
         self.codec = call_codec(settings)
+        self.options = rt.SessionOptions(
+            model=settings.realtime_model,
+            instructions=settings.instructions,
+            voice=settings.voice,
+            transcription_model=settings.transcription_model,
+            turn_detection=settings.vad,
+            interrupt_response=settings.barge_in,
+            tools=session_tools((rt.END_CALL_TOOL,), ctx.tools),
+            audio_format=self.codec.wire_format,
+        )
+        self.reconnects = ReconnectBudget(settings.realtime_reconnects)
+        self.reconnect_count = 0
         # MAX_AUDIO_DELTA_BYTES counts μ-law bytes, that is duration, whatever the model speaks.
         self.max_delta_bytes = settings.max_audio_delta_bytes * self.codec.bytes_per_ulaw_byte
         self.audio_in_bytes = ctx.metrics.audio_in_bytes
         self.relay_latency = ctx.metrics.relay_latency.labels(HOP_EDGE_TO_WORKER)
         if takeover:
             self.playback.stream_ready(self.clock())
-        self.active_response: str | None = None  # between response.created and .done
+        self.active_response: str | None = None  # of the current session: created, not done
         self._cancel_target: str | None = None
         self._cancel_wanted = asyncio.Event()
         self.barge_ins = 0
@@ -241,19 +299,27 @@ class CallSession:
         self._tools = {tool.name: tool for tool in ctx.tools}
         self._tool_tasks: set[asyncio.Task[None]] = set()  # calls to configured tools
         self._response_over = asyncio.Event()  # set whenever active_response becomes None
-        self._last_spoken: tuple[str, Turn] | None = None  # the last reply's stored turn
-        self._handlers: dict[type, Callable[[Any], Coroutine[Any, Any, bool]]] = {
+        self._handlers: dict[type, Handler] = {
             rt.OutputAudioDelta: self._on_audio_delta,
             rt.OutputAudioDone: self._on_audio_done,
             rt.TranscriptDelta: self._on_transcript_delta,
             rt.TranscriptDone: self._on_transcript_done,
+            rt.OutputItemAdded: self._on_output_item_added,
+            rt.InputCommitted: self._on_input_committed,
             rt.InputTranscript: self._on_input_transcript,
+            rt.InputTranscriptFailed: self._on_transcript_failed,
             rt.ResponseDone: self._on_response_done,
             rt.ResponseCreated: self._on_response_created,
             rt.SpeechStarted: self._on_speech_started,
             rt.SessionConfirmed: self._on_session,
+            rt.RateLimits: self._on_rate_limits,
             rt.ErrorEvent: self._on_error,
         }
+
+    @property
+    def turns(self) -> list[Turn]:
+        """The conversation so far, in conversation order."""
+        return self.transcript.turns()
 
     # --- control from the worker ----------------------------------------------------------
 
@@ -281,7 +347,7 @@ class CallSession:
             fields += [CallField.OUTPUT_FORMAT, self.formats[1]]
         writer.command("HSET", keys.call(sid), *fields)
         writer.command("EXPIRE", keys.call(sid), CALL_KEY_TTL_S)
-        for command in turns_rewrite_commands(keys, sid, list(self.turns)):
+        for command in turns_rewrite_commands(keys, sid, self.turns):
             writer.command(*command)
 
     def _end(self, reason: str, *, hang_up: bool = False, error: str | None = None) -> None:
@@ -294,28 +360,19 @@ class CallSession:
         self.event_seq += 1
         return f"sb_{kind}_{self.event_seq}"
 
-    # --- the session ------------------------------------------------------------------------
+    # --- sessions ---------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until the call ends or this worker lets go of it. Never raises."""
         self.ctx.reader.subscribe(self.inbound_key, self._sink, self.in_cursor)
         try:
             await self._session()
-        except* FormatMismatchError as group:
-            self._fail("format_mismatch", str(group.exceptions[0]))
-        except* RealtimeSessionError as group:
-            error = group.exceptions[0]
-            assert isinstance(error, RealtimeSessionError)
-            self._fail(error.code, str(error))
-        except* TimeoutError:
-            self._fail("realtime_timeout", "the Realtime session was not ready in time")
-        except* (OSError, websockets.exceptions.WebSocketException) as group:
-            self._fail(
-                "realtime_unreachable", f"cannot open the Realtime session: {group.exceptions[0]}"
-            )
         except* Exception as group:
-            self.log.error("call session failed", exc_info=group.exceptions[0])
-            self._fail("internal_error", repr(group.exceptions[0]))
+            error = group.exceptions[0]
+            code, message = _failure(error)
+            if code == "internal_error":
+                self.log.error("call session failed", exc_info=error)
+            self._fail(code, message)
         finally:
             await self._cleanup()
 
@@ -323,15 +380,14 @@ class CallSession:
         if self.takeover:
             await self._load_takeover_state()
         async with asyncio.timeout(self.ctx.settings.realtime_connect_timeout_s):
-            self.ws, seeded = await self._open_session()
+            opened = await self._open()
+        self.holder.install(opened.ws)
         if self._backlog is not None:
-            self._backlog.seeded = seeded
+            self._backlog.seeded = opened.seeded
             if _stream_id(self.in_cursor) >= self._backlog.last_id:
                 self._backlog_done()
         if not self.takeover and self.ctx.settings.greeting:
-            await self._send(
-                rt.response_create(self._next_event_id("greeting"), self.ctx.settings.greeting)
-            )
+            await self._send(self._persona_response("greeting", self.ctx.settings.greeting))
             self.log.info("asked the model to greet the caller")
         await run_until_first_returns(
             self._caller_to_model(),
@@ -348,13 +404,21 @@ class CallSession:
         ctx = self.ctx
         self.ctx.metrics.takeovers.inc()
         try:
-            self.turns.extend(await load_turns(ctx.redis, ctx.keys, self.call_sid))
-            last: Any = await ctx.redis.xrevrange(self.inbound_key, count=1)
+            self.transcript = Transcript(await load_turns(ctx.redis, ctx.keys, self.call_sid))
         except Exception as exc:
-            self.log.warning("could not read the call's turns and backlog on takeover: %s", exc)
+            self.log.warning("could not read the call's turns on takeover: %s", exc)
+        await self._start_backlog("took over the call from a lapsed lease")
+
+    async def _start_backlog(self, why: str, seeded: int = 0) -> None:
+        """Caller audio that waited up to now is sent only if recent (TAKEOVER_BACKLOG_MS)."""
+        try:
+            last: Any = await self.ctx.redis.xrevrange(self.inbound_key, count=1)
+        except Exception as exc:
+            self.log.warning("could not read where the caller's waiting audio ends: %s", exc)
             last = []
         last_id = _stream_id(last[0][0]) if last else (0, 0)
-        self._backlog = _Backlog(last_id, ctx.settings.takeover_backlog_ms / 1000)
+        max_age_s = self.ctx.settings.takeover_backlog_ms / 1000
+        self._backlog = _Backlog(last_id, max_age_s, why, seeded)
 
     def _backlog_done(self) -> None:
         backlog = self._backlog
@@ -362,95 +426,29 @@ class CallSession:
             return
         self._backlog = None
         self.log.info(
-            "took over the call from a lapsed lease: seeded %d turns, skipped %d ms of stale "
-            "caller audio, sending %d ms",
+            "%s: seeded %d turns, skipped %d ms of stale caller audio, sending %d ms",
+            backlog.why,
             backlog.seeded,
             bytes_to_ms(backlog.skipped_bytes),
             bytes_to_ms(backlog.sent_bytes),
         )
 
-    async def _open_session(self) -> tuple[ClientConnection, int]:
-        """A new Realtime session: μ-law confirmed, seeded with the turns so far."""
-        ws = await open_realtime(self.ctx.settings)
-        try:
-            await self._configure(ws)
-            seeded = await self._seed(ws)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await ws.close()
-            raise
-        self.session_started = time.monotonic()
-        self.idle.set()
-        return ws, seeded
-
-    async def _seed(self, ws: ClientConnection) -> int:
-        """Send the conversation so far as items (text: a client cannot create assistant
-        audio). The server answers conversation.item.added; nothing waits for it."""
-        turns = list(self.turns)
-        for turn in turns:
-            if turn.role == "user":
-                item = rt.user_text_item(turn.text)
-            else:
-                item = rt.assistant_text_item(turn.text)
-            await ws.send(rt.conversation_item_create(self._next_event_id("seed"), item))
-        return len(turns)
-
-    async def _publish(self, *messages: Message) -> None:
-        """Queue messages for the caller's edge; Redis drops them if another worker holds the
-        call by the time they are written (this process may be paused in between)."""
-        await self.ctx.writer.fenced_xadd(
-            self.lease_key, self.ctx.worker_id, self.outbound_key, messages, OUTBOUND_MAXLEN
-        )
-
-    def _publish_nowait(self, *messages: Message) -> None:
-        """Like ``_publish``, for control messages: never waits."""
-        self.ctx.writer.fenced_xadd_nowait(
-            self.lease_key, self.ctx.worker_id, self.outbound_key, messages, OUTBOUND_MAXLEN
-        )
-
-    def _live_ws(self) -> ClientConnection:
-        ws = self.ws
-        if ws is None:
-            raise RuntimeError("no Realtime session")
-        return ws
-
-    def _fail(self, code: str, message: str) -> None:
-        self.ctx.metrics.realtime_errors.labels(rt.metric_code(code)).inc()
-        self._count_error()
-        self.log.error("ending the call: %s (%s)", message, code)
-        self._end(code, hang_up=True, error=message)
-
-    async def _configure(self, ws: ClientConnection) -> None:
-        created = await self._next_session_event(ws)
-        if created.updated:
-            raise RealtimeSessionError("session.updated before session.created", "protocol")
-        update_id = self._next_event_id("session")
+    async def _open(self) -> OpenedSession:
+        """A new Realtime session: its format confirmed (and recorded), seeded with the turns
+        so far. Raises as ``open_session``."""
         settings = self.ctx.settings
-        await ws.send(
-            rt.session_update(
-                update_id,
-                rt.SessionOptions(
-                    model=settings.realtime_model,
-                    instructions=settings.instructions,
-                    voice=settings.voice,
-                    transcription_model=settings.transcription_model,
-                    turn_detection=settings.vad,
-                    interrupt_response=settings.barge_in,
-                    tools=session_tools((rt.END_CALL_TOOL,), self.ctx.tools),
-                    audio_format=self.codec.wire_format,
-                ),
-            )
+        opened = await open_session(
+            self.ctx.connect, settings, self.options, self.turns, self._next_event_id
         )
-        confirmed = await self._next_session_event(ws)
-        self._check_formats(confirmed)
+        confirmed = opened.confirmed
         self.formats = (confirmed.input_format or "", confirmed.output_format or "")
         self.ctx.writer.command(
             "HSET",
             self.ctx.keys.call(self.call_sid),
             CallField.INPUT_FORMAT,
-            confirmed.input_format or "",
+            self.formats[0],
             CallField.OUTPUT_FORMAT,
-            confirmed.output_format or "",
+            self.formats[1],
         )
         self.log.info(
             "realtime session %s ready: %s in, %s out (model %s, voice %s)",
@@ -465,49 +463,71 @@ class CallSession:
                 "transcoding: caller μ-law 8 kHz ↔ model PCM16 24 kHz (libsoxr %s)",
                 self.codec.quality,
             )
+        self.session_started = time.monotonic()
+        self.idle.set()
+        return opened
 
-    async def _next_session_event(self, ws: ClientConnection) -> rt.SessionConfirmed:
-        """The next session.created/updated; an error event before it is fatal (the session
-        may still be at its PCM defaults)."""
-        while True:
-            try:
-                event = rt.parse_server_event(await ws.recv())
-            except websockets.exceptions.ConnectionClosed as exc:
-                raise RealtimeSessionError(
-                    f"the Realtime server closed the socket during setup ({_close_text(exc)})",
-                    "realtime_closed",
-                ) from None
-            if isinstance(event, rt.SessionConfirmed):
-                return event
-            if isinstance(event, rt.ErrorEvent):
-                raise RealtimeSessionError(
-                    f"the Realtime server refused the session: {event.message}", event.code
-                )
+    async def _switch_session(self, *, backlog: str | None = None) -> tuple[LiveSession, int]:
+        """Open a new session and make it the current one, holding the send lock meanwhile
+        (caller audio waits for it). ``backlog``: start the stale-audio policy, saying why.
+        Returns the session replaced and the turns seeded; raises as ``open_session``."""
+        async with self.holder.lock:
+            async with asyncio.timeout(self.ctx.settings.realtime_connect_timeout_s):
+                opened = await self._open()
+            if backlog is not None:
+                await self._start_backlog(backlog, opened.seeded)
+            old = self.holder.current
+            self.holder.install(opened.ws)
+        return old, opened.seeded
 
-    def _check_formats(self, confirmed: rt.SessionConfirmed) -> None:
-        wanted = self.codec.wire_format
-        if confirmed.speaks(wanted):
-            return
-        confirmed_text = (
-            f"the Realtime server confirmed input {confirmed.input_format!r} and output "
-            f"{confirmed.output_format!r}"
+    async def _session_switched(self) -> None:
+        """Settle what the replaced session left unfinished: its open responses keep what
+        they said, texts that will never come are given up, and a goodbye it never said is
+        asked of the new session."""
+        self._close_open_responses()
+        for role in ("assistant", "user"):
+            self._store(self.transcript.abandon_pending(role))
+        self.active_response = None
+        self._response_over.set()
+        self.codec.drop_reply()
+        ending = self.ending
+        if ending is not None and ending.goodbye_pending and self.end_reason is None:
+            await self._send(self._persona_response("goodbye", GOODBYE_CUES[ending.reason]))
+
+    def _persona_response(self, kind: str, cue: str) -> str:
+        """``response.create`` for a cue, under the session's own instructions too: the
+        override replaces them for the response (docs/protocols.md §3.4)."""
+        instructions = rt.response_instructions(self.ctx.settings.instructions, cue)
+        return rt.response_create(self._next_event_id(kind), instructions)
+
+    async def _publish(self, *messages: Message) -> None:
+        """Queue messages for the caller's edge; Redis drops them if another worker holds the
+        call by the time they are written (this process may be paused in between)."""
+        await self.ctx.writer.fenced_xadd(
+            self.lease_key, self.ctx.worker_id, self.outbound_key, messages, OUTBOUND_MAXLEN
         )
-        if wanted == rt.PCM:
-            raise FormatMismatchError(
-                f"{confirmed_text}; REALTIME_AUDIO_FORMAT=pcm16 needs {rt.PCM!r} at "
-                f"{rt.PCM_RATE} Hz both ways. Set REALTIME_AUDIO_FORMAT=pcmu if this server "
-                "speaks G.711 μ-law"
-            )
-        hint = (
-            "; if this backend speaks only PCM16 24 kHz, set REALTIME_AUDIO_FORMAT=pcm16"
-            if confirmed.speaks(rt.PCM)
-            else ""
+
+    def _publish_nowait(self, *messages: Message) -> None:
+        """Like ``_publish``, for control messages: never waits."""
+        self.ctx.writer.fenced_xadd_nowait(
+            self.lease_key, self.ctx.worker_id, self.outbound_key, messages, OUTBOUND_MAXLEN
         )
-        raise FormatMismatchError(
-            f"{confirmed_text}; Twilio needs {rt.PCMU!r} both ways. Relaying "
-            "this would play noise to the caller. Check that OPENAI_REALTIME_URL speaks "
-            f"the GA protocol and supports G.711 μ-law{hint}"
-        )
+
+    async def _send(self, event: str) -> bool:
+        """Send a client event on the current session now; False when it has just dropped
+        (the relay notices and replaces it). Never waits for the send lock, so handlers of the
+        model's events never stall behind a session switch."""
+        try:
+            await self.holder.current.send(event)
+        except websockets.exceptions.ConnectionClosed:
+            return False
+        return True
+
+    def _fail(self, code: str, message: str) -> None:
+        self.ctx.metrics.realtime_errors.labels(rt.metric_code(code)).inc()
+        self._count_error()
+        self.log.error("ending the call: %s (%s)", message, code)
+        self._end(code, hang_up=True, error=message)
 
     # --- caller → model ---------------------------------------------------------------------
 
@@ -555,10 +575,7 @@ class CallSession:
                     if self.playback.mark_played(message.name, self.clock()) is not None:
                         self._check_ending()
                 elif isinstance(message, DtmfPressed):
-                    # Not during a rollover's switch; a closed socket is the relay's to report.
-                    async with self._ws_lock:
-                        with contextlib.suppress(websockets.exceptions.ConnectionClosed):
-                            await self._on_dtmf(message.digit)
+                    await self._on_dtmf(message.digit)
                 elif isinstance(message, CallStopped):
                     self.in_cursor = entry_id.decode()
                     self.caller_ended = True
@@ -570,16 +587,15 @@ class CallSession:
 
     async def _send_audio(self, audio: bytes) -> None:
         payload = self.codec.to_model(audio)
-        # The lock is free except while a rollover switches sessions: then this waits, and the
-        # caller's audio waits in the (bounded) queue and in Redis, to go to the new session.
+        # Waits while a rollover or a reconnect switches sessions: the caller's audio waits in
+        # the (bounded) queue and in Redis meanwhile, and goes to the new session.
         if payload:
-            async with self._ws_lock:
-                await self._live_ws().send(rt.audio_append(payload))
+            await self.holder.send(rt.audio_append(payload))
         self.bytes_to_model += len(audio)
         self.audio_in_bytes.inc(len(audio))
 
     def _backlog_keeps(self, message: InboundAudio) -> bool:
-        """Whether to send a frame of a taken-over call's backlog: only if still recent."""
+        """Whether to send a frame of audio that waited for a session: only if still recent."""
         backlog = self._backlog
         assert backlog is not None
         size = len(message.audio)
@@ -600,7 +616,8 @@ class CallSession:
 
     async def _on_dtmf(self, digit: str) -> None:
         """A key press is the caller's turn: it interrupts a playing reply, reaches the model
-        as a user message, and prompts a response."""
+        as a user message, and prompts a response — once the interrupted response is over
+        (a response.create while one is active would be refused)."""
         self.log.info("caller pressed %s", digit)
         settings = self.ctx.settings
         if not settings.dtmf or self.ending is not None:
@@ -612,51 +629,107 @@ class CallSession:
             self.playback.current, self.clock(), enabled=settings.barge_in, min_heard_ms=0
         )
         if decision is not None:
-            await self._barge_in(decision, server_cancels=False)
-        elif self.active_response is not None:
+            await self._barge_in(decision)
+        active = self.active_response
+        if active is not None:
             # No VAD cancels for a key press: the reply being generated gives way to it.
-            await self._send(
-                rt.response_cancel(self._next_event_id("cancel"), self.active_response)
-            )
+            await self.holder.send(rt.response_cancel(self._next_event_id("cancel"), active))
+            if not await self._response_ended(CANCEL_WAIT_S):
+                self.log.warning(
+                    "response %s was not over %.0fs after its cancel", active, CANCEL_WAIT_S
+                )
         text = f"The caller pressed {digit} on the keypad."
-        await self._send(
-            rt.conversation_item_create(self._next_event_id("dtmf"), rt.user_text_item(text))
+        await self.holder.send(
+            rt.conversation_item_create(self._next_event_id("dtmf"), rt.user_text_item(text)),
+            rt.response_create(self._next_event_id("dtmf")),
         )
-        await self._send(rt.response_create(self._next_event_id("dtmf")))
         self.ctx.metrics.dtmf_digits.inc()
+
+    async def _response_ended(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until no response is active; whether none is."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.active_response is not None:
+                    self._response_over.clear()
+                    await self._response_over.wait()
+        return self.active_response is None
 
     # --- model → caller ---------------------------------------------------------------------
 
     async def _model_to_caller(self) -> None:
         while True:
-            ws = self._live_ws()
-            closed = await self._relay_session(ws)
-            if closed is None:
+            session = self.holder.current
+            close = await self._relay_session(session)
+            if close is None:
+                return  # a handler ended the call
+            if not self.holder.is_current(session):
+                continue  # replaced on purpose (a rollover), then closed
+            if not await self._reconnect(close):
                 return
-            if self.ws is not ws:
-                continue  # rolled over: the old session was closed on purpose
-            self._fail("realtime_closed", f"the Realtime server closed the session ({closed})")
-            return
 
-    async def _relay_session(self, ws: ClientConnection) -> str | None:
+    async def _relay_session(self, session: LiveSession) -> CloseInfo | None:
         """Handle one session's events: None when a handler ended the call, else how the
         socket closed."""
         handlers = self._handlers
         try:
-            async for frame in ws:
+            async for frame in session.ws:
                 try:
                     event = rt.parse_server_event(frame)
                 except RealtimeProtocolError as exc:
                     self._fault(exc.kind, f"from the Realtime server: {exc}")
                     continue
                 handler = handlers.get(type(event))
-                if handler is not None and await handler(event):
+                if handler is not None and await handler(event, session):
                     return None
         except websockets.exceptions.ConnectionClosed as exc:
-            return _close_text(exc)
-        return f"{ws.close_code} {ws.close_reason!r}"
+            close = _close_info(session.ws, exc)
+        else:
+            close = _close_info(session.ws, None)
+        return CloseInfo(close.code, close.reason, session.server_error_seen)
 
-    async def _on_audio_delta(self, event: rt.OutputAudioDelta) -> bool:
+    async def _reconnect(self, close: CloseInfo) -> bool:
+        """The current session dropped: open another, seeded with the conversation so far,
+        within the REALTIME_RECONNECTS budget. False when the call has to end instead."""
+        limit = self.ctx.settings.realtime_reconnects
+        reason = drop_reason(close)
+        what = close.describe() + (" after a server_error" if close.after_server_error else "")
+        self.log.warning("the Realtime session dropped (%s)", what)
+        while True:
+            delay = self.reconnects.next_delay(self.clock())
+            if delay is None:
+                self._fail(
+                    "realtime_reconnects_exhausted",
+                    f"the Realtime session dropped ({what}) after {limit} reconnects within a "
+                    f"minute (REALTIME_RECONNECTS={limit})",
+                )
+                return False
+            self.reconnect_count += 1
+            self.ctx.metrics.session_reconnects.labels(reason).inc()
+            self.ctx.writer.command(
+                "HINCRBY", self.ctx.keys.call(self.call_sid), CallField.RECONNECTS, 1
+            )
+            self.log.info(
+                "opening a new Realtime session in %.0f ms (reconnect %d of at most %d a minute)",
+                delay * 1000,
+                self.reconnects.used(self.clock()),
+                limit,
+            )
+            await asyncio.sleep(delay)
+            try:
+                _, seeded = await self._switch_session(backlog="reconnected")
+            except Exception as exc:
+                code, message = _failure(exc)
+                if not _cured_by_retrying(exc):
+                    self._fail(code, message)
+                    return False
+                self.log.warning("could not open a new Realtime session: %s (%s)", message, code)
+                reason = "reconnect_failed"
+                continue
+            await self._session_switched()
+            self.log.info("reconnected: a new Realtime session holds the call (%d turns)", seeded)
+            return True
+
+    async def _on_audio_delta(self, event: rt.OutputAudioDelta, session: LiveSession) -> bool:
         audio = event.audio
         if self.playback.interrupted(event.item_id):
             # Already on the wire when the caller barged in: never after the clear.
@@ -671,6 +744,7 @@ class CallSession:
                 f"MAX_AUDIO_DELTA_BYTES={self.ctx.settings.max_audio_delta_bytes}",
             )
             return False
+        session.items.add(event.item_id)
         audio = self.codec.to_caller(audio)
         await self._publish_model_audio(event.item_id, event.response_id, audio)
         return False
@@ -689,13 +763,15 @@ class CallSession:
         mark = self.playback.audio_sent(item_id, response_id, len(audio), self.clock())
         outbound = OutboundAudio(audio, item_id, time.time())
         await self._publish(*((outbound, PlaybackMark(mark)) if mark else (outbound,)))
-        self._response(response_id).audio_bytes += len(audio)
+        response = self._response(response_id)
+        response.item_id = item_id
+        response.audio_bytes += len(audio)
         self.bytes_from_model += len(audio)
         self.ctx.metrics.audio_out_bytes.inc(len(audio))
         if self.log.debug_enabled:
             self.log.debug("model audio: %d bytes for item %s", len(audio), item_id)
 
-    async def _on_audio_done(self, event: rt.OutputAudioDone) -> bool:
+    async def _on_audio_done(self, event: rt.OutputAudioDone, session: LiveSession) -> bool:
         if self.playback.interrupted(event.item_id):
             return False
         await self._publish_model_audio(event.item_id, event.response_id, self.codec.finish_reply())
@@ -705,22 +781,45 @@ class CallSession:
         self._publish_nowait(*closing, AudioDone(event.item_id))
         return False
 
-    async def _on_transcript_delta(self, event: rt.TranscriptDelta) -> bool:
+    async def _on_transcript_delta(self, event: rt.TranscriptDelta, session: LiveSession) -> bool:
         self._response(event.response_id).transcript.append(event.delta)
         return False
 
-    async def _on_transcript_done(self, event: rt.TranscriptDone) -> bool:
-        self._response(event.response_id).transcript[:] = [event.transcript]
+    async def _on_transcript_done(self, event: rt.TranscriptDone, session: LiveSession) -> bool:
+        response = self._response(event.response_id)
+        response.item_id = event.item_id
+        response.transcript[:] = [event.transcript]
         return False
 
-    async def _on_input_transcript(self, event: rt.InputTranscript) -> bool:
+    async def _on_output_item_added(self, event: rt.OutputItemAdded, session: LiveSession) -> bool:
+        if event.item_type == "message":
+            # The reply's place in the conversation: its text comes with response.done.
+            self._response(event.response_id).item_id = event.item_id
+            self.transcript.assistant_started(event.item_id, now_ms())
+        return False
+
+    async def _on_input_committed(self, event: rt.InputCommitted, session: LiveSession) -> bool:
+        if self.ctx.settings.transcription_model:
+            # The caller's turn takes its place now; its words may come after the reply.
+            self.transcript.user_spoke(event.item_id, event.previous_item_id, now_ms())
+        return False
+
+    async def _on_input_transcript(self, event: rt.InputTranscript, session: LiveSession) -> bool:
         self.log.info("caller said: %s", event.transcript)
-        text = event.transcript.strip()
-        if text:
-            self._record_turn("user", text)
+        self._store(self.transcript.fill(event.item_id, "user", event.transcript.strip(), now_ms()))
         return False
 
-    async def _on_speech_started(self, event: rt.SpeechStarted) -> bool:
+    async def _on_transcript_failed(
+        self, event: rt.InputTranscriptFailed, session: LiveSession
+    ) -> bool:
+        self.ctx.metrics.realtime_errors.labels(rt.metric_code(event.code)).inc()
+        self.log.warning(
+            "the caller's words could not be transcribed (%s): %s", event.code, event.message
+        )
+        self._store(self.transcript.transcription_failed(event.item_id))
+        return False
+
+    async def _on_speech_started(self, event: rt.SpeechStarted, session: LiveSession) -> bool:
         heard_at = time.monotonic()
         self.idle.clear()
         settings = self.ctx.settings
@@ -730,13 +829,17 @@ class CallSession:
             enabled=settings.barge_in and self.ending is None,
             min_heard_ms=settings.barge_in_min_heard_ms,
         )
-        if decision is not None:
-            await self._barge_in(decision, server_cancels=settings.barge_in, speech_at=heard_at)
+        if decision is None:
+            return False
+        await self._barge_in(decision, speech_at=heard_at)
+        if self.active_response == decision.response_id:
+            # With interrupt_response the server cancels the reply itself; the cancel loop
+            # makes sure it did.
+            self._cancel_target = decision.response_id
+            self._cancel_wanted.set()
         return False
 
-    async def _barge_in(
-        self, decision: BargeIn, *, server_cancels: bool, speech_at: float | None = None
-    ) -> None:
+    async def _barge_in(self, decision: BargeIn, *, speech_at: float | None = None) -> None:
         """Stop the reply at the caller's end and make the model forget what was not heard.
         ``speech_at``: when the caller's speech_started was handled (VAD barge-ins)."""
         item = self.playback.get(decision.item_id)
@@ -750,17 +853,14 @@ class CallSession:
         self._publish_nowait(ClearPlayback(decision.item_id))
         if speech_at is not None:
             self.ctx.metrics.speech_to_clear.observe(time.monotonic() - speech_at)
-        await self._send(
-            rt.truncate(self._next_event_id("truncate"), decision.item_id, decision.audio_end_ms)
-        )
-        if self.active_response == decision.response_id:
-            if server_cancels:
-                self._cancel_target = decision.response_id
-                self._cancel_wanted.set()
-            else:
-                await self._send(
-                    rt.response_cancel(self._next_event_id("cancel"), decision.response_id)
+        # Only the session that produced the item knows it; a reply of a session since
+        # replaced is cut at the caller's end, and its turn amended, and that is all.
+        if decision.item_id in self.holder.current.items:
+            await self._send(
+                rt.truncate(
+                    self._next_event_id("truncate"), decision.item_id, decision.audio_end_ms
                 )
+            )
         self.barge_ins += 1
         metrics = self.ctx.metrics
         metrics.barge_ins.inc()
@@ -784,16 +884,16 @@ class CallSession:
             await asyncio.sleep(CANCEL_GRACE_S)
             target, self._cancel_target = self._cancel_target, None
             if target is not None and target == self.active_response:
-                with contextlib.suppress(websockets.exceptions.ConnectionClosed):
-                    await self._send(rt.response_cancel(self._next_event_id("cancel"), target))
+                if await self._send(rt.response_cancel(self._next_event_id("cancel"), target)):
                     self.log.info("cancelled interrupted response %s", target)
 
-    async def _on_response_created(self, event: rt.ResponseCreated) -> bool:
+    async def _on_response_created(self, event: rt.ResponseCreated, session: LiveSession) -> bool:
         self.idle.clear()
-        self.active_response = event.response_id
+        if self.holder.is_current(session):
+            self.active_response = event.response_id
         return False
 
-    async def _on_response_done(self, event: rt.ResponseDone) -> bool:
+    async def _on_response_done(self, event: rt.ResponseDone, session: LiveSession) -> bool:
         response = self.responses.pop(event.response_id, _Response())
         self.codec.drop_reply()  # cancelled before its audio was done: nothing to play
         closing = self.playback.close_response(event.response_id)
@@ -804,9 +904,17 @@ class CallSession:
             self._response_over.set()
         if not self.responses:
             self.idle.set()
+        if event.status == "failed":
+            code = event.error_code or "response_failed"
+            self.ctx.metrics.realtime_errors.labels(rt.metric_code(code)).inc()
+            self._count_error()
+            self.log.warning(
+                "response %s failed (%s): %s", event.response_id, code, event.error_message or ""
+            )
         self._log_response(event, response)
         self._count_usage(event.token_usage)
         ending = self.ending  # a goodbye asked for before this response: this was it
+        session.call_ids.update(call.call_id for call in event.function_calls)
         await self._answer_function_calls(event, response)
         if ending is not None:
             ending.goodbye_pending = False
@@ -826,10 +934,7 @@ class CallSession:
                 )
         elif text:
             self.log.info("AI said: %s", text)
-        if text:
-            turn = self._record_turn("assistant", text)
-            # Generation outruns playback: the caller may still cut this reply short.
-            self._last_spoken = (event.response_id, turn) if response.heard_ms is None else None
+        self._store(self.transcript.fill(response.item_id, "assistant", text, now_ms()))
         self.log.info(
             "response %s %s: %d bytes (%d ms) of audio sent toward Twilio",
             event.response_id,
@@ -837,6 +942,20 @@ class CallSession:
             response.audio_bytes,
             generated_ms,
         )
+
+    async def _on_rate_limits(self, event: rt.RateLimits, session: LiveSession) -> bool:
+        for limit in event.limits:
+            self.ctx.metrics.rate_limit_remaining.labels(limit.name).set(limit.remaining)
+            low = limit.remaining < limit.limit * RATE_LIMIT_WARN_FRACTION
+            if low and not self.rate_limit_warned:
+                self.rate_limit_warned = True
+                self.log.warning(
+                    "OpenAI rate limit nearly reached: %d of %d %s remaining",
+                    limit.remaining,
+                    limit.limit,
+                    limit.name,
+                )
+        return False
 
     def _count_usage(self, usage: rt.TokenUsage) -> None:
         """Add a response's tokens to the call (in memory, on the record) and to the metrics."""
@@ -850,6 +969,8 @@ class CallSession:
                 self.ctx.writer.command(
                     "HINCRBY", record, CallField.tokens(direction, modality), tokens
                 )
+
+    # --- function calls ---------------------------------------------------------------------
 
     async def _answer_function_calls(self, event: rt.ResponseDone, response: _Response) -> None:
         """Answer every function call of the response; ``end_call`` starts the goodbye."""
@@ -867,14 +988,26 @@ class CallSession:
                 output = '{"ok": true, "note": "The call ends after your goodbye."}'
             else:
                 output = f'{{"error": "there is no function named {call.name[:64]}"}}'
-            item = rt.function_call_output_item(call.call_id, output)
-            await self._send(rt.conversation_item_create(self._next_event_id("tool"), item))
             self.log.info("model called %s(%s)", call.name, call.arguments[:200])
+            await self._send_function_output(self.holder.current, call, output)
             if call.name == rt.END_CALL:
                 # A model that already said goodbye with the call is not asked to say it again.
                 await self._begin_ending(EndReason.MODEL, goodbye=response.audio_bytes == 0)
             else:
                 await self._send(rt.response_create(self._next_event_id("tool")))
+
+    async def _send_function_output(
+        self, session: LiveSession, call: rt.FunctionCall, output: str
+    ) -> None:
+        """``function_call_output`` on ``session``; a call it never saw (made in a session
+        since replaced) is recreated there first, or the server would refuse the output
+        (invalid_tool_call_id). Raises ConnectionClosed if the session is gone."""
+        if call.call_id not in session.call_ids:
+            item = rt.function_call_item(call.call_id, call.name, call.arguments)
+            await session.send(rt.conversation_item_create(self._next_event_id("tool"), item))
+            session.call_ids.add(call.call_id)
+        item = rt.function_call_output_item(call.call_id, output)
+        await session.send(rt.conversation_item_create(self._next_event_id("tool"), item))
 
     async def _call_tool(self, call: rt.FunctionCall) -> None:
         """Call a configured tool and give the model its answer (or what went wrong), then
@@ -887,22 +1020,30 @@ class CallSession:
             self.ctx.metrics.tool_calls.labels(tool.name, result.outcome).inc()
             if result.problem is not None:
                 self.log.warning("tool %s failed: %s", tool.name, result.problem)
-            item = rt.function_call_output_item(call.call_id, result.output)
-            async with self._ws_lock:
-                await self._send(rt.conversation_item_create(self._next_event_id("tool"), item))
+            await self._deliver_function_output(call, result.output)
             # One response at a time: a reply already under way finishes first.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(WRAP_UP_TIMEOUT_S):
-                    while self.active_response is not None:
-                        self._response_over.clear()
-                        await self._response_over.wait()
+            await self._response_ended(WRAP_UP_TIMEOUT_S)
             if self.ending is None and self.end_reason is None:
-                async with self._ws_lock:
-                    await self._send(rt.response_create(self._next_event_id("tool")))
+                await self.holder.send(rt.response_create(self._next_event_id("tool")))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.log.warning("could not answer the call of tool %s: %r", tool.name, exc)
+
+    async def _deliver_function_output(self, call: rt.FunctionCall, output: str) -> None:
+        """The output on whichever session is current once it is ready, waiting through a
+        switch (a rollover or a reconnect) if one is under way."""
+        while True:
+            async with self.holder.lock:
+                session = self.holder.current
+                try:
+                    await self._send_function_output(session, call, output)
+                    return
+                except websockets.exceptions.ConnectionClosed:
+                    pass
+            await self.holder.replaced(session)
+
+    # --- caps and the ending ------------------------------------------------------------------
 
     async def _check_caps(self) -> None:
         """Start the goodbye when a cap is reached, between responses (never cutting one)."""
@@ -924,8 +1065,8 @@ class CallSession:
         self.ending = Ending(reason, self.clock() + WRAP_UP_TIMEOUT_S, goodbye)
         self.log.info("ending the call (%s) once the model's goodbye has been heard", reason)
         if goodbye:
-            instructions = GOODBYE_INSTRUCTIONS[reason]
-            await self._send(rt.response_create(self._next_event_id("goodbye"), instructions))
+            # A session that drops now gets its goodbye asked for again once replaced.
+            await self._send(self._persona_response("goodbye", GOODBYE_CUES[reason]))
         self._check_ending()
 
     def _check_ending(self) -> None:
@@ -946,26 +1087,30 @@ class CallSession:
             self._end(ending.reason, hang_up=True)
             self.stop_requested.set()
 
-    async def _send(self, event: str) -> None:
-        """Send a client event to the current Realtime session."""
-        await self._live_ws().send(event)
+    # --- session events ---------------------------------------------------------------------
 
-    async def _on_session(self, event: rt.SessionConfirmed) -> bool:
+    async def _on_session(self, event: rt.SessionConfirmed, session: LiveSession) -> bool:
         try:
-            self._check_formats(event)
+            check_formats(event, self.codec.wire_format)
         except FormatMismatchError as exc:
             self._fail("format_mismatch", str(exc))
             return True
         return False
 
-    async def _on_error(self, event: rt.ErrorEvent) -> bool:
-        if rt.ends_session(event):
+    async def _on_error(self, event: rt.ErrorEvent, session: LiveSession) -> bool:
+        if rt.is_fatal(event.code):
             self._fail(event.code, f"the Realtime server reported an error: {event.message}")
             return True
-        # Most errors concern one client event (a cancel racing the server's own, say) and
-        # leave the session usable: the call goes on.
         self.ctx.metrics.realtime_errors.labels(rt.metric_code(event.code)).inc()
         self._count_error()
+        if event.error_type == "server_error":
+            # Retryable, says the server; the session usually goes on. If it closes, the
+            # call gets a new one.
+            session.server_error_seen = True
+            self.log.warning("the Realtime server had an error (%s): %s", event.code, event.message)
+            return False
+        # Most errors concern one client event (a cancel racing the server's own, say) and
+        # leave the session usable: the call goes on.
         self.log.warning(
             "the Realtime server refused event %s (%s): %s",
             event.event_id or "?",
@@ -977,35 +1122,38 @@ class CallSession:
     def _count_error(self) -> None:
         self.ctx.writer.command("HINCRBY", self.ctx.keys.call(self.call_sid), CallField.ERRORS, 1)
 
-    def _record_turn(self, role: str, text: str) -> Turn:
-        """Keep a turn for seeding new sessions: in memory, and in Redis (pipelined, never
-        waiting) for a worker that takes the call over."""
-        turn = Turn(role, text, now_ms())
-        self.turns.append(turn)
-        writer = self.ctx.writer
-        for command in turn_commands(self.ctx.keys, self.call_sid, turn):
+    # --- turns ----------------------------------------------------------------------------------
+
+    def _store(self, write: Write) -> None:
+        """Keep the turns in Redis as the transcript says (pipelined, never waiting), for a
+        worker that takes the call over and for the call record."""
+        if write is None:
+            return
+        keys, sid, writer = self.ctx.keys, self.call_sid, self.ctx.writer
+        if isinstance(write, Append):
+            commands = turn_commands(keys, sid, write.turn)
+        else:
+            assert isinstance(write, Rewrite)
+            commands = turns_rewrite_commands(keys, sid, write.turns)
+        for command in commands:
             writer.command(*command)
-        return turn
 
     def _amend_spoken_turn(self, decision: BargeIn) -> None:
         """A reply interrupted after it was complete (and stored in full): keep only what the
         caller heard of it, in memory and in Redis."""
-        spoken, self._last_spoken = self._last_spoken, None
-        if spoken is None or spoken[0] != decision.response_id:
+        text = self.transcript.text_of(decision.item_id)
+        if text is None:
             return
-        turn = spoken[1]
-        text = heard_text(turn.text, decision.audio_end_ms, decision.generated_ms)
-        turns = list(self.turns)
-        for index in range(len(turns) - 1, -1, -1):
-            if turns[index] is turn:
-                turns[index : index + 1] = [Turn(turn.role, text, turn.at_ms)] if text else []
-                break
-        else:
-            return
-        self.turns = deque(turns, maxlen=TURNS_MAX)
-        for command in turns_rewrite_commands(self.ctx.keys, self.call_sid, turns):
-            self.ctx.writer.command(*command)
-        self.log.info("AI was cut off after %d ms; it said: %s", decision.audio_end_ms, text)
+        cut = heard_text(text, decision.audio_end_ms, decision.generated_ms)
+        self._store(self.transcript.amend(decision.item_id, cut))
+        self.log.info("AI was cut off after %d ms; it said: %s", decision.audio_end_ms, cut)
+
+    def _close_open_responses(self) -> None:
+        """Responses a replaced session left unfinished: keep what they said."""
+        for response in self.responses.values():
+            text = "".join(response.transcript).strip()
+            self._store(self.transcript.fill(response.item_id, "assistant", text, now_ms()))
+        self.responses.clear()
 
     def _response(self, response_id: str) -> _Response:
         response = self.responses.get(response_id)
@@ -1078,21 +1226,17 @@ class CallSession:
     async def _roll_over(self, forced: bool) -> bool:
         """Switch the call to a new session; False (and the call keeps the old one) if the
         new one cannot be opened."""
-        old = self._live_ws()
         age = time.monotonic() - self.session_started
-        async with self._ws_lock:
-            try:
-                async with asyncio.timeout(self.ctx.settings.realtime_connect_timeout_s):
-                    new, seeded = await self._open_session()
-            except Exception as exc:
-                self.log.warning(
-                    "could not open a new Realtime session for the rollover (%r); keeping the "
-                    "current one, retrying in %.0fs",
-                    exc,
-                    ROLLOVER_RETRY_S,
-                )
-                return False
-            self.ws = new
+        try:
+            old, seeded = await self._switch_session()
+        except Exception as exc:
+            self.log.warning(
+                "could not open a new Realtime session for the rollover (%r); keeping the "
+                "current one, retrying in %.0fs",
+                exc,
+                ROLLOVER_RETRY_S,
+            )
+            return False
         self.ctx.metrics.rollovers.inc()
         self.log.info(
             "rolled the call over to a new Realtime session after %.0f s (seeded %d turns)%s",
@@ -1103,19 +1247,9 @@ class CallSession:
         try:
             await asyncio.sleep(ROLLOVER_DRAIN_S)
         finally:
-            await old.close()
-            self._close_open_responses()
-            self.active_response = None
-            self._response_over.set()
+            await old.ws.close()
+            await self._session_switched()
         return True
-
-    def _close_open_responses(self) -> None:
-        """Responses the old session left unfinished (a forced rollover): keep what they said."""
-        for response in self.responses.values():
-            text = "".join(response.transcript).strip()
-            if text:
-                self._record_turn("assistant", text)
-        self.responses.clear()
 
     async def _cleanup(self) -> None:
         ctx, keys, sid = self.ctx, self.ctx.keys, self.call_sid
@@ -1123,8 +1257,8 @@ class CallSession:
         ctx.reader.unsubscribe(self.inbound_key)
         for task in self._tool_tasks:
             task.cancel()
-        if self.ws is not None:
-            await self.ws.close()
+        if self.holder.opened:
+            await self.holder.current.ws.close()
         reason = self.end_reason or "ended"
         record = keys.call(sid)
         if not self.lease_lost and await self._lease_taken_by_another():
@@ -1189,7 +1323,7 @@ class CallSession:
             CallField.DURATION_MS: max(0, now_ms() - self.started_ms),
         }
         # Counters nobody incremented still appear, as 0.
-        counters = [CallField.BARGE_INS, CallField.ERRORS]
+        counters = [CallField.BARGE_INS, CallField.ERRORS, CallField.RECONNECTS]
         counters += [CallField.tokens(d, m) for d, m, _ in rt.TokenUsage().items()]
         commands: list[tuple[object, ...]] = [("HINCRBY", record, f, 0) for f in counters]
         retention = self.ctx.settings.call_record_retention_s
@@ -1217,8 +1351,3 @@ class CallSession:
             return
         self.ctx.metrics.handoffs.inc()
         self.log.info("handed the call off: lease released, call back on the dispatch stream")
-
-
-def _close_text(exc: websockets.exceptions.ConnectionClosed) -> str:
-    close = exc.rcvd
-    return f"{close.code} {close.reason!r}" if close else "no close frame"

@@ -9,6 +9,8 @@ import httpx
 import redis.asyncio as aioredis
 
 from services.realtime_worker.metrics import WorkerMetrics
+from services.realtime_worker.realtime_client import open_realtime
+from services.realtime_worker.session_setup import Connector
 from services.realtime_worker.tools import Tool
 from shared.config import WorkerSettings
 from shared.keys import Keys
@@ -50,6 +52,7 @@ class WorkerContext:
     tools: tuple[Tool, ...] = ()  # from TOOLS_FILE
     http: httpx.AsyncClient | None = None  # for the tools; set whenever there are tools
     lease_clock: LeaseClock = field(default_factory=LeaseClock)
+    connect: Connector = open_realtime  # opens a Realtime WebSocket; tests pass a fake
 
     @property
     def worker_id(self) -> str:

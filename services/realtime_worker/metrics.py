@@ -19,6 +19,8 @@ class WorkerMetrics:
     audio_in_bytes: Counter
     audio_out_bytes: Counter
     realtime_errors: Counter
+    session_reconnects: Counter
+    rate_limit_remaining: Gauge
     malformed: Counter
     redis_up: Gauge
     rollovers: Counter
@@ -70,6 +72,20 @@ class WorkerMetrics:
                 "switchboard_worker_realtime_errors",
                 "Error events and failures of Realtime sessions, by code.",
                 ["code"],
+                registry=registry,
+            ),
+            session_reconnects=Counter(
+                "switchboard_worker_session_reconnects",
+                "Realtime sessions reopened (seeded with the conversation so far) after one "
+                "dropped mid-call, by why it dropped.",
+                ["reason"],
+                registry=registry,
+            ),
+            rate_limit_remaining=Gauge(
+                "switchboard_worker_realtime_rate_limit_remaining",
+                "The Realtime API's remaining requests or tokens, as its last rate_limits.updated "
+                "event on this worker said.",
+                ["limit"],
                 registry=registry,
             ),
             malformed=Counter(

@@ -26,10 +26,15 @@ __all__ = [
     "PCMU",
     "ErrorEvent",
     "FunctionCall",
+    "InputCommitted",
     "InputTranscript",
+    "InputTranscriptFailed",
     "OtherEvent",
     "OutputAudioDelta",
     "OutputAudioDone",
+    "OutputItemAdded",
+    "RateLimit",
+    "RateLimits",
     "ResponseCreated",
     "ResponseDone",
     "ServerEvent",
@@ -42,12 +47,14 @@ __all__ = [
     "TranscriptDone",
     "audio_append",
     "conversation_item_create",
-    "ends_session",
+    "function_call_item",
     "function_call_output_item",
+    "is_fatal",
     "metric_code",
     "parse_server_event",
     "response_cancel",
     "response_create",
+    "response_instructions",
     "session_update",
     "truncate",
     "user_text_item",
@@ -161,10 +168,21 @@ def response_cancel(event_id: str, response_id: str | None = None) -> str:
 
 
 def response_create(event_id: str, instructions: str | None = None) -> str:
+    """``response.create``; ``instructions`` *replace* the session's for this response only
+    (build them with ``response_instructions`` to keep the persona)."""
     event: dict[str, Any] = {"type": "response.create", "event_id": event_id}
     if instructions:
         event["response"] = {"instructions": instructions}
     return _dumps(event)
+
+
+def response_instructions(session_instructions: str, cue: str) -> str:
+    """Instructions for one response (a greeting, a goodbye): the session's own, then the cue.
+
+    ``response.instructions`` overrides the session's instructions instead of adding to them
+    (docs/protocols.md §3.4): a cue sent alone would be spoken without the persona.
+    """
+    return f"{session_instructions}\n\n{cue}" if session_instructions.strip() else cue
 
 
 def user_text_item(text: str) -> dict[str, Any]:
@@ -178,6 +196,12 @@ def assistant_text_item(text: str) -> dict[str, Any]:
         "role": "assistant",
         "content": [{"type": "output_text", "text": text}],
     }
+
+
+def function_call_item(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """A function call the model made in an earlier session, recreated in this one so that its
+    output has a call to answer (a session knows only its own ``call_id``s)."""
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
 
 
 def function_call_output_item(call_id: str, output: str) -> dict[str, Any]:
@@ -239,15 +263,55 @@ class TranscriptDelta:
 @dataclass(frozen=True, slots=True)
 class TranscriptDone:
     response_id: str
+    item_id: str
     transcript: str
 
 
 @dataclass(frozen=True, slots=True)
+class OutputItemAdded:
+    """A response added an item to the conversation (a reply, or a function call)."""
+
+    response_id: str
+    item_id: str
+    item_type: str  # "message" or "function_call"
+
+
+@dataclass(frozen=True, slots=True)
+class InputCommitted:
+    """The caller's audio became a user item, placed after ``previous_item_id``."""
+
+    item_id: str
+    previous_item_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class InputTranscript:
-    """The caller's words, when input transcription is on."""
+    """The caller's words, when input transcription is on. It completes asynchronously: it
+    may arrive after the reply to those words (docs/protocols.md §3.5)."""
 
     item_id: str
     transcript: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputTranscriptFailed:
+    item_id: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    name: str  # "requests" or "tokens"
+    limit: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """``rate_limits.updated``: sent as each response starts."""
+
+    limits: tuple[RateLimit, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,10 +366,12 @@ class FunctionCall:
 @dataclass(frozen=True, slots=True)
 class ResponseDone:
     response_id: str
-    status: str
+    status: str  # completed, cancelled, failed or incomplete
     reason: str | None
     usage: dict[str, Any] | None
     output: list[dict[str, Any]]
+    error_code: str | None = None  # a failed response's status_details.error
+    error_message: str | None = None
 
     @property
     def function_calls(self) -> list[FunctionCall]:
@@ -359,7 +425,11 @@ ServerEvent = (
     | OutputAudioDone
     | TranscriptDelta
     | TranscriptDone
+    | OutputItemAdded
+    | InputCommitted
     | InputTranscript
+    | InputTranscriptFailed
+    | RateLimits
     | SpeechStarted
     | ResponseCreated
     | ResponseDone
@@ -426,39 +496,73 @@ def _audio_delta(event: dict[str, Any]) -> OutputAudioDelta:
     return OutputAudioDelta(_str(event, "response_id"), _str(event, "item_id"), audio)
 
 
+def _optional_str(container: object, key: str) -> str | None:
+    value = container.get(key) if type(container) is dict else None
+    return value if type(value) is str else None
+
+
 def _response_done(event: dict[str, Any]) -> ResponseDone:
     response = _dict(event, "response")
     details = response.get("status_details")
-    reason = details.get("reason") if type(details) is dict else None
+    error = details.get("error") if type(details) is dict else None
     usage = response.get("usage")
     output = response.get("output")
     return ResponseDone(
         response_id=str(response.get("id", "")),
         status=str(response.get("status", "")),
-        reason=reason if type(reason) is str else None,
+        reason=_optional_str(details, "reason"),
         usage=usage if type(usage) is dict else None,
         output=[o for o in output if type(o) is dict] if type(output) is list else [],
+        error_code=_optional_str(error, "code") or _optional_str(error, "type"),
+        error_message=_optional_str(error, "message"),
     )
 
 
-#: Error codes after which the session cannot go on (auth, quota, model, shape, expiry).
+def _output_item_added(event: dict[str, Any]) -> OutputItemAdded:
+    item = _dict(event, "item")
+    return OutputItemAdded(_str(event, "response_id"), _str(item, "id"), _str(item, "type"))
+
+
+def _transcript_failed(event: dict[str, Any]) -> InputTranscriptFailed:
+    error = event.get("error")
+    return InputTranscriptFailed(
+        _str(event, "item_id"),
+        _optional_str(error, "code") or "transcription_failed",
+        _optional_str(error, "message") or "",
+    )
+
+
+def _rate_limits(event: dict[str, Any]) -> RateLimits:
+    raw = event.get("rate_limits")
+    limits = []
+    for entry in raw if type(raw) is list else []:
+        name, limit, remaining = (
+            entry.get(k) if type(entry) is dict else None for k in ("name", "limit", "remaining")
+        )
+        if type(name) is str and type(limit) is int and type(remaining) is int:
+            limits.append(RateLimit(name, limit, remaining))
+    return RateLimits(tuple(limits))
+
+
+#: Error codes no new session would cure: the key, the account, the model, the protocol shape or
+#: the audio format is wrong. The call ends (with FAILURE_MESSAGE) instead of reconnecting.
 FATAL_ERROR_CODES = frozenset(
     {
         "beta_api_shape_disabled",
         "insufficient_quota",
         "invalid_api_key",
         "model_not_found",
-        "session_expired",
         "unsupported_audio_format",
     }
 )
 _METRIC_CODE = re.compile(r"[a-z0-9_]{1,48}")
 
 
-def ends_session(error: ErrorEvent) -> bool:
-    """Whether ``error`` ends the model leg. Errors tied to one client event are recoverable
-    (protocols.md §3.6); session-wide ones, and server errors, are not."""
-    return error.code in FATAL_ERROR_CODES or error.error_type == "server_error"
+def is_fatal(code: str) -> bool:
+    """Whether an error ``code`` condemns every session of the call, not just one client event
+    or this one session (docs/protocols.md §3.6). ``server_error`` is not fatal: the server says
+    to retry, and the session usually goes on; when it closes, the call gets a new one."""
+    return code in FATAL_ERROR_CODES
 
 
 def metric_code(code: str) -> str:
@@ -487,11 +591,17 @@ _PARSERS: Final[dict[str, Callable[[dict[str, Any]], ServerEvent]]] = {
         _str(e, "response_id"), _str(e, "delta")
     ),
     "response.output_audio_transcript.done": lambda e: TranscriptDone(
-        _str(e, "response_id"), _str(e, "transcript")
+        _str(e, "response_id"), _str(e, "item_id"), _str(e, "transcript")
+    ),
+    "response.output_item.added": _output_item_added,
+    "input_audio_buffer.committed": lambda e: InputCommitted(
+        _str(e, "item_id"), _optional_str(e, "previous_item_id")
     ),
     "conversation.item.input_audio_transcription.completed": lambda e: InputTranscript(
         _str(e, "item_id"), _str(e, "transcript")
     ),
+    "conversation.item.input_audio_transcription.failed": _transcript_failed,
+    "rate_limits.updated": _rate_limits,
     "input_audio_buffer.speech_started": lambda e: SpeechStarted(
         _int(e, "audio_start_ms"), _str(e, "item_id")
     ),

@@ -9,6 +9,12 @@ The file is a JSON list (or ``{"tools": [...]}``) of objects::
 When the model calls one, the worker POSTs ``{"call_sid": ..., "arguments": {...}}`` to its
 ``url`` and gives the model the response body as the function's output. Pure: no I/O but
 reading the file.
+
+Each definition is checked against the limits the Realtime API applies to function tools
+(docs/protocols.md §3.4): a name of 1 to 64 letters, digits, ``_`` or ``-``; a description of
+at most 1024 characters; ``parameters`` a valid JSON Schema whose type is ``object``. A file
+that breaks one stops the worker at start-up instead of failing every call at
+``session.update``.
 """
 
 from __future__ import annotations
@@ -20,8 +26,12 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import jsonschema
+from jsonschema.exceptions import SchemaError
+
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "MAX_DESCRIPTION_CHARS",
     "MAX_OUTPUT_CHARS",
     "MAX_TIMEOUT_S",
     "Tool",
@@ -35,6 +45,7 @@ __all__ = [
 DEFAULT_TIMEOUT_S: Final = 5.0
 MAX_TIMEOUT_S: Final = 30.0
 MAX_OUTPUT_CHARS: Final = 4000
+MAX_DESCRIPTION_CHARS: Final = 1024
 RESERVED: Final = frozenset({"end_call"})
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _FIELDS: Final = frozenset({"name", "description", "parameters", "url", "timeout_s"})
@@ -124,14 +135,12 @@ def _check(entry: dict[str, Any], where: str, seen: set[str]) -> list[str]:
     description = entry.get("description")
     if not isinstance(description, str) or not description.strip():
         problems.append(f"{where}: field 'description' must be a non-empty string")
-    parameters = entry.get("parameters")
-    if not isinstance(parameters, dict) or parameters.get("type") != "object":
+    elif len(description) > MAX_DESCRIPTION_CHARS:
         problems.append(
-            f"{where}: field 'parameters' must be a JSON schema object "
-            '({"type": "object", "properties": {...}})'
+            f"{where}: field 'description' has {len(description)} characters; the Realtime API "
+            f"takes at most {MAX_DESCRIPTION_CHARS}"
         )
-    elif "properties" in parameters and not isinstance(parameters["properties"], dict):
-        problems.append(f"{where}: field 'parameters': 'properties' must be an object")
+    problems += _check_parameters(entry.get("parameters"), where)
     url = entry.get("url")
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
@@ -146,6 +155,20 @@ def _check(entry: dict[str, Any], where: str, seen: set[str]) -> list[str]:
             f"{where}: field 'timeout_s' must be a number above 0 and at most {MAX_TIMEOUT_S:g}"
         )
     return problems
+
+
+def _check_parameters(parameters: object, where: str) -> list[str]:
+    if not isinstance(parameters, dict) or parameters.get("type") != "object":
+        return [
+            f"{where}: field 'parameters' must be a JSON schema object "
+            '({"type": "object", "properties": {...}})'
+        ]
+    try:
+        jsonschema.Draft202012Validator.check_schema(parameters)
+    except SchemaError as exc:
+        at = "/".join(str(part) for part in exc.absolute_path) or "(top)"
+        return [f"{where}: field 'parameters' is not a valid JSON Schema at {at}: {exc.message}"]
+    return []
 
 
 def session_tools(

@@ -31,6 +31,8 @@ from prometheus_client import CollectorRegistry
 from services.realtime_worker.call_session import CallSession
 from services.realtime_worker.context import LeaseClock, WorkerContext
 from services.realtime_worker.metrics import WorkerMetrics
+from services.realtime_worker.realtime_client import open_realtime
+from services.realtime_worker.session_setup import Connector
 from services.realtime_worker.tools import load_tools
 from shared.backoff import Backoff
 from shared.config import WorkerSettings
@@ -67,7 +69,10 @@ class Worker:
         settings: WorkerSettings,
         client: aioredis.Redis | None = None,
         registry: CollectorRegistry | None = None,
+        realtime_connect: Connector = open_realtime,
     ) -> None:
+        """``client``: a Redis client for everything (tests: fakeredis), instead of the process's
+        own connections; ``realtime_connect`` opens each Realtime WebSocket."""
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self._own_clients = client is None
@@ -106,6 +111,7 @@ class Worker:
             lease_clock=LeaseClock(settings.lease_ttl_ms / 1000),
             tools=tools,
             http=self._http,
+            connect=realtime_connect,
         )
         self.sessions: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}

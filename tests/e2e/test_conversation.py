@@ -213,7 +213,12 @@ class ToolServer:
 
 
 def tools_stack(
-    make_stack: StackFactory, tmp_path: Path, server: ToolServer, path: str, timeout_s: float
+    make_stack: StackFactory,
+    tmp_path: Path,
+    server: ToolServer,
+    path: str,
+    timeout_s: float,
+    sim_args: list[str] | None = None,
 ) -> Stack:
     tools = [
         {
@@ -243,6 +248,7 @@ def tools_stack(
             "lookup_order",
             "--tool-arguments",
             '{"order": "42"}',
+            *(sim_args or []),
         ],
     )
 
@@ -311,6 +317,31 @@ async def test_a_key_press_reaches_the_model_and_prompts_a_reply(
     assert session["invalid_events"] == [] and session["errors"] == []
     (reply,) = item_audio(session).values()
     assert report.heard_audio.endswith(padded(reply))
+
+
+async def test_a_key_press_during_a_reply_waits_for_its_cancel_before_asking_again(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    # At real-time pace the reply is still being generated when the key is pressed: the real
+    # server ends a cancelled response a little later, and refuses a response.create before
+    # that (conversation_already_has_active_response), as the simulator does.
+    reply_file = tmp_path / "reply.ulaw"
+    reply_file.write_bytes(REPLY_AUDIO)
+    stack = make_stack(workers=1, sim_args=["--reply-audio", str(reply_file), "--speed", "1"])
+    speech_s = len(CALLER_AUDIO) / 8000
+    report = await place_call(
+        call_config(stack, CALLER_AUDIO, hold_s=6.0, dtmf=[(speech_s + 1.5, "7")])
+    )
+
+    assert report.problems() == []
+    session = sim_session(stack)
+    assert session["user_texts"] == ["The caller pressed 7 on the keypad."]
+    assert session["client_events"]["response.cancel"] == 1
+    assert session["client_events"]["response.create"] == 1
+    assert session["invalid_events"] == [] and session["errors"] == []
+    first, second = item_audio(session).values()  # the cut reply, then the key's reply
+    assert len(first) < len(REPLY_AUDIO)  # cancelled while it was being generated
+    assert report.heard_audio.endswith(padded(second))
 
 
 async def test_duration_cap_ends_the_call_after_the_goodbye_is_heard_usage_on_the_record(

@@ -30,6 +30,7 @@ from tests.e2e.test_bad_input import (
     ws_url,
 )
 from tests.e2e.test_calls import CALLER_AUDIO, sim_sessions
+from tests.e2e.test_restarts import segments_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -208,9 +209,9 @@ async def test_no_secret_appears_in_logs_metrics_or_responses(tmp_path: Path) ->
     assert re.search(r"OPENAI_API_KEY=\S", stack.workers[0].log())
 
 
-async def test_a_hostile_realtime_server_ends_only_its_own_call(make_stack: StackFactory) -> None:
+async def test_a_hostile_realtime_session_harms_no_call(make_stack: StackFactory) -> None:
     # Every 2nd session sends garbage, an unknown event, a recoverable error and a 200 kB delta,
-    # then drops the socket mid-response. The first call's session is well-behaved.
+    # then drops the socket mid-response (close 1011). The first call's session is well-behaved.
     stack = make_stack(workers=1, sim_mode="echo", sim_args=["--hostile-every", "2"])
     healthy = healthy_call(stack, 6, seed=31)
     await asyncio.sleep(1.0)  # the healthy call holds session 1
@@ -219,12 +220,13 @@ async def test_a_hostile_realtime_server_ends_only_its_own_call(make_stack: Stac
     report = await healthy
 
     assert_bit_exact(report)
-    # The hostile call: what came back before the failure is the caller's audio, unaltered
-    # (the huge delta was dropped), then the worker ended the call and the edge hung up.
-    assert hostile.received_audio == hostile.sent_audio[: len(hostile.received_audio)]
-    assert 0 < len(hostile.received_audio) < len(hostile_audio)
-    assert hostile.closed_by == "edge"
-    assert any("<Hangup/>" in doc for doc in hostile.twiml[1:]), hostile.twiml
+    # The hostile call: what came back is the caller's audio, unaltered (the huge delta was
+    # dropped); the dropped session was replaced by a well-behaved one, whose echo carried the
+    # call to its end. At most what was in flight when the socket dropped is missing.
+    assert hostile.problems() == []
+    assert hostile.closed_by == "caller"
+    runs = segments_of(hostile.received_audio, hostile.sent_audio)
+    assert runs[0][0] == 0 and runs[-1][1] >= len(hostile_audio)
 
     worker = stack.workers[0]
     metrics = scrape(f"http://127.0.0.1:{worker.port}")
@@ -233,9 +235,11 @@ async def test_a_hostile_realtime_server_ends_only_its_own_call(make_stack: Stac
     assert metric_value(metrics, malformed, kind="delta_too_large") == 1
     errors = "switchboard_worker_realtime_errors_total"
     assert metric_value(metrics, errors, code="invalid_value") == 1
+    reconnects = "switchboard_worker_session_reconnects_total"
+    assert metric_value(metrics, reconnects, reason="internal_error") == 1
     log = worker.log()
     assert f"call={hostile.call_sid} the Realtime server refused event ? (invalid_value)" in log
     assert "MAX_AUDIO_DELTA_BYTES" in log
     assert worker.alive()
-    sessions = [s for s in sim_sessions(stack) if s["hostile"]]
-    assert len(sessions) == 1
+    sessions = sim_sessions(stack)
+    assert [s["hostile"] for s in sessions].count(True) == 1

@@ -1,4 +1,4 @@
-"""A strict checker for client events against openai-python's GA types (protocols.md §6.3)."""
+"""A strict checker for client events against openai-python's GA types (docs/protocols.md §6.3)."""
 
 from __future__ import annotations
 

@@ -79,7 +79,14 @@ class FakeRealtime:
         self.close_reason = ""
         self._frames: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
         self.confirm_format = confirm_format
+        self.dropped: ConnectionClosedError | None = None
         self.push(_session_event("session.created", PCM24))
+
+    def drop(self, code: int | None = 1011, reason: str = "internal error") -> None:
+        """The server side goes away: with a close frame ``code``, or none (``None``: the TCP
+        connection broke). Receiving raises from now on, and so does sending."""
+        self.dropped = ConnectionClosedError(None if code is None else Close(code, reason), None)
+        self.push(self.dropped)
 
     def push(self, frame: str | BaseException | None) -> None:
         """Queue a server frame; None closes normally, an exception is raised on receive."""
@@ -95,6 +102,8 @@ class FakeRealtime:
         return frame
 
     async def send(self, text: str) -> None:
+        if self.dropped is not None:
+            raise self.dropped
         self.raw_sent.append(text)
         event = json.loads(text)
         self.sent.append(event)
@@ -135,6 +144,7 @@ class Harness:
         self.writer = BatchWriter(redis)
         self.reader = FanInReader(redis, self.writer, self.keys.wake(WORKER), block_ms=20)
         self.registry = CollectorRegistry()
+        self.opener: FakeRealtime | Callable[[], Any] | None = None
         self.ctx = WorkerContext(
             settings=settings,
             keys=self.keys,
@@ -142,7 +152,13 @@ class Harness:
             writer=self.writer,
             reader=self.reader,
             metrics=WorkerMetrics.create(self.registry),
+            connect=self._connect,
         )
+
+    async def _connect(self, settings: WorkerSettings) -> Any:
+        opener = self.opener
+        assert opener is not None, "the test did not say what the Realtime socket is (_use)"
+        return opener if isinstance(opener, FakeRealtime) else await opener()
 
     async def send_inbound(self, *messages: Message) -> list[bytes]:
         return [
@@ -184,20 +200,16 @@ async def harness() -> AsyncIterator[Harness]:
     await redis.aclose()
 
 
-def _use(monkeypatch: pytest.MonkeyPatch, ws: FakeRealtime | Callable[[], Any]) -> None:
-    async def open_realtime(settings: WorkerSettings) -> Any:
-        if isinstance(ws, FakeRealtime):
-            return ws
-        return await ws()
-
-    monkeypatch.setattr(call_session_module, "open_realtime", open_realtime)
+def _use(harness: Harness, ws: FakeRealtime | Callable[[], Any]) -> None:
+    """Sessions of ``harness.ctx`` open ``ws``, or what calling it returns (each time)."""
+    harness.opener = ws
 
 
 async def test_call_relays_both_ways_and_ends_on_caller_stop(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     caller_audio = [bytes([i]) * 160 for i in (0x10, 0x90, 0xFF)]
     await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", 0.0),
@@ -235,7 +247,10 @@ async def test_call_relays_both_ways_and_ends_on_caller_stop(
     ws.push_event(type="response.output_audio.done", response_id="resp_1", item_id="item_1")
     ws.push_event(type="response.output_audio_transcript.delta", response_id="resp_1", delta="Hi ")
     ws.push_event(
-        type="response.output_audio_transcript.done", response_id="resp_1", transcript="Hi there!"
+        type="response.output_audio_transcript.done",
+        response_id="resp_1",
+        item_id="item_1",
+        transcript="Hi there!",
     )
     ws.push_event(type="response.done", response={"id": "resp_1", "status": "completed"})
     await eventually(lambda: session.bytes_from_model == 256)
@@ -279,7 +294,7 @@ async def test_server_confirming_pcm_ends_the_call_before_any_audio(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime(confirm_format=PCM24)
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     await harness.send_inbound(InboundAudio(b"\xff" * 160, 0, 0.0))
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
@@ -306,7 +321,7 @@ async def test_error_event_during_setup_ends_the_call_with_its_code(
         type="error",
         error={"type": "invalid_request_error", "code": "beta_api_shape_disabled", "message": "x"},
     )
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
     assert session.end_reason == "beta_api_shape_disabled"
@@ -320,7 +335,7 @@ async def test_session_updated_before_created_is_refused(
     ws = FakeRealtime()
     ws._frames = asyncio.Queue()
     ws.push(_session_event("session.updated", PCMU))
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
     assert session.end_reason == "protocol"
@@ -330,7 +345,7 @@ async def test_session_updated_before_created_is_refused(
 async def test_silent_server_times_out(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = FakeRealtime()
     ws._frames = asyncio.Queue()  # never says session.created
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     harness.ctx = dataclasses.replace(
         harness.ctx, settings=_settings(realtime_connect_timeout_s=0.1)
     )
@@ -344,51 +359,57 @@ async def test_unreachable_server(harness: Harness, monkeypatch: pytest.MonkeyPa
     async def refuse() -> Any:
         raise ConnectionRefusedError("connection refused")
 
-    _use(monkeypatch, refuse)
+    _use(harness, refuse)
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
     assert session.end_reason == "realtime_unreachable"
     assert "connection refused" in (await harness.record())[CallField.ERROR]
 
 
-async def test_server_closing_mid_call_hangs_up(
+async def test_a_dropped_session_with_no_reconnects_allowed_ends_the_call(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    harness.ctx = dataclasses.replace(harness.ctx, settings=_settings(realtime_reconnects=0))
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
     await eventually(lambda: session.stream_seen)
-    ws.push(ConnectionClosedError(Close(1001, "maximum duration"), None))
+    ws.drop(1001, "going away")
     await asyncio.wait_for(task, 2.0)
-    assert session.end_reason == "realtime_closed"
+    assert session.end_reason == "realtime_reconnects_exhausted"
     record = await harness.record()
-    assert "1001" in record[CallField.ERROR]
-    assert await harness.outbound() == [Hangup("realtime_closed")]
+    assert "close 1001" in record[CallField.ERROR]
+    assert "REALTIME_RECONNECTS=0" in record[CallField.ERROR]
+    # The edge closes the stream cleanly, and the resume route plays FAILURE_MESSAGE.
+    assert await harness.outbound() == [Hangup("realtime_reconnects_exhausted")]
     # The stream did arrive: the edge still reads the Hangup, so no short TTL is set here.
     assert await harness.redis.ttl(harness.keys.outbound(SID)) == -1
 
 
-async def test_error_event_mid_call_ends_the_call(
+async def test_a_fatal_error_event_mid_call_ends_the_call(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
     await eventually(lambda: len(ws.sent) == 1)
-    ws.push_event(type="error", error={"code": "session_expired", "message": "expired"})
+    ws.push_event(
+        type="error",
+        error={"type": "insufficient_quota", "code": "insufficient_quota", "message": "No quota"},
+    )
     await asyncio.wait_for(task, 2.0)
-    assert session.end_reason == "session_expired"
-    assert (await harness.record())[CallField.ERROR].endswith("expired")
+    assert session.end_reason == "insufficient_quota"
+    assert (await harness.record())[CallField.ERROR].endswith("No quota")
 
 
 async def test_lease_lost_leaves_the_call_to_the_new_owner(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -410,7 +431,7 @@ async def test_resumes_reading_after_the_saved_cursor(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     ids = await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", 0.0),
         InboundAudio(b"\x01" * 160, 0, 0.0),
@@ -432,7 +453,7 @@ async def test_stream_that_never_arrives_ends_the_call(
 ) -> None:
     monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     harness.ctx = dataclasses.replace(harness.ctx, settings=_settings(stream_start_timeout_s=0.1))
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
@@ -462,7 +483,7 @@ async def test_oversized_audio_delta_is_dropped_and_counted_the_call_goes_on(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     small = dataclasses.replace(harness.ctx.settings, max_audio_delta_bytes=1024)
     monkeypatch.setattr(harness, "ctx", dataclasses.replace(harness.ctx, settings=small))
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
@@ -487,7 +508,7 @@ async def test_relay_latency_edge_to_worker_is_observed_per_audio_frame_sent(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     name = "switchboard_relay_latency_seconds"
     await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", 0.0),

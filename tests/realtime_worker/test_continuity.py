@@ -17,7 +17,7 @@ from services.realtime_worker import call_session as call_session_module
 from services.realtime_worker.call_session import CallSession
 from shared.keys import CALL_KEY_TTL_S, TURNS_MAX, CallField, CallState
 from shared.messages import Hangup, InboundAudio, MarkPlayed, StreamStarted
-from shared.records import Turn, load_turns, turn_commands
+from shared.records import Turn, load_turns, now_ms, turn_commands
 from tests.realtime_worker.strict_events import check_client_event
 from tests.realtime_worker.test_call_session import (
     SID,
@@ -65,7 +65,7 @@ async def test_turns_are_stored_per_call_bounded_and_expiring(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -102,7 +102,7 @@ async def test_turns_are_stored_per_call_bounded_and_expiring(
     assert key in harness.keys.call_keys(SID)
 
     for i in range(TURNS_MAX + 5):
-        session._record_turn("user", f"turn {i}")
+        session._store(session.transcript.fill(None, "user", f"turn {i}", now_ms()))
     await harness.writer.flush()
     assert await harness.redis.llen(key) == TURNS_MAX
     assert (await load_turns(harness.redis, harness.keys, SID))[-1].text == f"turn {TURNS_MAX + 4}"
@@ -119,7 +119,7 @@ async def test_takeover_seeds_turns_and_skips_stale_backlog(
     monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
     _configure(harness, takeover_backlog_ms=3000, stream_start_timeout_s=0.1)
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     for turn in (
         Turn("user", "Hello, I need a taxi.", 1),
         Turn("assistant", "Sure, where to?", 2),
@@ -175,7 +175,7 @@ async def test_takeover_with_nothing_unread_and_no_turns(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     (last_id,) = await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     caplog.set_level(logging.INFO, logger="switchboard.worker.call")
     session = CallSession(harness.ctx, SID, last_id.decode(), takeover=True)
@@ -195,7 +195,7 @@ async def test_edge_silence_ends_the_call_after_the_grace(
     monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
     _configure(harness, edge_grace_s=0.2)
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", time.time()), InboundAudio(_frame(0), 0, time.time())
     )
@@ -221,7 +221,7 @@ async def test_new_stream_within_the_grace_keeps_the_call_and_its_session(
         opened.append(FakeRealtime())
         return opened[-1]
 
-    _use(monkeypatch, open_ws)
+    _use(harness, open_ws)
     await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", time.time()), InboundAudio(_frame(0), 0, time.time())
     )
@@ -247,7 +247,7 @@ async def test_redis_outage_is_not_edge_silence(
     monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
     _configure(harness, edge_grace_s=0.1)
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -281,7 +281,7 @@ async def test_rollover_at_a_pause_loses_and_duplicates_no_caller_audio(
         opened.append(sockets[len(opened)])
         return opened[-1]
 
-    _use(monkeypatch, open_ws)
+    _use(harness, open_ws)
     caplog.set_level(logging.INFO, logger="switchboard.worker.call")
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     session = CallSession(harness.ctx, SID, "0-0")
@@ -306,7 +306,10 @@ async def test_rollover_at_a_pause_loses_and_duplicates_no_caller_audio(
     await asyncio.sleep(0.4)  # past SESSION_MAX, but a response is in progress: no rollover
     assert opened == [first]
     first.push_event(
-        type="response.output_audio_transcript.done", response_id="resp_1", transcript="Hello!"
+        type="response.output_audio_transcript.done",
+        response_id="resp_1",
+        item_id="item_1",
+        transcript="Hello!",
     )
     first.push_event(type="response.done", response={"id": "resp_1", "status": "completed"})
     await eventually(lambda: len(opened) == 2)  # the pause: a new session opens
@@ -361,7 +364,7 @@ async def test_rollover_that_cannot_open_a_session_keeps_the_old_one(
             return first
         raise ConnectionRefusedError("refused")
 
-    _use(monkeypatch, open_ws)
+    _use(harness, open_ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())

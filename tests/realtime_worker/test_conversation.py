@@ -96,7 +96,7 @@ async def running_call(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Asy
     """A session on a scripted Realtime socket whose stream has started; stopped afterwards."""
     monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     running = Call(harness, ws, CallSession(harness.ctx, SID, "0-0"))
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
     running.task = asyncio.create_task(running.session.run())
@@ -246,7 +246,7 @@ async def test_too_little_heard_is_no_barge_in(call: Call) -> None:
 async def test_barge_in_off(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     _configure(harness, monkeypatch, barge_in=False)
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -282,26 +282,48 @@ async def test_dtmf_reaches_the_model_and_prompts_a_response(call: Call) -> None
     assert len(call.sent("conversation.item.create")) == 1
 
 
-async def test_dtmf_during_a_reply_interrupts_it(call: Call) -> None:
+async def test_dtmf_during_a_reply_cancels_it_and_waits_for_its_end(call: Call) -> None:
     call.reply("resp_1", "item_1", 8000)
     await eventually(lambda: call.session.bytes_from_model == 8000)
     call.clock.now = 100.1  # a key press needs no minimum heard time
     await call.harness.send_inbound(DtmfPressed("9"))
+    await eventually(lambda: len(call.sent("response.cancel")) == 1)  # at once: no VAD cancels
+    # The server ends a cancelled response a little later; until its response.done it is
+    # active, and a response.create would be refused (conversation_already_has_active_response).
+    # Late audio of the reply, handled after the cancel, shows the worker is still waiting.
+    call.audio("resp_1", "item_1", 160)
+    await eventually(
+        lambda: call.harness.metric("switchboard_worker_late_audio_dropped_bytes_total") == 160
+    )
+    assert call.sent("response.create") == [] and call.sent("conversation.item.create") == []
+    call.done("resp_1", "cancelled", status_details={"type": "cancelled"})
     await eventually(lambda: len(call.sent("response.create")) == 1)
     kinds = [e["type"] for e in call.ws.sent[1:]]
     assert kinds == [
         "conversation.item.truncate",
-        "response.cancel",  # at once: no VAD cancels a key press
+        "response.cancel",
         "conversation.item.create",
         "response.create",
     ]
     assert call.sent("conversation.item.truncate")[0]["audio_end_ms"] == 100
 
 
+async def test_dtmf_while_a_reply_is_generated_but_unheard_cancels_it_first(call: Call) -> None:
+    call.ws.push_event(type="response.created", response={"id": "resp_1"})
+    await eventually(lambda: call.session.active_response == "resp_1")
+    await call.harness.send_inbound(DtmfPressed("1"))
+    await eventually(lambda: len(call.sent("response.cancel")) == 1)
+    assert call.sent("response.cancel")[0]["response_id"] == "resp_1"
+    call.done("resp_1", "cancelled", status_details={"type": "cancelled"})
+    await eventually(lambda: len(call.sent("response.create")) == 1)
+    kinds = [e["type"] for e in call.ws.sent[1:]]
+    assert kinds == ["response.cancel", "conversation.item.create", "response.create"]
+
+
 async def test_dtmf_off(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     _configure(harness, monkeypatch, dtmf=False)
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0), DtmfPressed("4"))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -317,21 +339,23 @@ async def test_greeting_is_asked_for_right_after_the_session(
 ) -> None:
     _configure(harness, monkeypatch, greeting="Greet the caller warmly.")
     ws = FakeRealtime()
-    _use(monkeypatch, ws)
+    _use(harness, ws)
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
     await eventually(lambda: len(ws.sent) == 2)
+    # The override replaces the session's instructions for the greeting: they ride along.
+    persona = harness.ctx.settings.instructions
     assert ws.sent[1] == {
         "type": "response.create",
         "event_id": ws.sent[1]["event_id"],
-        "response": {"instructions": "Greet the caller warmly."},
+        "response": {"instructions": f"{persona}\n\nGreet the caller warmly."},
     }
     check_client_event(ws.sent[1])
     session.stop("test over")
     await asyncio.wait_for(task, 3.0)
     # A taken-over call has been greeted already.
     ws2 = FakeRealtime()
-    _use(monkeypatch, ws2)
+    _use(harness, ws2)
     again = CallSession(harness.ctx, SID, "0-0", takeover=True)
     task = asyncio.create_task(again.run())
     await eventually(lambda: len(ws2.sent) == 1)
@@ -495,7 +519,10 @@ async def test_turns_are_kept_with_the_record(call: Call) -> None:
     h = call.harness
     call.reply("resp_1", "item_1", 800, done=True)
     call.ws.push_event(
-        type="response.output_audio_transcript.done", response_id="resp_1", transcript="Hello!"
+        type="response.output_audio_transcript.done",
+        response_id="resp_1",
+        item_id="item_1",
+        transcript="Hello!",
     )
     call.done("resp_1")
     await eventually(lambda: call.session.turns)
@@ -515,6 +542,7 @@ async def test_a_complete_reply_cut_short_while_playing_is_remembered_as_heard(
     call.ws.push_event(
         type="response.output_audio_transcript.done",
         response_id="resp_1",
+        item_id="item_1",
         transcript="one two three four",
     )
     call.done("resp_1")  # generated in full, long before it has played

@@ -1,4 +1,4 @@
-"""Realtime GA client events and server-event parsing (protocols.md §3)."""
+"""Realtime GA client events and server-event parsing (docs/protocols.md §3)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ OPTIONS = rt.SessionOptions(
 )
 
 
-# --- the strict checker itself must catch what protocols.md §6.2 warns about ----------------
+# --- the strict checker itself must catch what docs/protocols.md §6.2 warns about ----------------
 
 
 def test_checker_rejects_invented_fields_and_beta_shape() -> None:
@@ -179,6 +179,26 @@ def test_response_create() -> None:
     }
     check_client_event(event)
     check_client_event(json.loads(rt.response_create("r1")))
+
+
+def test_response_instructions_keep_the_persona() -> None:
+    persona = "You are the support line of Acme. Be brief."
+    combined = rt.response_instructions(persona, "Greet the caller.")
+    assert combined.startswith(persona) and combined.endswith("Greet the caller.")
+    assert rt.response_instructions("  ", "Greet the caller.") == "Greet the caller."
+    check_client_event(json.loads(rt.response_create("r3", combined)))
+
+
+def test_function_call_item_recreates_a_call_for_a_new_session() -> None:
+    item = rt.function_call_item("call_1", "lookup_order", '{"order": "7"}')
+    event = json.loads(rt.conversation_item_create("t1", item))
+    assert event["item"] == {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "lookup_order",
+        "arguments": '{"order": "7"}',
+    }
+    check_client_event(event)
 
 
 def test_conversation_item_create_user_text() -> None:
@@ -367,9 +387,54 @@ def test_audio_delta_bad_base64(delta: str) -> None:
             {
                 "type": "response.output_audio_transcript.done",
                 "response_id": "r",
+                "item_id": "item_a",
                 "transcript": "Hello!",
             },
-            rt.TranscriptDone("r", "Hello!"),
+            rt.TranscriptDone("r", "item_a", "Hello!"),
+        ),
+        (
+            {
+                "type": "response.output_item.added",
+                "response_id": "r",
+                "output_index": 0,
+                "item": {"id": "item_a", "type": "message", "role": "assistant"},
+            },
+            rt.OutputItemAdded("r", "item_a", "message"),
+        ),
+        (
+            {"type": "input_audio_buffer.committed", "item_id": "u2", "previous_item_id": "a1"},
+            rt.InputCommitted("u2", "a1"),
+        ),
+        (
+            {"type": "input_audio_buffer.committed", "item_id": "u1", "previous_item_id": None},
+            rt.InputCommitted("u1", None),
+        ),
+        (
+            {
+                "type": "conversation.item.input_audio_transcription.failed",
+                "item_id": "u1",
+                "content_index": 0,
+                "error": {"type": "server_error", "code": "audio_unintelligible", "message": "?"},
+            },
+            rt.InputTranscriptFailed("u1", "audio_unintelligible", "?"),
+        ),
+        (
+            {"type": "conversation.item.input_audio_transcription.failed", "item_id": "u1"},
+            rt.InputTranscriptFailed("u1", "transcription_failed", ""),
+        ),
+        (
+            {
+                "type": "rate_limits.updated",
+                "rate_limits": [
+                    {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 0.1},
+                    {"name": "tokens", "limit": 50000, "remaining": 49000, "reset_seconds": 1},
+                    {"name": "tokens", "limit": "lots"},
+                    "junk",
+                ],
+            },
+            rt.RateLimits(
+                (rt.RateLimit("requests", 1000, 999), rt.RateLimit("tokens", 50000, 49000))
+            ),
         ),
         (
             {
@@ -414,6 +479,20 @@ def test_audio_delta_bad_base64(delta: str) -> None:
         (
             {
                 "type": "response.done",
+                "response": {
+                    "id": "r",
+                    "status": "failed",
+                    "status_details": {
+                        "type": "failed",
+                        "error": {"type": "server_error", "code": None, "message": "Sorry"},
+                    },
+                },
+            },
+            rt.ResponseDone("r", "failed", None, None, [], "server_error", "Sorry"),
+        ),
+        (
+            {
+                "type": "response.done",
                 "response": {"status_details": "x", "usage": [], "output": {}},
             },
             rt.ResponseDone("", "", None, None, []),
@@ -442,7 +521,7 @@ def test_audio_delta_bad_base64(delta: str) -> None:
             {"type": "error", "error": {"code": None, "message": 5, "event_id": 3}},
             rt.ErrorEvent("unknown", "5", "", None),
         ),
-        ({"type": "rate_limits.updated", "rate_limits": []}, rt.OtherEvent("rate_limits.updated")),
+        ({"type": "rate_limits.updated", "rate_limits": 5}, rt.RateLimits(())),
         ({"type": "conversation.item.added"}, rt.OtherEvent("conversation.item.added")),
         ({"type": "response.audio.delta", "delta": 5}, rt.OtherEvent("response.audio.delta")),
         ({"type": "brand.new.event", "x": [1, 2]}, rt.OtherEvent("brand.new.event")),
@@ -485,6 +564,15 @@ def test_server_events(event: dict[str, Any], expected: rt.ServerEvent) -> None:
         ('{"type": "response.output_audio.done", "response_id": "r"}', "bad_field"),
         ('{"type": "response.output_audio_transcript.delta", "response_id": "r"}', "bad_field"),
         ('{"type": "response.output_audio_transcript.done", "response_id": "r"}', "bad_field"),
+        (
+            '{"type": "response.output_audio_transcript.done", "response_id": "r", '
+            '"transcript": "Hi"}',
+            "bad_field",
+        ),
+        ('{"type": "response.output_item.added", "response_id": "r"}', "bad_field"),
+        ('{"type": "response.output_item.added", "response_id": "r", "item": {}}', "bad_field"),
+        ('{"type": "input_audio_buffer.committed"}', "bad_field"),
+        ('{"type": "conversation.item.input_audio_transcription.failed"}', "bad_field"),
         (
             '{"type": "conversation.item.input_audio_transcription.completed", "item_id": "i"}',
             "bad_field",
@@ -540,11 +628,18 @@ _KNOWN_TYPES = [
     "response.output_audio_transcript.done",
     "conversation.item.input_audio_transcription.completed",
     "input_audio_buffer.speech_started",
+    "input_audio_buffer.committed",
+    "response.output_item.added",
+    "conversation.item.input_audio_transcription.failed",
+    "rate_limits.updated",
     "response.created",
     "response.done",
     "error",
 ]
 _FIELDS = [
+    "item",
+    "rate_limits",
+    "previous_item_id",
     "session",
     "response",
     "error",

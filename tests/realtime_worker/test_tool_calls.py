@@ -20,8 +20,9 @@ from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.tools import Tool
 from shared.messages import CallStopped
 from tests.realtime_worker.strict_events import check_client_event
-from tests.realtime_worker.test_call_session import SID, Harness
+from tests.realtime_worker.test_call_session import SID, FakeRealtime, Harness
 from tests.realtime_worker.test_conversation import Call, running_call
+from tests.realtime_worker.test_reconnect import Opener, start_session
 from tests.shared.waiting import eventually
 
 pytestmark = pytest.mark.anyio
@@ -213,3 +214,44 @@ async def test_a_pending_tool_call_is_cancelled_when_the_call_ends(
     await _hang_up(call)
     await asyncio.wait_for(cancelled.wait(), 2.0)
     assert call.sent("conversation.item.create") == []
+
+
+async def test_an_answer_after_a_reconnect_recreates_the_call_in_the_new_session(
+    harness: Harness, endpoint: Endpoint
+) -> None:
+    # The real server refuses an output for a call_id its conversation lacks
+    # (invalid_tool_call_id): a session that replaced the one the model called from has none.
+    release = asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200, text="order 42: shipped")
+
+    endpoint.respond = slow
+    client = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
+    harness.ctx = dataclasses.replace(harness.ctx, tools=(TOOL,), http=client)
+    first, second = FakeRealtime(), FakeRealtime()
+    session, task = await start_session(harness, Opener(first, second))
+    first.push_event(type="response.created", response={"id": "resp_1"})
+    first.push_event(
+        type="response.done",
+        response={"id": "resp_1", "status": "completed", "output": [_tool_call("call_1")]},
+    )
+    await eventually(lambda: endpoint.requests != [])  # the tool is running
+    first.drop(1011, "internal error")
+    await eventually(lambda: session.holder.current.ws is second)
+    release.set()
+    await eventually(lambda: any(e["type"] == "response.create" for e in second.sent))
+    created = [e["item"] for e in second.sent if e["type"] == "conversation.item.create"]
+    assert created == [
+        rt.function_call_item("call_1", TOOL.name, '{"order": "42"}'),
+        rt.function_call_output_item("call_1", "order 42: shipped"),
+    ]
+    kinds = [e["type"] for e in second.sent]
+    assert kinds.index("conversation.item.create") < kinds.index("response.create")
+    for event in second.sent:
+        check_client_event(event)
+    assert not any(e["type"] == "conversation.item.create" for e in first.sent)
+    session.stop("test over")
+    await asyncio.wait_for(task, 3.0)
+    await client.aclose()

@@ -60,6 +60,16 @@ def test_a_valid_file_loads_with_default_and_given_timeouts(tmp_path: Path) -> N
         ({"description": ""}, "'description'"),
         ({"parameters": {"type": "string"}}, "'parameters'"),
         ({"parameters": [1]}, "'parameters'"),
+        ({"description": "x" * 1025}, "'description' has 1025 characters"),
+        ({"parameters": {"type": "object", "properties": []}}, "'parameters' is not a valid"),
+        (
+            {"parameters": {"type": "object", "properties": {"order": {"type": "text"}}}},
+            "JSON Schema at properties/order/type",
+        ),
+        (
+            {"parameters": {"type": "object", "required": "order"}},
+            "JSON Schema at required",
+        ),
         ({"url": "ftp://x/y"}, "'url'"),
         ({"url": "not a url"}, "'url'"),
         ({"timeout_s": 31}, "'timeout_s'"),

@@ -13,7 +13,6 @@ from fakeredis.aioredis import FakeRedis
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from services.realtime_worker import call_session as call_session_module
 from services.realtime_worker import worker as worker_module
 from services.realtime_worker.worker import Worker
 from shared.config import WorkerSettings
@@ -58,21 +57,28 @@ async def redis() -> AsyncIterator[FakeRedis]:
     await client.aclose()
 
 
-@pytest.fixture
-def sockets(monkeypatch: pytest.MonkeyPatch) -> list[FakeRealtime]:
-    opened: list[FakeRealtime] = []
+class Sockets(list[FakeRealtime]):
+    """The fake Realtime sockets a worker opened, in order; ``connect`` is its connector."""
 
-    async def open_realtime(settings: WorkerSettings) -> FakeRealtime:
+    async def connect(self, settings: WorkerSettings) -> Any:
         ws = FakeRealtime()
-        opened.append(ws)
+        self.append(ws)
         return ws
 
-    monkeypatch.setattr(call_session_module, "open_realtime", open_realtime)
-    return opened
+
+@pytest.fixture
+def sockets() -> Sockets:
+    return Sockets()
 
 
 async def _start(redis: FakeRedis, sockets: list[FakeRealtime], **changes: Any) -> Running:
-    worker = Worker(_settings(**changes), client=redis, registry=CollectorRegistry())
+    assert isinstance(sockets, Sockets)
+    worker = Worker(
+        _settings(**changes),
+        client=redis,
+        registry=CollectorRegistry(),
+        realtime_connect=sockets.connect,
+    )
     running = Running(worker, sockets)
     running.task = asyncio.create_task(worker.run(running.stop))
     return running

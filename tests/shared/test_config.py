@@ -52,6 +52,7 @@ def test_worker_defaults() -> None:
     assert s.stream_start_timeout_s == 15.0
     assert s.realtime_connect_timeout_s == 10.0
     assert s.edge_grace_s == 15.0
+    assert s.realtime_reconnects == 3
     assert s.vad == "server_vad"
     assert s.worker_id  # generated
     assert not s.uses_local_simulator
@@ -235,6 +236,8 @@ def test_edge_defaults() -> None:
     assert s.stream_token_ttl_s == 60
     assert s.drain_timeout_s == 30.0
     assert s.edge_id
+    assert s.twilio_webhook_shared_key is None and s.twilio_webhook_shared_key_previous is None
+    assert s.failure_message.startswith("Sorry, something went wrong on our side")
 
 
 def test_edge_public_url_loses_trailing_slash() -> None:
@@ -282,9 +285,60 @@ def test_edge_invalid_value_names_variable_and_allowed_values(
 def test_edge_needs_public_url_and_auth_token() -> None:
     message = _error(EdgeSettings, {})
     assert "PUBLIC_URL is not set" in message
-    assert "TWILIO_AUTH_TOKEN is not set" in message
+    assert "TWILIO_AUTH_TOKEN is not set, nor TWILIO_WEBHOOK_SHARED_KEY" in message
     assert "STREAM_TOKEN_SECRET is not set" in message
     assert "TWILIO_VALIDATE_SIGNATURE=false" in message  # the way out for a local test
+
+
+SHARED_KEY = "webhook-shared-key-secret-42"
+
+
+def test_a_shared_key_alone_satisfies_the_signature_check_but_not_the_stream_tokens() -> None:
+    env = {"PUBLIC_URL": "https://edge.example.com", "TWILIO_WEBHOOK_SHARED_KEY": SHARED_KEY}
+    message = _error(EdgeSettings, env)
+    (line,) = [line.strip() for line in message.splitlines() if "is not set" in line]
+    # The stream token key is never derived from a shared key (it rotates on its own).
+    assert line.startswith("STREAM_TOKEN_SECRET is not set and there is no TWILIO_AUTH_TOKEN")
+    assert SHARED_KEY not in message
+    s = EdgeSettings.from_env({**env, "STREAM_TOKEN_SECRET": TOKEN_SECRET})
+    assert s.twilio_auth_token is None and s.twilio_webhook_shared_key == SHARED_KEY
+
+
+def test_auth_token_and_shared_keys_together() -> None:
+    s = EdgeSettings.from_env(
+        {
+            **EDGE_ENV,
+            "TWILIO_WEBHOOK_SHARED_KEY": SHARED_KEY,
+            "TWILIO_WEBHOOK_SHARED_KEY_PREVIOUS": "previous-shared-key",
+        }
+    )
+    assert s.twilio_auth_token == AUTH_TOKEN
+    assert s.twilio_webhook_shared_key_previous == "previous-shared-key"
+    for text in (s.describe(), repr(s)):
+        assert SHARED_KEY not in text and "previous-shared-key" not in text
+    assert "TWILIO_WEBHOOK_SHARED_KEY=<set>" in s.describe()
+    assert "TWILIO_WEBHOOK_SHARED_KEY_PREVIOUS=<set>" in s.describe()
+    assert {SHARED_KEY, "previous-shared-key"} <= set(s.secret_values())
+
+
+def test_a_previous_shared_key_alone_does_not_satisfy_the_signature_check() -> None:
+    env = {"PUBLIC_URL": "https://e.example.com", "STREAM_TOKEN_SECRET": TOKEN_SECRET}
+    message = _error(EdgeSettings, {**env, "TWILIO_WEBHOOK_SHARED_KEY_PREVIOUS": SHARED_KEY})
+    assert "TWILIO_AUTH_TOKEN is not set, nor TWILIO_WEBHOOK_SHARED_KEY" in message
+
+
+def test_failure_message_and_realtime_reconnects() -> None:
+    edge = EdgeSettings.from_env({**EDGE_ENV, "FAILURE_MESSAGE": "Sorry. Goodbye."})
+    assert edge.failure_message == "Sorry. Goodbye."
+    assert (
+        WorkerSettings.from_env({**WORKER_ENV, "REALTIME_RECONNECTS": "0"}).realtime_reconnects == 0
+    )
+    for bad in ("-1", "21", "three"):
+        message = _error(WorkerSettings, {**WORKER_ENV, "REALTIME_RECONNECTS": bad})
+        assert f"REALTIME_RECONNECTS={bad!r}: expected an integer from 0 to 20" in message
+    table = all_variables()
+    assert table["FAILURE_MESSAGE"][1] == {"edge"}
+    assert table["REALTIME_RECONNECTS"][1] == {"worker"}
 
 
 def test_edge_without_signature_check_still_needs_a_token_secret() -> None:
@@ -350,6 +404,8 @@ def test_all_variables_lists_each_once_with_its_services() -> None:
         "OPENAI_API_KEY",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_AUTH_TOKEN_PREVIOUS",
+        "TWILIO_WEBHOOK_SHARED_KEY",
+        "TWILIO_WEBHOOK_SHARED_KEY_PREVIOUS",
         "STREAM_TOKEN_SECRET",
         "ADMIN_TOKEN",
     }
