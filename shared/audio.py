@@ -3,7 +3,7 @@
 The whole call path carries μ-law, 8 kHz, mono: one byte is one sample, 8 bytes are one
 millisecond. Nothing on the per-frame path decodes audio, except the worker's transcoder when
 REALTIME_AUDIO_FORMAT=pcm16; these helpers serve it, the simulators, diagnostics and tests.
-The codec is the classic Sun/CCITT one (protocols.md §5.1), fixed as the project's reference
+The codec is the classic Sun/CCITT one (docs/protocols.md §5.1), fixed as the project's reference
 so tests can compare bytes.
 """
 

@@ -7,7 +7,7 @@ base64-encoded twice), ``wav_header`` (a RIFF/WAVE or AU file header), or the wa
 ``silence``. ``OutboundInspector`` does the same on a stream of chunks and answers once, as
 soon as it is confident. Pure: no I/O, no clock, no logging.
 
-The PCM16 tests rest on two facts (protocols.md §5.2). μ-law bytes are exchangeable across
+The PCM16 tests rest on two facts (docs/protocols.md §5.2). μ-law bytes are exchangeable across
 even and odd positions, while PCM16's high bytes (one position in two) cluster near 0x00 and
 0xFF for speech and its low bytes are spread evenly. And a real, zero-mean signal has as many
 loud negative samples as loud positive ones in μ-law, while PCM16 read as μ-law has many bytes
@@ -49,7 +49,7 @@ _BASE64_ALPHABET[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 )
 _BYTE: Final = np.arange(256)
 _DECODE: Final = ulaw_to_linear(bytes(range(256)))
-# μ-law byte classes (decoded values in protocols.md §5.1).
+# μ-law byte classes (decoded values in docs/protocols.md §5.1).
 _QUIET: Final = (_BYTE >= 0xF7) | ((_BYTE >= 0x77) & (_BYTE <= 0x7F))  # |x| <= 64, -54 dBFS
 _LOUD_NEG: Final = _BYTE <= 0x10  # x <= -15996; also small positive PCM16 high bytes
 _LOUD_POS: Final = (_BYTE >= 0x80) & (_BYTE <= 0x90)  # x >= 15996
@@ -73,7 +73,7 @@ _PCM16_FIX: Final = (
     "OPENAI_REALTIME_URL points at a server honouring session.update"
 )
 _BASE64_FIX: Final = (
-    "decode the Realtime delta exactly once (protocols.md §0 rule 4); check "
+    "decode the Realtime delta exactly once (docs/protocols.md §0 rule 4); check "
     "OPENAI_REALTIME_URL points at the Realtime API itself, not a proxy that re-encodes audio"
 )
 _HEADER_FIX: Final = (

@@ -4,7 +4,7 @@
 whose ``kind`` names the fault (for the malformed-input counter). ``TwilioStream`` enforces the
 order of events on one socket: AWAITING_START → STREAMING → STOPPED. The builders return the
 exact JSON Twilio accepts: ``media``, ``mark`` and ``clear`` with no extra fields
-(protocols.md §2.5), the payload base64-encoded exactly once.
+(docs/protocols.md §2.5), the payload base64-encoded exactly once.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""μ-law codec and WAV helpers (protocols.md §5.1)."""
+"""μ-law codec and WAV helpers (docs/protocols.md §5.1)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from shared import audio
 
 
 def _reference_encode(sample: int) -> int:
-    """The classic encoder, step by step as protocols.md §5.1 gives it."""
+    """The classic encoder, step by step as docs/protocols.md §5.1 gives it."""
     sign = 0x80 if sample < 0 else 0
     m = min(abs(sample), 32635) + 0x84
     exponent = m.bit_length() - 1 - 7

@@ -1,4 +1,4 @@
-"""Redis key names (design.md, 'Redis data model')."""
+"""Redis key names (docs/architecture.md, 'Redis data model')."""
 
 from __future__ import annotations
 
