@@ -4,6 +4,7 @@ the conversation turns of a call (``{prefix}:call:{sid}:turns`` list), written b
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import redis.asyncio as aioredis
 from shared.keys import (
     CALL_KEY_TTL_S,
     DISPATCH_MAXLEN,
+    ENDED_STREAM_TTL_S,
     RECENT_CALLS_MAX,
     TURNS_MAX,
     CallField,
@@ -22,11 +24,20 @@ from shared.keys import (
 from shared.messages import ENTRY_FIELD, CallDispatch, encode
 
 __all__ = [
+    "SUMMARY_COUNTERS",
     "TURN_ROLES",
     "CallRecord",
     "Turn",
     "create_call",
+    "detached_commands",
+    "edge_counts_command",
     "end_of_call_commands",
+    "ended_commands",
+    "expire_streams_commands",
+    "live_commands",
+    "refresh_commands",
+    "set_fields_command",
+    "worker_fields_commands",
     "decode_turn",
     "encode_turn",
     "load_call",
@@ -112,12 +123,112 @@ async def create_call(
     return True
 
 
+# --- the record's transitions: dispatched → live (⇄ detached) → ended ----------------------
+#
+# Every write to a call record goes through these, from the edge and from the worker. Each
+# returns Redis commands for a ``BatchWriter`` (pipelined, never waiting); ``create_call`` above
+# is the one that waits, because the webhook's answer depends on it.
+
+Command = tuple[object, ...]
+
+#: The counters of the end-of-call summary (HINCRBY, so a call taken over keeps counting).
+SUMMARY_COUNTERS: tuple[CallField, ...] = (
+    CallField.BARGE_INS,
+    CallField.ERRORS,
+    CallField.RECONNECTS,
+    CallField.TOKENS_INPUT_TEXT,
+    CallField.TOKENS_INPUT_AUDIO,
+    CallField.TOKENS_OUTPUT_TEXT,
+    CallField.TOKENS_OUTPUT_AUDIO,
+)
+
+
+def set_fields_command(keys: Keys, call_sid: str, fields: Mapping[CallField, object]) -> Command:
+    """Set some of the record's fields (what a process owns of it: a cursor, a verdict)."""
+    return ("HSET", keys.call(call_sid), *(v for k, x in fields.items() for v in (str(k), x)))
+
+
+_hset = set_fields_command
+
+
+def live_commands(keys: Keys, call_sid: str, edge_id: str, stream_sid: str) -> list[Command]:
+    """An edge attached the call's stream: ``live``, on that edge; the call's keys renewed."""
+    fields: dict[CallField, object] = {
+        CallField.STATE: CallState.LIVE,
+        CallField.EDGE_ID: edge_id,
+        CallField.STREAM_SID: stream_sid,
+    }
+    return [_hset(keys, call_sid, fields), *refresh_commands(keys, call_sid)]
+
+
+def refresh_commands(keys: Keys, call_sid: str) -> list[Command]:
+    """A live call's keys renewed, well inside their TTL, so nothing outlives a dead process."""
+    return [("EXPIRE", key, CALL_KEY_TTL_S) for key in keys.call_keys(call_sid)]
+
+
+def detached_commands(keys: Keys, call_sid: str, bytes_in: int, bytes_out: int) -> list[Command]:
+    """The stream left its edge without a stop: still live (Twilio may reconnect it to another
+    edge), on no edge; the edge's byte counts kept."""
+    fields: dict[CallField, object] = {
+        CallField.EDGE_ID: "",
+        CallField.BYTES_IN: bytes_in,
+        CallField.BYTES_OUT: bytes_out,
+    }
+    return [_hset(keys, call_sid, fields)]
+
+
+def edge_counts_command(keys: Keys, call_sid: str, bytes_in: int, bytes_out: int) -> Command:
+    return _hset(keys, call_sid, {CallField.BYTES_IN: bytes_in, CallField.BYTES_OUT: bytes_out})
+
+
+def ended_commands(
+    keys: Keys, call_sid: str, reason: str, ended_ms: int, error: str | None = None
+) -> list[Command]:
+    """The call ended: why, when, and (``error``, written by the worker only) what went wrong
+    — the resume route plays FAILURE_MESSAGE when it is not empty."""
+    fields: dict[CallField, object] = {
+        CallField.STATE: CallState.ENDED,
+        CallField.ENDED_MS: ended_ms,
+        CallField.END_REASON: reason,
+    }
+    if error is not None:
+        fields[CallField.ERROR] = error
+    return [_hset(keys, call_sid, fields)]
+
+
+def expire_streams_commands(keys: Keys, call_sid: str) -> list[Command]:
+    """The call's audio streams linger briefly after its end, for late readers."""
+    return [
+        ("EXPIRE", key, ENDED_STREAM_TTL_S)
+        for key in (keys.inbound(call_sid), keys.outbound(call_sid))
+    ]
+
+
+def worker_fields_commands(
+    keys: Keys,
+    call_sid: str,
+    worker_id: str,
+    in_cursor: str | None = None,
+    formats: tuple[str, str] | None = None,
+) -> list[Command]:
+    """What the worker holding the call owns of its record: its id, where it has read the
+    caller's audio to (for a worker taking over), the formats the model confirmed."""
+    fields: dict[CallField, object] = {CallField.WORKER_ID: worker_id}
+    if in_cursor is not None:
+        fields[CallField.IN_CURSOR] = in_cursor
+    if formats is not None:
+        fields[CallField.INPUT_FORMAT], fields[CallField.OUTPUT_FORMAT] = formats
+    return [_hset(keys, call_sid, fields), ("EXPIRE", keys.call(call_sid), CALL_KEY_TTL_S)]
+
+
 def end_of_call_commands(
-    keys: Keys, call_sid: str, summary: dict[CallField, object], retention_s: int
-) -> list[tuple[object, ...]]:
-    """Commands writing the end-of-call summary and keeping record and turns ``retention_s``."""
-    fields = [value for name, v in summary.items() for value in (str(name), v)]
-    commands: list[tuple[object, ...]] = [("HSET", keys.call(call_sid), *fields)] if fields else []
+    keys: Keys, call_sid: str, summary: Mapping[CallField, object], retention_s: int
+) -> list[Command]:
+    """The end-of-call summary (its counters appear as 0 when nothing counted), and record and
+    turns kept ``retention_s``."""
+    commands: list[Command] = [("HINCRBY", keys.call(call_sid), f, 0) for f in SUMMARY_COUNTERS]
+    if summary:
+        commands.append(_hset(keys, call_sid, summary))
     commands += [
         ("EXPIRE", keys.call(call_sid), retention_s),
         ("EXPIRE", keys.turns(call_sid), retention_s),
@@ -155,7 +266,7 @@ def decode_turn(raw: bytes | str) -> Turn | None:
     return Turn(role, text, at_ms)
 
 
-def turn_commands(keys: Keys, call_sid: str, turn: Turn) -> list[tuple[object, ...]]:
+def turn_commands(keys: Keys, call_sid: str, turn: Turn) -> list[Command]:
     """Redis commands (for a ``BatchWriter``) appending ``turn``, keeping the last TURNS_MAX."""
     key = keys.turns(call_sid)
     return [
@@ -165,9 +276,7 @@ def turn_commands(keys: Keys, call_sid: str, turn: Turn) -> list[tuple[object, .
     ]
 
 
-def turns_rewrite_commands(
-    keys: Keys, call_sid: str, turns: list[Turn]
-) -> list[tuple[object, ...]]:
+def turns_rewrite_commands(keys: Keys, call_sid: str, turns: list[Turn]) -> list[Command]:
     """Commands replacing the stored turns with ``turns`` (after Redis lost them)."""
     key = keys.turns(call_sid)
     commands: list[tuple[object, ...]] = [("DEL", key)]

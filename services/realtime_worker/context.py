@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import httpx
@@ -11,7 +10,9 @@ import redis.asyncio as aioredis
 from services.realtime_worker.metrics import WorkerMetrics
 from services.realtime_worker.realtime_client import open_realtime
 from services.realtime_worker.session_setup import Connector
+from services.realtime_worker.timing import CallTiming
 from services.realtime_worker.tools import Tool
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import WorkerSettings
 from shared.keys import Keys
 from shared.streams import BatchWriter, FanInReader
@@ -27,18 +28,19 @@ class LeaseClock:
     speak on them, or the caller would hear both. ``ttl_s=None``: always valid (tests).
     """
 
-    __slots__ = ("confirmed_at", "ttl_s")
+    __slots__ = ("clock", "confirmed_at", "ttl_s")
 
-    def __init__(self, ttl_s: float | None = None) -> None:
+    def __init__(self, ttl_s: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.ttl_s = ttl_s
-        self.confirmed_at = time.monotonic()
+        self.clock = clock
+        self.confirmed_at = clock.monotonic()
 
     def confirm(self, asked_at: float) -> None:
         """The renewal sent at ``asked_at`` (monotonic) succeeded."""
         self.confirmed_at = max(self.confirmed_at, asked_at)
 
     def valid(self) -> bool:
-        return self.ttl_s is None or time.monotonic() - self.confirmed_at < self.ttl_s
+        return self.ttl_s is None or self.clock.monotonic() - self.confirmed_at < self.ttl_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class WorkerContext:
     http: httpx.AsyncClient | None = None  # for the tools; set whenever there are tools
     lease_clock: LeaseClock = field(default_factory=LeaseClock)
     connect: Connector = open_realtime  # opens a Realtime WebSocket; tests pass a fake
+    clock: Clock = SYSTEM_CLOCK
+    timing: CallTiming = CallTiming()
 
     @property
     def worker_id(self) -> str:

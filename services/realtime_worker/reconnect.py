@@ -13,13 +13,13 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
+
+import websockets.exceptions
 
 __all__ = ["WINDOW_S", "CloseInfo", "ReconnectBudget", "drop_reason"]
 
 WINDOW_S = 60.0
-FIRST_JITTER_S = 0.05  # the first reconnect: at once, give or take this
-BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,24 @@ class CloseInfo:
     code: int | None
     reason: str = ""
     after_server_error: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        ws: Any,
+        exc: websockets.exceptions.ConnectionClosed | None,
+        after_server_error: bool = False,
+    ) -> CloseInfo:
+        """How ``ws`` ended; ``exc``: what reading it raised, if anything (else its iteration
+        simply ended)."""
+        if exc is not None:
+            close = exc.rcvd
+            if close is None:
+                return cls(None, "", after_server_error)
+            return cls(close.code, close.reason, after_server_error)
+        code = getattr(ws, "close_code", None)
+        code = None if code in (None, 1006) else int(code)
+        return cls(code, getattr(ws, "close_reason", "") or "", after_server_error)
 
     def describe(self) -> str:
         if self.code is None:
@@ -62,6 +80,9 @@ class ReconnectBudget:
     """
 
     limit: int
+    first_jitter_s: float = 0.05
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 4.0
     rng: random.Random = field(default_factory=random.Random)
     _attempts: deque[float] = field(default_factory=deque)
 
@@ -74,8 +95,8 @@ class ReconnectBudget:
         recent = len(attempts)
         attempts.append(now)
         if recent == 0:
-            return self.rng.uniform(0.0, FIRST_JITTER_S)
-        delay = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (recent - 1))
+            return self.rng.uniform(0.0, self.first_jitter_s)
+        delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (recent - 1))
         return self.rng.uniform(delay / 2, delay)
 
     def used(self, now: float) -> int:

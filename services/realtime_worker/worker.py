@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import httpx
@@ -39,7 +38,7 @@ from shared.config import WorkerSettings
 from shared.errors import DecodeError, is_retryable
 from shared.keys import WORKER_GROUP, CallField, CallState, Keys
 from shared.messages import ENTRY_FIELD, CallDispatch, decode
-from shared.records import load_call
+from shared.records import load_call, set_fields_command, worker_fields_commands
 from shared.resp import RespPipe
 from shared.streams import (
     BatchWriter,
@@ -265,9 +264,8 @@ class Worker:
             self.redis, self.keys.lease(sid), self.settings.worker_id, self.settings.lease_ttl_ms
         ):
             return  # another worker holds it
-        self.ctx.writer.command(
-            "HSET", self.keys.call(sid), CallField.WORKER_ID, self.settings.worker_id
-        )
+        for command in worker_fields_commands(self.keys, sid, self.settings.worker_id):
+            self.ctx.writer.command(*command)
         # The stream is attached on an edge already: the previous worker's lease lapsed or it
         # handed the call off. No StreamStarted will come again.
         takeover = record.state is CallState.LIVE and bool(record.get(CallField.EDGE_ID))
@@ -307,7 +305,7 @@ class Worker:
             await asyncio.sleep(interval)
             # Ended sessions are releasing their leases: renewing would take them back.
             sessions = [s for s in self.sessions.values() if s.end_reason is None]
-            asked_at = time.monotonic()
+            asked_at = self.ctx.clock.monotonic()
             try:
                 statuses = await renew_lease_status(
                     self.redis,
@@ -342,8 +340,7 @@ class Worker:
                     # Where a worker taking over this call would resume reading the caller.
                     session.saved_in_cursor = session.in_cursor
                     self.ctx.writer.command(
-                        "HSET",
-                        self.keys.call(session.call_sid),
-                        CallField.IN_CURSOR,
-                        session.in_cursor,
+                        *set_fields_command(
+                            self.keys, session.call_sid, {CallField.IN_CURSOR: session.in_cursor}
+                        )
                     )

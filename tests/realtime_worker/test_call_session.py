@@ -5,211 +5,37 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import fakeredis
 import pytest
-from fakeredis.aioredis import FakeRedis
-from prometheus_client import CollectorRegistry
-from websockets.exceptions import ConnectionClosedError
-from websockets.frames import Close
 
-from services.realtime_worker import call_session as call_session_module
-from services.realtime_worker.call_session import QUEUE_PAUSE_AT, CallSession
-from services.realtime_worker.context import WorkerContext
-from services.realtime_worker.metrics import WorkerMetrics
-from shared.config import WorkerSettings
-from shared.keys import CallField, CallState, Keys
+from services.realtime_worker.call_session import CallSession
+from shared.keys import CallField, CallState
 from shared.messages import (
-    ENTRY_FIELD,
     AudioDone,
     CallStopped,
     DtmfPressed,
     Hangup,
     InboundAudio,
-    Message,
     OutboundAudio,
     PlaybackMark,
     StreamStarted,
-    decode,
-    encode,
 )
-from shared.records import create_call
-from shared.streams import BatchWriter, FanInReader, acquire_lease
-from tests.realtime_worker.strict_events import check_client_event
-from tests.shared.fake_redis import polling_client
-from tests.shared.waiting import eventually
+from tests.support.realtime import PCM24, PCMU, FakeRealtime, session_event
+from tests.support.strict_events import check_client_event
+from tests.support.waiting import eventually
+from tests.support.worker import SID, Harness, worker_settings
 
 pytestmark = pytest.mark.anyio
-
-SID = "CAtest"
-WORKER = "worker-1"
-PCMU = {"type": "audio/pcmu"}
-PCM24 = {"type": "audio/pcm", "rate": 24000}
-
-
-def _session_event(kind: str, fmt: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "type": kind,
-            "session": {
-                "type": "realtime",
-                "id": "sess_1",
-                "audio": {"input": {"format": fmt}, "output": {"format": fmt}},
-            },
-        }
-    )
-
-
-class FakeRealtime:
-    """Enough of websockets' ClientConnection for CallSession: send, recv, iterate, close.
-
-    It answers ``session.update`` with ``session.updated`` in ``confirm_format``.
-    """
-
-    def __init__(self, confirm_format: dict[str, Any] | None = PCMU) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.raw_sent: list[str] = []
-        self.closed = False
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self._frames: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
-        self.confirm_format = confirm_format
-        self.dropped: ConnectionClosedError | None = None
-        self.push(_session_event("session.created", PCM24))
-
-    def drop(self, code: int | None = 1011, reason: str = "internal error") -> None:
-        """The server side goes away: with a close frame ``code``, or none (``None``: the TCP
-        connection broke). Receiving raises from now on, and so does sending."""
-        self.dropped = ConnectionClosedError(None if code is None else Close(code, reason), None)
-        self.push(self.dropped)
-
-    def push(self, frame: str | BaseException | None) -> None:
-        """Queue a server frame; None closes normally, an exception is raised on receive."""
-        self._frames.put_nowait(frame)
-
-    def push_event(self, **event: Any) -> None:
-        self.push(json.dumps(event))
-
-    async def _next(self) -> str | None:
-        frame = await self._frames.get()
-        if isinstance(frame, BaseException):
-            raise frame
-        return frame
-
-    async def send(self, text: str) -> None:
-        if self.dropped is not None:
-            raise self.dropped
-        self.raw_sent.append(text)
-        event = json.loads(text)
-        self.sent.append(event)
-        if event["type"] == "session.update" and self.confirm_format is not None:
-            self.push(_session_event("session.updated", self.confirm_format))
-
-    async def recv(self) -> str:
-        frame = await self._next()
-        if frame is None:
-            raise ConnectionClosedError(Close(1000, ""), None)
-        return frame
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        while True:
-            frame = await self._next()
-            if frame is None:
-                self.close_code = 1000
-                return
-            yield frame
-
-    async def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.push(None)  # like websockets: iterating a closed connection ends
-
-    def appended_audio(self) -> bytes:
-        return b"".join(
-            base64.b64decode(e["audio"], validate=True)
-            for e in self.sent
-            if e["type"] == "input_audio_buffer.append"
-        )
-
-
-class Harness:
-    def __init__(self, redis: FakeRedis, settings: WorkerSettings) -> None:
-        self.redis = redis
-        self.keys = Keys("t")
-        self.writer = BatchWriter(redis)
-        self.reader = FanInReader(redis, self.writer, self.keys.wake(WORKER), block_ms=20)
-        self.registry = CollectorRegistry()
-        self.opener: FakeRealtime | Callable[[], Any] | None = None
-        self.ctx = WorkerContext(
-            settings=settings,
-            keys=self.keys,
-            redis=redis,
-            writer=self.writer,
-            reader=self.reader,
-            metrics=WorkerMetrics.create(self.registry),
-            connect=self._connect,
-        )
-
-    async def _connect(self, settings: WorkerSettings) -> Any:
-        opener = self.opener
-        assert opener is not None, "the test did not say what the Realtime socket is (_use)"
-        return opener if isinstance(opener, FakeRealtime) else await opener()
-
-    async def send_inbound(self, *messages: Message) -> list[bytes]:
-        return [
-            await self.redis.xadd(self.keys.inbound(SID), {ENTRY_FIELD: encode(m)})
-            for m in messages
-        ]
-
-    async def outbound(self) -> list[Message]:
-        entries = await self.redis.xrange(self.keys.outbound(SID))
-        return [decode(fields[ENTRY_FIELD]) for _, fields in entries]
-
-    async def record(self) -> dict[str, str]:
-        raw = await self.redis.hgetall(self.keys.call(SID))
-        return {k.decode(): v.decode() for k, v in raw.items()}
-
-    def metric(self, name: str, **labels: str) -> float:
-        value = self.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
-
-
-def _settings(**changes: Any) -> WorkerSettings:
-    settings = WorkerSettings.from_env(
-        {"OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime", "WORKER_ID": WORKER}
-    )
-    return dataclasses.replace(settings, **changes)
-
-
-@pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
-    redis = polling_client(fakeredis.FakeServer())
-    h = Harness(redis, _settings())
-    await create_call(redis, h.keys, SID, {CallField.FROM: "+1555"})
-    assert await acquire_lease(redis, h.keys.lease(SID), WORKER, 60_000)
-    tasks = [asyncio.create_task(h.writer.run()), asyncio.create_task(h.reader.run())]
-    yield h
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await redis.aclose()
-
-
-def _use(harness: Harness, ws: FakeRealtime | Callable[[], Any]) -> None:
-    """Sessions of ``harness.ctx`` open ``ws``, or what calling it returns (each time)."""
-    harness.opener = ws
 
 
 async def test_call_relays_both_ways_and_ends_on_caller_stop(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     caller_audio = [bytes([i]) * 160 for i in (0x10, 0x90, 0xFF)]
     await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", 0.0),
@@ -254,7 +80,7 @@ async def test_call_relays_both_ways_and_ends_on_caller_stop(
     )
     ws.push_event(type="response.done", response={"id": "resp_1", "status": "completed"})
     await eventually(lambda: session.bytes_from_model == 256)
-    await eventually(lambda: not session.responses)  # response.done handled
+    await eventually(lambda: not session.conversation.replies)  # response.done handled
     await harness.writer.flush()
     out = await harness.outbound()
     assert (
@@ -294,7 +120,7 @@ async def test_server_confirming_pcm_ends_the_call_before_any_audio(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime(confirm_format=PCM24)
-    _use(harness, ws)
+    harness.use(ws)
     await harness.send_inbound(InboundAudio(b"\xff" * 160, 0, 0.0))
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
@@ -321,7 +147,7 @@ async def test_error_event_during_setup_ends_the_call_with_its_code(
         type="error",
         error={"type": "invalid_request_error", "code": "beta_api_shape_disabled", "message": "x"},
     )
-    _use(harness, ws)
+    harness.use(ws)
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
     assert session.end_reason == "beta_api_shape_disabled"
@@ -334,8 +160,8 @@ async def test_session_updated_before_created_is_refused(
 ) -> None:
     ws = FakeRealtime()
     ws._frames = asyncio.Queue()
-    ws.push(_session_event("session.updated", PCMU))
-    _use(harness, ws)
+    ws.push(session_event("session.updated", PCMU))
+    harness.use(ws)
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
     assert session.end_reason == "protocol"
@@ -345,9 +171,9 @@ async def test_session_updated_before_created_is_refused(
 async def test_silent_server_times_out(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = FakeRealtime()
     ws._frames = asyncio.Queue()  # never says session.created
-    _use(harness, ws)
+    harness.use(ws)
     harness.ctx = dataclasses.replace(
-        harness.ctx, settings=_settings(realtime_connect_timeout_s=0.1)
+        harness.ctx, settings=worker_settings(realtime_connect_timeout_s=0.1)
     )
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
@@ -359,7 +185,7 @@ async def test_unreachable_server(harness: Harness, monkeypatch: pytest.MonkeyPa
     async def refuse() -> Any:
         raise ConnectionRefusedError("connection refused")
 
-    _use(harness, refuse)
+    harness.use(refuse)
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
     assert session.end_reason == "realtime_unreachable"
@@ -369,9 +195,9 @@ async def test_unreachable_server(harness: Harness, monkeypatch: pytest.MonkeyPa
 async def test_a_dropped_session_with_no_reconnects_allowed_ends_the_call(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    harness.ctx = dataclasses.replace(harness.ctx, settings=_settings(realtime_reconnects=0))
+    harness.configure(realtime_reconnects=0)
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -392,7 +218,7 @@ async def test_a_fatal_error_event_mid_call_ends_the_call(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
     await eventually(lambda: len(ws.sent) == 1)
@@ -409,7 +235,7 @@ async def test_lease_lost_leaves_the_call_to_the_new_owner(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -431,7 +257,7 @@ async def test_resumes_reading_after_the_saved_cursor(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     ids = await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", 0.0),
         InboundAudio(b"\x01" * 160, 0, 0.0),
@@ -451,39 +277,21 @@ async def test_resumes_reading_after_the_saved_cursor(
 async def test_stream_that_never_arrives_ends_the_call(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
+    harness.set_timing(watchdog_interval_s=0.01)
     ws = FakeRealtime()
-    _use(harness, ws)
-    harness.ctx = dataclasses.replace(harness.ctx, settings=_settings(stream_start_timeout_s=0.1))
+    harness.use(ws)
+    harness.configure(stream_start_timeout_s=0.1)
     session = CallSession(harness.ctx, SID, "0-0")
     await asyncio.wait_for(session.run(), 2.0)
     assert session.end_reason == "stream_never_arrived"
     assert await harness.outbound() == [Hangup("stream_never_arrived")]
 
 
-async def test_sink_drops_bad_entries_and_pauses_when_full(harness: Harness) -> None:
-    session = CallSession(harness.ctx, SID, "0-0")
-    good = encode(InboundAudio(b"\xff", 0, 0.0))
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = [
-        (b"1-0", {ENTRY_FIELD: b"garbage"}),
-        (b"2-0", {b"other": good}),
-        (b"3-0", {ENTRY_FIELD: encode(Hangup("wrong stream"))}),
-        (b"4-0", {ENTRY_FIELD: good}),
-    ]
-    assert session._sink(entries) is True
-    assert [entry_id for entry_id, _ in session.queue] == [b"4-0"]
-    assert session.faults == 3
-    assert harness.metric("switchboard_worker_malformed_input_total", kind="bad_redis_message") == 3
-    many = [(f"{i}-1".encode(), {ENTRY_FIELD: good}) for i in range(QUEUE_PAUSE_AT)]
-    assert session._sink(many) is False
-    assert session.paused
-
-
 async def test_oversized_audio_delta_is_dropped_and_counted_the_call_goes_on(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     small = dataclasses.replace(harness.ctx.settings, max_audio_delta_bytes=1024)
     monkeypatch.setattr(harness, "ctx", dataclasses.replace(harness.ctx, settings=small))
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
@@ -508,7 +316,7 @@ async def test_relay_latency_edge_to_worker_is_observed_per_audio_frame_sent(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     name = "switchboard_relay_latency_seconds"
     await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", 0.0),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import logging
 import time
@@ -13,26 +12,16 @@ from typing import Any
 import pytest
 import redis.exceptions
 
-from services.realtime_worker import call_session as call_session_module
 from services.realtime_worker.call_session import CallSession
 from shared.keys import CALL_KEY_TTL_S, TURNS_MAX, CallField, CallState
 from shared.messages import Hangup, InboundAudio, MarkPlayed, StreamStarted
 from shared.records import Turn, load_turns, now_ms, turn_commands
-from tests.realtime_worker.strict_events import check_client_event
-from tests.realtime_worker.test_call_session import (
-    SID,
-    FakeRealtime,
-    Harness,
-    _settings,
-    _use,
-)
-from tests.shared.waiting import eventually
+from tests.support.realtime import FakeRealtime
+from tests.support.strict_events import check_client_event
+from tests.support.waiting import eventually
+from tests.support.worker import SID, Harness
 
 pytestmark = pytest.mark.anyio
-
-
-def _configure(h: Harness, **changes: Any) -> None:
-    h.ctx = dataclasses.replace(h.ctx, settings=_settings(**changes))
 
 
 def _frame(i: int) -> bytes:
@@ -65,7 +54,7 @@ async def test_turns_are_stored_per_call_bounded_and_expiring(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -102,7 +91,9 @@ async def test_turns_are_stored_per_call_bounded_and_expiring(
     assert key in harness.keys.call_keys(SID)
 
     for i in range(TURNS_MAX + 5):
-        session._store(session.transcript.fill(None, "user", f"turn {i}", now_ms()))
+        session.model.store(
+            session.conversation.transcript.fill(None, "user", f"turn {i}", now_ms())
+        )
     await harness.writer.flush()
     assert await harness.redis.llen(key) == TURNS_MAX
     assert (await load_turns(harness.redis, harness.keys, SID))[-1].text == f"turn {TURNS_MAX + 4}"
@@ -116,10 +107,10 @@ async def test_turns_are_stored_per_call_bounded_and_expiring(
 async def test_takeover_seeds_turns_and_skips_stale_backlog(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
-    _configure(harness, takeover_backlog_ms=3000, stream_start_timeout_s=0.1)
+    harness.set_timing(watchdog_interval_s=0.01)
+    harness.configure(takeover_backlog_ms=3000, stream_start_timeout_s=0.1)
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     for turn in (
         Turn("user", "Hello, I need a taxi.", 1),
         Turn("assistant", "Sure, where to?", 2),
@@ -175,7 +166,7 @@ async def test_takeover_with_nothing_unread_and_no_turns(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     (last_id,) = await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     caplog.set_level(logging.INFO, logger="switchboard.worker.call")
     session = CallSession(harness.ctx, SID, last_id.decode(), takeover=True)
@@ -192,10 +183,10 @@ async def test_takeover_with_nothing_unread_and_no_turns(
 async def test_edge_silence_ends_the_call_after_the_grace(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
-    _configure(harness, edge_grace_s=0.2)
+    harness.set_timing(watchdog_interval_s=0.01)
+    harness.configure(edge_grace_s=0.2)
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", time.time()), InboundAudio(_frame(0), 0, time.time())
     )
@@ -213,15 +204,15 @@ async def test_edge_silence_ends_the_call_after_the_grace(
 async def test_new_stream_within_the_grace_keeps_the_call_and_its_session(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
-    _configure(harness, edge_grace_s=0.3)
+    harness.set_timing(watchdog_interval_s=0.01)
+    harness.configure(edge_grace_s=0.3)
     opened: list[FakeRealtime] = []
 
     async def open_ws() -> FakeRealtime:
         opened.append(FakeRealtime())
         return opened[-1]
 
-    _use(harness, open_ws)
+    harness.use(open_ws)
     await harness.send_inbound(
         StreamStarted("MZ1", "edge-1", time.time()), InboundAudio(_frame(0), 0, time.time())
     )
@@ -244,10 +235,10 @@ async def test_new_stream_within_the_grace_keeps_the_call_and_its_session(
 async def test_redis_outage_is_not_edge_silence(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
-    _configure(harness, edge_grace_s=0.1)
+    harness.set_timing(watchdog_interval_s=0.01)
+    harness.configure(edge_grace_s=0.1)
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -269,9 +260,8 @@ async def test_redis_outage_is_not_edge_silence(
 async def test_rollover_at_a_pause_loses_and_duplicates_no_caller_audio(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(call_session_module, "ROLLOVER_FORCE_FRACTION", 100.0)
-    monkeypatch.setattr(call_session_module, "ROLLOVER_DRAIN_S", 0.01)
-    _configure(harness, session_max_s=0.3)
+    harness.set_timing(rollover_force_fraction=100.0, rollover_drain_s=0.01)
+    harness.configure(session_max_s=0.3)
     first = FakeRealtime()
     second = FakeRealtime(confirm_format=None)  # confirms only when the test says
     sockets = [first, second]
@@ -281,7 +271,7 @@ async def test_rollover_at_a_pause_loses_and_duplicates_no_caller_audio(
         opened.append(sockets[len(opened)])
         return opened[-1]
 
-    _use(harness, open_ws)
+    harness.use(open_ws)
     caplog.set_level(logging.INFO, logger="switchboard.worker.call")
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     session = CallSession(harness.ctx, SID, "0-0")
@@ -352,8 +342,8 @@ async def test_rollover_at_a_pause_loses_and_duplicates_no_caller_audio(
 async def test_rollover_that_cannot_open_a_session_keeps_the_old_one(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(call_session_module, "ROLLOVER_RETRY_S", 10.0)
-    _configure(harness, session_max_s=0.05)
+    harness.set_timing(rollover_retry_s=10.0)
+    harness.configure(session_max_s=0.05)
     first = FakeRealtime()
     calls = 0
 
@@ -364,7 +354,7 @@ async def test_rollover_that_cannot_open_a_session_keeps_the_old_one(
             return first
         raise ConnectionRefusedError("refused")
 
-    _use(harness, open_ws)
+    harness.use(open_ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
-from services.realtime_worker import call_session as call_session_module
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.call_session import CallSession
 from shared.keys import CallField, CallState
@@ -29,95 +26,21 @@ from shared.messages import (
     PlaybackMark,
     StreamStarted,
 )
-from shared.records import load_turns, now_ms
-from tests.realtime_worker.strict_events import check_client_event
-from tests.realtime_worker.test_call_session import SID, FakeRealtime, Harness, _settings, _use
-from tests.shared.waiting import eventually
+from shared.records import load_turns
+from tests.support.realtime import FakeRealtime
+from tests.support.scripted_call import ScriptedCall as Call
+from tests.support.scripted_call import running_call
+from tests.support.strict_events import check_client_event
+from tests.support.waiting import eventually
+from tests.support.worker import SID, Harness
 
 pytestmark = pytest.mark.anyio
 
 
-class Clock:
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Call:
-    """A running session on the fake socket, with helpers to play the model's part."""
-
-    def __init__(self, harness: Harness, ws: FakeRealtime, session: CallSession) -> None:
-        self.harness, self.ws, self.session = harness, ws, session
-        self.clock = Clock()
-        session.clock = self.clock
-        self.task: asyncio.Task[None] | None = None
-
-    def sent(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.ws.sent if e["type"] == kind]
-
-    def reply(self, response_id: str, item_id: str, *chunks: int, done: bool = False) -> None:
-        """The model streams ``chunks`` (byte counts) of audio for ``item_id``."""
-        self.ws.push_event(type="response.created", response={"id": response_id})
-        self.audio(response_id, item_id, *chunks)
-        if done:
-            self.ws.push_event(
-                type="response.output_audio.done", response_id=response_id, item_id=item_id
-            )
-
-    def audio(self, response_id: str, item_id: str, *chunks: int) -> None:
-        for size in chunks:
-            self.ws.push_event(
-                type="response.output_audio.delta",
-                response_id=response_id,
-                item_id=item_id,
-                delta=base64.b64encode(b"\x55" * size).decode(),
-            )
-
-    def done(self, response_id: str, status: str = "completed", **response: Any) -> None:
-        self.ws.push_event(
-            type="response.done", response={"id": response_id, "status": status, **response}
-        )
-
-    async def marks(self) -> list[str]:
-        await self.harness.writer.flush()
-        return [m.name for m in await self.harness.outbound() if isinstance(m, PlaybackMark)]
-
-    async def finish(self) -> None:
-        assert self.task is not None
-        await asyncio.wait_for(self.task, 3.0)
-        for event in self.ws.sent:
-            check_client_event(event)
-
-
-@asynccontextmanager
-async def running_call(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Call]:
-    """A session on a scripted Realtime socket whose stream has started; stopped afterwards."""
-    monkeypatch.setattr(call_session_module, "WATCHDOG_INTERVAL_S", 0.01)
-    ws = FakeRealtime()
-    _use(harness, ws)
-    running = Call(harness, ws, CallSession(harness.ctx, SID, "0-0"))
-    await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
-    running.task = asyncio.create_task(running.session.run())
-    await eventually(lambda: running.session.stream_seen)
-    yield running
-    if not running.task.done():
-        running.session.stop("test over")
-        await asyncio.wait_for(running.task, 3.0)
-
-
 @pytest.fixture
-async def call(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Call]:
-    monkeypatch.setattr(call_session_module, "CANCEL_GRACE_S", 0.05)
-    async with running_call(harness, monkeypatch) as running:
+async def call(harness: Harness) -> AsyncIterator[Call]:
+    async with running_call(harness) as running:
         yield running
-
-
-def _configure(harness: Harness, monkeypatch: pytest.MonkeyPatch, **changes: Any) -> None:
-    monkeypatch.setattr(
-        harness, "ctx", dataclasses.replace(harness.ctx, settings=_settings(**changes))
-    )
 
 
 # --- the session ------------------------------------------------------------------------------
@@ -244,9 +167,9 @@ async def test_too_little_heard_is_no_barge_in(call: Call) -> None:
 
 
 async def test_barge_in_off(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    _configure(harness, monkeypatch, barge_in=False)
+    harness.configure(barge_in=False)
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -278,7 +201,7 @@ async def test_dtmf_reaches_the_model_and_prompts_a_response(call: Call) -> None
     assert item["item"] == rt.user_text_item("The caller pressed 4 on the keypad.")
     assert call.harness.metric("switchboard_worker_dtmf_digits_total") == 1
     await call.harness.send_inbound(DtmfPressed("<script>"))  # not a key: counted, dropped
-    await eventually(lambda: call.session.faults == 1)
+    await eventually(lambda: call.session.io.faults == 1)
     assert len(call.sent("conversation.item.create")) == 1
 
 
@@ -321,9 +244,9 @@ async def test_dtmf_while_a_reply_is_generated_but_unheard_cancels_it_first(call
 
 
 async def test_dtmf_off(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    _configure(harness, monkeypatch, dtmf=False)
+    harness.configure(dtmf=False)
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0), DtmfPressed("4"))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
@@ -337,9 +260,9 @@ async def test_dtmf_off(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> No
 async def test_greeting_is_asked_for_right_after_the_session(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _configure(harness, monkeypatch, greeting="Greet the caller warmly.")
+    harness.configure(greeting="Greet the caller warmly.")
     ws = FakeRealtime()
-    _use(harness, ws)
+    harness.use(ws)
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
     await eventually(lambda: len(ws.sent) == 2)
@@ -355,7 +278,7 @@ async def test_greeting_is_asked_for_right_after_the_session(
     await asyncio.wait_for(task, 3.0)
     # A taken-over call has been greeted already.
     ws2 = FakeRealtime()
-    _use(harness, ws2)
+    harness.use(ws2)
     again = CallSession(harness.ctx, SID, "0-0", takeover=True)
     task = asyncio.create_task(again.run())
     await eventually(lambda: len(ws2.sent) == 1)
@@ -423,32 +346,29 @@ async def _goodbye_and_hang_up(call: Call, reason: str) -> None:
     assert record[CallField.END_REASON] == reason
 
 
-async def test_token_cap_wraps_up_then_hangs_up_after_the_goodbye(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, call: Call
-) -> None:
-    _configure(harness, monkeypatch, max_tokens_per_call=100)
-    call.session.ctx = harness.ctx
-    call.done("resp_1", usage=_usage(50, 50, 10, 10))
-    await eventually(lambda: len(call.sent("response.create")) == 1)
-    assert "usage limit" in call.sent("response.create")[0]["response"]["instructions"]
-    await _goodbye_and_hang_up(call, "max_tokens")
+async def test_token_cap_wraps_up_then_hangs_up_after_the_goodbye(harness: Harness) -> None:
+    harness.configure(max_tokens_per_call=100)
+    async with running_call(harness) as call:
+        call.done("resp_1", usage=_usage(50, 50, 10, 10))
+        await eventually(lambda: len(call.sent("response.create")) == 1)
+        assert "usage limit" in call.sent("response.create")[0]["response"]["instructions"]
+        await _goodbye_and_hang_up(call, "max_tokens")
     assert (await harness.record())[CallField.ENDED_BY] == "limit"
 
 
-async def test_duration_cap_waits_for_the_reply_in_progress(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch, call: Call
-) -> None:
-    _configure(harness, monkeypatch, max_call_duration_s=20)
-    call.session.ctx = harness.ctx
-    call.ws.push_event(type="response.created", response={"id": "resp_1"})
-    await eventually(lambda: call.session.active_response == "resp_1")
-    call.session.started_ms = now_ms() - 25_000
-    await asyncio.sleep(0.1)
-    assert call.sent("response.create") == []  # a reply is being generated: not cut
-    call.done("resp_1")
-    await eventually(lambda: len(call.sent("response.create")) == 1)
-    assert "time limit" in call.sent("response.create")[0]["response"]["instructions"]
-    await _goodbye_and_hang_up(call, "max_duration")
+async def test_duration_cap_waits_for_the_reply_in_progress(harness: Harness) -> None:
+    harness.configure(max_call_duration_s=20)
+    async with running_call(harness) as call:
+        call.ws.push_event(type="response.created", response={"id": "resp_1"})
+        await eventually(lambda: call.session.active_response == "resp_1")
+        call.clock.wall_offset_s = 25  # 25 s into the call
+        # What the watchdog does every 10 ms: a reply being generated is not cut.
+        await call.session.model.check_caps()
+        assert call.sent("response.create") == [] and call.session.ending is None
+        call.done("resp_1")
+        await eventually(lambda: len(call.sent("response.create")) == 1)
+        assert "time limit" in call.sent("response.create")[0]["response"]["instructions"]
+        await _goodbye_and_hang_up(call, "max_duration")
 
 
 # --- the model ends the call ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from services.realtime_worker import openai_protocol as rt
 from shared.errors import RealtimeProtocolError
-from tests.realtime_worker.strict_events import check_client_event
+from tests.support.strict_events import check_client_event
 
 OPTIONS = rt.SessionOptions(
     model="gpt-realtime-2.1",

@@ -8,64 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import logging
 import time
-from typing import Any
 
 import pytest
 
-from services.realtime_worker import reconnect as reconnect_module
 from services.realtime_worker.call_session import CallSession
 from shared.keys import CallField
-from shared.messages import Hangup, InboundAudio, OutboundAudio, StreamStarted
-from tests.realtime_worker.strict_events import check_client_event
-from tests.realtime_worker.test_call_session import (
-    PCMU,
-    SID,
-    FakeRealtime,
-    Harness,
-    _settings,
-    _use,
-)
-from tests.shared.waiting import eventually
+from shared.messages import Hangup, InboundAudio, OutboundAudio
+from tests.support.realtime import PCMU, FakeRealtime, Opener
+from tests.support.scripted_call import start_session
+from tests.support.strict_events import check_client_event
+from tests.support.waiting import eventually
+from tests.support.worker import Harness
 
 pytestmark = pytest.mark.anyio
 
 RECONNECTS = "switchboard_worker_session_reconnects_total"
 
 
-class Opener:
-    """Hands out the given sockets (or raises the given errors) in order, then fresh ones."""
-
-    def __init__(self, *sockets: FakeRealtime | BaseException) -> None:
-        self.queue = list(sockets)
-        self.opened: list[FakeRealtime] = []
-
-    async def __call__(self) -> FakeRealtime:
-        item = self.queue.pop(0) if self.queue else FakeRealtime()
-        if isinstance(item, BaseException):
-            raise item
-        self.opened.append(item)
-        return item
-
-
 def _frame(i: int) -> bytes:
     return bytes((i * 11 + k) % 256 for k in range(160))
-
-
-async def start_session(
-    harness: Harness, opener: Opener, **settings: Any
-) -> tuple[CallSession, asyncio.Task[None]]:
-    """A session on ``opener``'s sockets whose stream has started and whose first session is up."""
-    if settings:
-        harness.ctx = dataclasses.replace(harness.ctx, settings=_settings(**settings))
-    _use(harness, opener)
-    await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
-    session = CallSession(harness.ctx, SID, "0-0")
-    task = asyncio.create_task(session.run())
-    await eventually(lambda: session.stream_seen and len(opener.opened[0].sent) >= 1)
-    return session, task
 
 
 async def _stop(session: CallSession, task: asyncio.Task[None]) -> None:
@@ -90,12 +53,6 @@ def _say(ws: FakeRealtime, item: str, text: str, *, user: str | None = None) -> 
         transcript=text,
     )
     ws.push_event(type="response.done", response={"id": f"resp_{item}", "status": "completed"})
-
-
-@pytest.fixture(autouse=True)
-def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reconnect_module, "BACKOFF_INITIAL_S", 0.01)
-    monkeypatch.setattr(reconnect_module, "BACKOFF_MAX_S", 0.02)
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,11 @@ import random
 
 import pytest
 
-from services.realtime_worker.reconnect import (
-    BACKOFF_MAX_S,
-    FIRST_JITTER_S,
-    WINDOW_S,
-    CloseInfo,
-    ReconnectBudget,
-    drop_reason,
-)
+from services.realtime_worker.reconnect import WINDOW_S, CloseInfo, ReconnectBudget, drop_reason
+from services.realtime_worker.timing import CallTiming
+
+FIRST_JITTER_S = CallTiming().reconnect_first_jitter_s
+BACKOFF_MAX_S = CallTiming().reconnect_backoff_max_s
 
 
 def test_the_first_reconnect_goes_at_once_later_ones_back_off() -> None:

@@ -13,16 +13,17 @@ from services.realtime_worker.transcript import NOT_TRANSCRIBED
 from shared.keys import CallField
 from shared.messages import CallStopped
 from shared.records import load_turns
-from tests.realtime_worker.test_call_session import SID, Harness
-from tests.realtime_worker.test_conversation import Call, running_call
-from tests.shared.waiting import eventually
+from tests.support.scripted_call import ScriptedCall as Call
+from tests.support.scripted_call import running_call
+from tests.support.waiting import eventually
+from tests.support.worker import SID, Harness
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def call(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Call]:
-    async with running_call(harness, monkeypatch) as running:
+async def call(harness: Harness) -> AsyncIterator[Call]:
+    async with running_call(harness) as running:
         yield running
 
 

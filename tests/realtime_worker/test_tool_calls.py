@@ -19,11 +19,12 @@ import pytest
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.tools import Tool
 from shared.messages import CallStopped
-from tests.realtime_worker.strict_events import check_client_event
-from tests.realtime_worker.test_call_session import SID, FakeRealtime, Harness
-from tests.realtime_worker.test_conversation import Call, running_call
-from tests.realtime_worker.test_reconnect import Opener, start_session
-from tests.shared.waiting import eventually
+from tests.support.realtime import FakeRealtime, Opener
+from tests.support.scripted_call import ScriptedCall as Call
+from tests.support.scripted_call import running_call, start_session
+from tests.support.strict_events import check_client_event
+from tests.support.waiting import eventually
+from tests.support.worker import SID, Harness
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +67,7 @@ async def call(
     monkeypatch.setattr(
         harness, "ctx", dataclasses.replace(harness.ctx, tools=(TOOL,), http=client)
     )
-    async with running_call(harness, monkeypatch) as running:
+    async with running_call(harness) as running:
         yield running
     await client.aclose()
 

@@ -21,7 +21,7 @@ from services.realtime_worker.tools import (
 )
 from shared.config import WorkerSettings
 from shared.errors import ConfigError
-from tests.realtime_worker.strict_events import check_client_event
+from tests.support.strict_events import check_client_event
 
 pytestmark = pytest.mark.anyio
 

@@ -3,51 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
 import fakeredis
 import pytest
 from fakeredis.aioredis import FakeRedis
-from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.realtime_worker import worker as worker_module
-from services.realtime_worker.worker import Worker
-from shared.config import WorkerSettings
 from shared.keys import CallField, CallState, Keys
 from shared.messages import ENTRY_FIELD, CallDispatch, InboundAudio, StreamStarted, encode
 from shared.records import create_call
-from tests.realtime_worker.test_call_session import FakeRealtime
-from tests.shared.fake_redis import polling_client
-from tests.shared.waiting import eventually
+from tests.support.fake_redis import polling_client
+from tests.support.waiting import eventually
+from tests.support.worker_process import KEYS, WORKER, Sockets, start_worker, stop_worker
 
 pytestmark = pytest.mark.anyio
-
-WORKER = "worker-1"
-KEYS = Keys("t")
-
-
-def _settings(**changes: Any) -> WorkerSettings:
-    settings = WorkerSettings.from_env(
-        {
-            "OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime",
-            "WORKER_ID": WORKER,
-            "KEY_PREFIX": "t",
-            "HEARTBEAT_INTERVAL_MS": "100",
-            "LEASE_TTL_MS": "1000",
-        }
-    )
-    return dataclasses.replace(settings, **changes)
-
-
-class Running:
-    def __init__(self, worker: Worker, sockets: list[FakeRealtime]) -> None:
-        self.worker = worker
-        self.sockets = sockets
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
 
 
 @pytest.fixture
@@ -57,45 +29,10 @@ async def redis() -> AsyncIterator[FakeRedis]:
     await client.aclose()
 
 
-class Sockets(list[FakeRealtime]):
-    """The fake Realtime sockets a worker opened, in order; ``connect`` is its connector."""
-
-    async def connect(self, settings: WorkerSettings) -> Any:
-        ws = FakeRealtime()
-        self.append(ws)
-        return ws
-
-
-@pytest.fixture
-def sockets() -> Sockets:
-    return Sockets()
-
-
-async def _start(redis: FakeRedis, sockets: list[FakeRealtime], **changes: Any) -> Running:
-    assert isinstance(sockets, Sockets)
-    worker = Worker(
-        _settings(**changes),
-        client=redis,
-        registry=CollectorRegistry(),
-        realtime_connect=sockets.connect,
-    )
-    running = Running(worker, sockets)
-    running.task = asyncio.create_task(worker.run(running.stop))
-    return running
-
-
-async def _finish(running: Running) -> None:
-    running.stop.set()
-    assert running.task is not None
-    await asyncio.wait_for(running.task, 5.0)
-
-
-async def test_claims_a_call_and_releases_it_on_stop(
-    redis: FakeRedis, sockets: list[FakeRealtime]
-) -> None:
+async def test_claims_a_call_and_releases_it_on_stop(redis: FakeRedis, sockets: Sockets) -> None:
     await create_call(redis, KEYS, "CA1", {CallField.FROM: "+1"})
     await redis.xadd(KEYS.inbound("CA1"), {ENTRY_FIELD: encode(StreamStarted("MZ", "e", 0.0))})
-    running = await _start(redis, sockets)
+    running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: "CA1" in worker.sessions and len(sockets) == 1)
     await eventually(lambda: len(sockets[0].sent) == 1)  # session.update
@@ -110,7 +47,7 @@ async def test_claims_a_call_and_releases_it_on_stop(
     await asyncio.sleep(1.3)
     assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()
 
-    await _finish(running)
+    await stop_worker(running)
     assert worker.sessions == {}
     assert not await redis.exists(KEYS.lease("CA1"))
     assert sockets[0].closed
@@ -120,10 +57,10 @@ async def test_claims_a_call_and_releases_it_on_stop(
 
 
 async def test_redis_up_follows_the_workers_redis_reads_and_writes(
-    redis: FakeRedis, sockets: list[FakeRealtime]
+    redis: FakeRedis, sockets: Sockets
 ) -> None:
     server = redis.connection_pool.connection_kwargs["server"]
-    running = await _start(redis, sockets)
+    running = await start_worker(redis, sockets)
     registry = running.worker.registry
     await eventually(lambda: registry.get_sample_value("switchboard_worker_redis_up") == 1)
     server.connected = False
@@ -132,11 +69,11 @@ async def test_redis_up_follows_the_workers_redis_reads_and_writes(
     await eventually(lambda: registry.get_sample_value("switchboard_worker_redis_up") == 1)
     errors = "switchboard_redis_errors_total"
     assert (registry.get_sample_value(errors, {"process": "worker", "op": "read"}) or 0) >= 1
-    await _finish(running)
+    await stop_worker(running)
 
 
 async def test_skips_unknown_ended_held_and_malformed_dispatches(
-    redis: FakeRedis, sockets: list[FakeRealtime]
+    redis: FakeRedis, sockets: Sockets
 ) -> None:
     await create_call(redis, KEYS, "CAended", {})
     await redis.hset(KEYS.call("CAended"), CallField.STATE, CallState.ENDED)
@@ -147,7 +84,7 @@ async def test_skips_unknown_ended_held_and_malformed_dispatches(
     await redis.xadd(KEYS.dispatch, {ENTRY_FIELD: encode(InboundAudio(b"", 0, 0.0))})
     await redis.xadd(KEYS.dispatch, {b"x": b"no m field"})
     await create_call(redis, KEYS, "CAok", {})
-    running = await _start(redis, sockets)
+    running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: "CAok" in worker.sessions)
     await eventually(
@@ -166,15 +103,13 @@ async def test_skips_unknown_ended_held_and_malformed_dispatches(
             break
         await asyncio.sleep(0.02)
     assert (await redis.xpending(KEYS.dispatch, "workers"))["pending"] == 0
-    await _finish(running)
+    await stop_worker(running)
 
 
-async def test_takes_no_more_calls_than_max_calls(
-    redis: FakeRedis, sockets: list[FakeRealtime]
-) -> None:
+async def test_takes_no_more_calls_than_max_calls(redis: FakeRedis, sockets: Sockets) -> None:
     for sid in ("CA1", "CA2", "CA3"):
         await create_call(redis, KEYS, sid, {})
-    running = await _start(redis, sockets, max_calls=2)
+    running = await start_worker(redis, sockets, max_calls=2)
     worker = running.worker
     await eventually(lambda: len(worker.sessions) == 2)
     await asyncio.sleep(0.2)
@@ -183,12 +118,12 @@ async def test_takes_no_more_calls_than_max_calls(
     # A call ends: the third one is claimed.
     worker.sessions["CA1"].stop("done")
     await eventually(lambda: "CA3" in worker.sessions)
-    await _finish(running)
+    await stop_worker(running)
 
 
-async def test_lost_lease_stops_the_session(redis: FakeRedis, sockets: list[FakeRealtime]) -> None:
+async def test_lost_lease_stops_the_session(redis: FakeRedis, sockets: Sockets) -> None:
     await create_call(redis, KEYS, "CA1", {})
-    running = await _start(redis, sockets)
+    running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: "CA1" in worker.sessions)
     session = worker.sessions["CA1"]
@@ -196,14 +131,12 @@ async def test_lost_lease_stops_the_session(redis: FakeRedis, sockets: list[Fake
     await eventually(lambda: "CA1" not in worker.sessions)
     assert session.end_reason == "lease_lost"
     assert await redis.get(KEYS.lease("CA1")) == b"worker-2"
-    await _finish(running)
+    await stop_worker(running)
 
 
-async def test_heartbeat_saves_the_inbound_cursor(
-    redis: FakeRedis, sockets: list[FakeRealtime]
-) -> None:
+async def test_heartbeat_saves_the_inbound_cursor(redis: FakeRedis, sockets: Sockets) -> None:
     await create_call(redis, KEYS, "CA1", {})
-    running = await _start(redis, sockets)
+    running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: "CA1" in worker.sessions)
     entry_id = await redis.xadd(
@@ -219,11 +152,11 @@ async def test_heartbeat_saves_the_inbound_cursor(
             break
         await asyncio.sleep(0.02)
     assert await saved() == entry_id
-    await _finish(running)
+    await stop_worker(running)
 
 
 async def test_one_failed_claim_does_not_hold_up_the_rest_of_its_batch(
-    redis: FakeRedis, sockets: list[FakeRealtime], monkeypatch: pytest.MonkeyPatch
+    redis: FakeRedis, sockets: Sockets, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_load_call = worker_module.load_call
 
@@ -236,7 +169,7 @@ async def test_one_failed_claim_does_not_hold_up_the_rest_of_its_batch(
     await create_call(redis, KEYS, "CAfirst", {})
     await create_call(redis, KEYS, "CAbad", {})
     await create_call(redis, KEYS, "CAlast", {})
-    running = await _start(redis, sockets)
+    running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: set(worker.sessions) == {"CAfirst", "CAlast"})
     for _ in range(100):
@@ -248,4 +181,4 @@ async def test_one_failed_claim_does_not_hold_up_the_rest_of_its_batch(
     assert len(pending) == 1  # only the failed claim stays unacknowledged
     entry = await redis.xrange(KEYS.dispatch, pending[0]["message_id"], pending[0]["message_id"])
     assert b"CAbad" in entry[0][1][ENTRY_FIELD]
-    await _finish(running)
+    await stop_worker(running)

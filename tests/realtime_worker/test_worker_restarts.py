@@ -21,14 +21,11 @@ from shared.messages import (
     encode,
 )
 from shared.records import Turn, create_call, load_turns, turn_commands
-from tests.realtime_worker.test_call_session import FakeRealtime
-from tests.realtime_worker.test_worker import KEYS, WORKER, _finish, _start, sockets
-from tests.shared.fake_redis import polling_client
-from tests.shared.waiting import eventually
+from tests.support.fake_redis import polling_client
+from tests.support.waiting import eventually
+from tests.support.worker_process import KEYS, WORKER, Sockets, start_worker, stop_worker
 
 pytestmark = pytest.mark.anyio
-
-__all__ = ["sockets"]  # the fixture, used by name
 
 
 @pytest.fixture
@@ -61,10 +58,10 @@ async def _dispatches(redis: FakeRedis) -> list[CallDispatch]:
 
 
 async def test_handoff_drain_releases_leases_and_dispatches_again(
-    redis: FakeRedis, sockets: list[FakeRealtime]
+    redis: FakeRedis, sockets: Sockets
 ) -> None:
     await _live_call(redis, "CA1")
-    running = await _start(redis, sockets)
+    running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: "CA1" in worker.sessions and len(sockets) == 1)
     session = worker.sessions["CA1"]
@@ -74,7 +71,7 @@ async def test_handoff_drain_releases_leases_and_dispatches_again(
     )
     await eventually(lambda: session.in_cursor == audio_id.decode())
 
-    await _finish(running)  # SIGTERM, DRAIN_MODE=handoff (the default)
+    await stop_worker(running)  # SIGTERM, DRAIN_MODE=handoff (the default)
     assert worker.sessions == {}
     assert not await redis.exists(KEYS.lease("CA1"))
     assert [(d.call_sid, d.reason) for d in await _dispatches(redis)][-1] == ("CA1", "handoff")
@@ -86,22 +83,22 @@ async def test_handoff_drain_releases_leases_and_dispatches_again(
     assert worker.registry.get_sample_value("switchboard_worker_handoffs_total") == 1
 
     # Another worker takes it over at once, from the saved cursor.
-    second = await _start(redis, sockets)
+    second = await start_worker(redis, sockets)
     await eventually(lambda: "CA1" in second.worker.sessions)
     taken = second.worker.sessions["CA1"]
     assert taken.takeover
     assert taken.in_cursor == audio_id.decode()
     await eventually(lambda: len(sockets) == 2 and len(sockets[1].sent) == 1)
     assert sockets[1].appended_audio() == b""  # nothing after the cursor yet
-    await _finish(second)
+    await stop_worker(second)
 
 
 async def test_finish_drain_waits_for_calls_then_hands_off_the_rest(
-    redis: FakeRedis, sockets: list[FakeRealtime]
+    redis: FakeRedis, sockets: Sockets
 ) -> None:
     await _live_call(redis, "CA1")
     await _live_call(redis, "CA2")
-    running = await _start(redis, sockets, drain_mode="finish", drain_timeout_s=0.5)
+    running = await start_worker(redis, sockets, drain_mode="finish", drain_timeout_s=0.5)
     worker = running.worker
     await eventually(lambda: len(worker.sessions) == 2)
     started = time.monotonic()
@@ -119,9 +116,9 @@ async def test_finish_drain_waits_for_calls_then_hands_off_the_rest(
 
 
 async def test_claim_loop_recreates_the_group_after_redis_restarts_empty(
-    redis: FakeRedis, sockets: list[FakeRealtime], caplog: pytest.LogCaptureFixture
+    redis: FakeRedis, sockets: Sockets, caplog: pytest.LogCaptureFixture
 ) -> None:
-    running = await _start(redis, sockets)
+    running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: bool(worker.ctx.reader.healthy))
     await asyncio.sleep(0.05)
@@ -132,16 +129,16 @@ async def test_claim_loop_recreates_the_group_after_redis_restarts_empty(
     assert running.task is not None and not running.task.done()
     # Real Redis says NOGROUP; fakeredis words it differently. Either way: logged, retried.
     assert "claiming calls failed" in caplog.text
-    await _finish(running)
+    await stop_worker(running)
 
 
 async def test_redis_restart_keeps_the_call_and_restores_its_state(
-    redis: FakeRedis, sockets: list[FakeRealtime]
+    redis: FakeRedis, sockets: Sockets
 ) -> None:
     await _live_call(redis, "CA1")
     for command in turn_commands(KEYS, "CA1", Turn("user", "Hello.", 1)):
         await redis.execute_command(*command)
-    running = await _start(redis, sockets)
+    running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: "CA1" in worker.sessions and len(sockets) == 1)
     await eventually(lambda: len(sockets[0].sent) == 2)  # session.update, the seeded turn
@@ -168,4 +165,4 @@ async def test_redis_restart_keeps_the_call_and_restores_its_state(
     await redis.set(KEYS.lease("CA1"), "worker-2", px=60_000)
     await eventually(lambda: "CA1" not in worker.sessions)
     assert session.end_reason == "lease_lost"
-    await _finish(running)
+    await stop_worker(running)

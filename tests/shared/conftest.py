@@ -8,7 +8,7 @@ import fakeredis
 import pytest
 from fakeredis.aioredis import FakeRedis
 
-from tests.shared.fake_redis import polling_client
+from tests.support.fake_redis import polling_client
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from shared.streams import (
     release_lease,
     renew_lease_status,
 )
-from tests.shared.waiting import eventually
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,1 @@
+"""What the tests share: fakes at the true borders, waiting helpers, harnesses."""
