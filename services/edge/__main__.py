@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from services.edge.app import create_app
+from services.edge.runtime import RuntimeSlot
 from services.edge.server import EdgeServer
 from shared.config import EdgeSettings
 from shared.errors import ConfigError
@@ -25,7 +26,8 @@ def main() -> int:
         secrets=settings.secret_values(),
     )
     logging.getLogger("switchboard.edge").info("starting edge: %s", settings.describe())
-    app = create_app(settings)
+    slot = RuntimeSlot()
+    app = create_app(settings, slot=slot)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -41,7 +43,7 @@ def main() -> int:
         access_log=False,
         server_header=False,
     )
-    EdgeServer(config, app, settings.drain_timeout_s).run()
+    EdgeServer(config, slot, settings.drain_timeout_s).run()
     return 0
 
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.edge.runtime import EdgeRuntime
+from services.edge.runtime import EdgeRuntime, runtime_of
 from services.edge.twilio_protocol import CALL_SID_RE
 from shared.errors import is_retryable
 from shared.keys import RECENT_CALLS_MAX, CallField, CallState
@@ -89,7 +89,7 @@ def _limit(request: Request) -> int | None:
 
 
 async def list_calls(request: Request) -> Response:
-    runtime: EdgeRuntime = request.app.state.runtime
+    runtime = runtime_of(request)
     refused = _refusal(runtime, request)
     if refused is not None:
         return refused
@@ -114,7 +114,7 @@ async def list_calls(request: Request) -> Response:
 
 
 async def get_call(request: Request) -> Response:
-    runtime: EdgeRuntime = request.app.state.runtime
+    runtime = runtime_of(request)
     refused = _refusal(runtime, request)
     if refused is not None:
         return refused

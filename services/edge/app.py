@@ -23,7 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from services.edge import twiml
 from services.edge.admin_api import admin_routes
 from services.edge.media_stream import media_endpoint
-from services.edge.runtime import EdgeRuntime, edge_runtime
+from services.edge.runtime import EdgeRuntime, EdgeState, RuntimeSlot, edge_runtime, runtime_of
 from services.edge.signature import SETTINGS_HEADER, check_signature
 from services.edge.stream_token import issue_token
 from services.edge.twilio_protocol import CALL_SID_RE
@@ -55,7 +55,7 @@ async def _signed_params(request: Request, route: str) -> list[tuple[str, str]]:
 
     Raises ``_Refusal`` (403, or 413 for an oversized body) otherwise.
     """
-    runtime: EdgeRuntime = request.app.state.runtime
+    runtime = runtime_of(request)
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -107,7 +107,7 @@ def _decline(runtime: EdgeRuntime) -> Response:
 
 async def voice_webhook(request: Request) -> Response:
     """A new call: record it, dispatch it at once, answer ``<Connect><Stream>``."""
-    runtime: EdgeRuntime = request.app.state.runtime
+    runtime = runtime_of(request)
     try:
         params = await _signed_params(request, VOICE_PATH)
         call_sid = _call_sid(runtime, VOICE_PATH, params)
@@ -155,7 +155,7 @@ async def voice_webhook(request: Request) -> Response:
 async def resume_webhook(request: Request) -> Response:
     """Twilio's ``<Redirect>`` after a stream ended: reconnect a live call; else say why the
     call ends (no worker: BUSY_MESSAGE; a failure: FAILURE_MESSAGE) or just hang up."""
-    runtime: EdgeRuntime = request.app.state.runtime
+    runtime = runtime_of(request)
     try:
         params = await _signed_params(request, RESUME_PATH)
         call_sid = _call_sid(runtime, RESUME_PATH, params)
@@ -207,14 +207,14 @@ async def stream_status(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    runtime: EdgeRuntime = request.app.state.runtime
+    runtime = runtime_of(request)
     if runtime.broken:
         return JSONResponse({"status": "broken", "reason": runtime.broken}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
 async def readyz(request: Request) -> Response:
-    runtime: EdgeRuntime = request.app.state.runtime
+    runtime = runtime_of(request)
     if runtime.ready:
         return JSONResponse({"ready": True, "calls": len(runtime.calls)})
     reasons = []
@@ -228,7 +228,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    runtime: EdgeRuntime = request.app.state.runtime
+    runtime = runtime_of(request)
     return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -236,20 +236,26 @@ def create_app(
     settings: EdgeSettings,
     redis: aioredis.Redis | None = None,
     registry: CollectorRegistry | None = None,
+    slot: RuntimeSlot | None = None,
 ) -> Starlette:
-    """The edge application. ``redis`` and ``registry`` default to fresh ones."""
+    """The edge application. ``redis`` and ``registry`` default to fresh ones; ``slot``, if
+    given, holds the runtime while the app runs (for the server's drain, and tests)."""
     metrics_registry = registry if registry is not None else CollectorRegistry()
+    runtime_slot = slot if slot is not None else RuntimeSlot()
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[EdgeState]:
         async with edge_runtime(settings, metrics_registry, redis) as runtime:
-            app.state.runtime = runtime
             if not settings.validate_signature:
                 logger.warning(
                     "TWILIO_VALIDATE_SIGNATURE=false: anyone who can reach this edge can place "
                     "calls and open streams. Never run like this on the internet."
                 )
-            yield
+            runtime_slot.runtime = runtime
+            try:
+                yield {"runtime": runtime}
+            finally:
+                runtime_slot.runtime = None
 
     routes = [
         Route(VOICE_PATH, voice_webhook, methods=["POST"]),

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -24,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from services.edge.framing import Frame, Framer, Output
 from services.edge.lease_watch import Action, LeaseView
 from services.edge.limits import MediaPacer
-from services.edge.runtime import EdgeRuntime
+from services.edge.runtime import EdgeRuntime, runtime_of
 from services.edge.signature import SETTINGS_HEADER, check_signature
 from services.edge.stream_token import TokenError, verify_token
 from services.edge.twilio_protocol import (
@@ -42,18 +40,16 @@ from services.edge.twilio_protocol import (
 )
 from services.edge.urls import PublicUrls
 from shared.audio_check import AudioVerdict, OutboundInspector
-from shared.errors import DecodeError, TwilioProtocolError
+from shared.errors import TwilioProtocolError
+from shared.inbox import Inbox
 from shared.keys import (
-    CALL_KEY_TTL_S,
     DISPATCH_MAXLEN,
-    ENDED_STREAM_TTL_S,
     INBOUND_MAXLEN,
     CallField,
     CallState,
 )
 from shared.logs import CallLog
 from shared.messages import (
-    ENTRY_FIELD,
     AudioDone,
     CallDispatch,
     CallStopped,
@@ -67,19 +63,23 @@ from shared.messages import (
     PlaybackMark,
     StreamDetached,
     StreamStarted,
-    decode,
 )
 from shared.metrics import HOP_WORKER_TO_EDGE
-from shared.records import load_call, now_ms
-from shared.streams import Entry
+from shared.records import (
+    detached_commands,
+    edge_counts_command,
+    ended_commands,
+    expire_streams_commands,
+    live_commands,
+    load_call,
+    set_fields_command,
+)
 from shared.tasks import run_until_first_returns
 
 __all__ = ["media_endpoint"]
 
 logger = logging.getLogger("switchboard.edge.media")
 
-QUEUE_PAUSE_AT = 256  # outbound messages held per call before its stream waits in Redis
-QUEUE_RESUME_AT = 64
 MAX_MALFORMED = 100  # per call; past this the caller's side is clearly broken
 MAX_MARKS_TIMED = 256  # marks awaiting Twilio's echo whose send time is kept, per call
 CLOSE_POLICY = 1008
@@ -95,7 +95,7 @@ class _Refused(Exception):
 
 async def media_endpoint(websocket: WebSocket) -> None:
     """ASGI handler of ``/twilio/media``."""
-    runtime: EdgeRuntime = websocket.app.state.runtime
+    runtime = runtime_of(websocket)
     settings = runtime.settings
     if settings.validate_signature:
         verdict = check_signature(
@@ -174,9 +174,13 @@ class EdgeCall:
         self.record_key = keys.call(self.call_sid)
         self.lease_key = keys.lease(self.call_sid)
         self.framer = Framer()
-        self.queue: deque[tuple[bytes, OutboundMessage]] = deque()
-        self.has_output = asyncio.Event()
-        self.paused = False
+        self.outbox: Inbox[OutboundMessage] = Inbox(
+            runtime.reader,
+            self.outbound_key,
+            (OutboundAudio, PlaybackMark, AudioDone, ClearPlayback, Hangup),
+            self._bad_entry,
+        )
+        self.outbox.on_message = self._on_outbound
         self.sent_cursor: bytes | None = None
         self.saved_cursor: bytes | None = None
         self.bytes_in = 0
@@ -184,11 +188,12 @@ class EdgeCall:
         self.frames_out = 0
         self.malformed = 0
         self.end_reason = "stream_closed"
-        self.lease_view = LeaseView(waiting_since=time.monotonic())
+        self.clock = runtime.clock
+        self.lease_view = LeaseView(waiting_since=self.clock.monotonic())
         self.stop_requested = asyncio.Event()
         self.pacer = MediaPacer(runtime.settings.media_burst_ms)
         self.inspector = OutboundInspector()
-        self.last_message_at = time.monotonic()
+        self.last_message_at = self.clock.monotonic()
         self.bytes_out_metric = runtime.metrics.call_audio_out_bytes.labels(self.call_sid)
         self.relay_latency = runtime.metrics.relay_latency.labels(HOP_WORKER_TO_EDGE)
         self.dropped_fast = runtime.metrics.media_dropped.labels("faster_than_real_time")
@@ -212,7 +217,7 @@ class EdgeCall:
         """
         token = start.custom_parameters.get("token", "")
         try:
-            verify_token(runtime.token_keys, token, start.call_sid, time.time())
+            verify_token(runtime.token_keys, token, start.call_sid, runtime.clock.wall())
         except TokenError as exc:
             raise _Refused(exc.kind, f"{exc} (call {start.call_sid})") from None
         record = await load_call(runtime.redis, runtime.keys, start.call_sid)
@@ -231,19 +236,21 @@ class EdgeCall:
         return call
 
     async def _bind(self, worker_id: str | None, out_cursor: str | None) -> None:
-        runtime, sid = self.runtime, self.call_sid
+        runtime = self.runtime
         edge_id = runtime.settings.edge_id
         self._write_live_record()
         runtime.writer.xadd_nowait(
-            self.inbound_key, StreamStarted(self.stream_sid, edge_id, time.time()), INBOUND_MAXLEN
+            self.inbound_key,
+            StreamStarted(self.stream_sid, edge_id, self.clock.wall()),
+            INBOUND_MAXLEN,
         )
         # A worker that held this call and died leaves no lease: put the call back in line.
         if worker_id and not await runtime.redis.exists(self.lease_key):
             self._dispatch_again()
             self.log.info("worker %s no longer holds the call; dispatched it again", worker_id)
-        runtime.calls[sid] = self
+        runtime.calls.add(self)
         runtime.metrics.active_calls.inc()
-        runtime.reader.subscribe(self.outbound_key, self._sink, out_cursor or "0-0")
+        self.outbox.open(out_cursor or "0-0")
         self.log.info(
             "stream %s attached to edge %s%s",
             self.stream_sid,
@@ -269,32 +276,25 @@ class EdgeCall:
     def save_cursor(self) -> None:
         """Record how far the outbound stream was sent, so another edge can resume there."""
         if self.sent_cursor != self.saved_cursor and self.sent_cursor is not None:
+            cursor = {CallField.OUT_CURSOR: self.sent_cursor}
             self.runtime.writer.command(
-                "HSET", self.record_key, CallField.OUT_CURSOR, self.sent_cursor
+                *set_fields_command(self.runtime.keys, self.call_sid, cursor)
             )
             self.saved_cursor = self.sent_cursor
 
     def _write_live_record(self) -> None:
         """This edge's part of the call record (state, edge, stream) and the call's key TTLs;
         the outbound cursor is saved again at the next ``save_cursor``."""
-        writer, settings = self.runtime.writer, self.runtime.settings
-        writer.command(
-            "HSET",
-            self.record_key,
-            CallField.STATE,
-            CallState.LIVE,
-            CallField.EDGE_ID,
-            settings.edge_id,
-            CallField.STREAM_SID,
-            self.stream_sid,
-        )
-        for key in self.runtime.keys.call_keys(self.call_sid):
-            writer.command("EXPIRE", key, CALL_KEY_TTL_S)
+        runtime = self.runtime
+        for command in live_commands(
+            runtime.keys, self.call_sid, runtime.settings.edge_id, self.stream_sid
+        ):
+            runtime.writer.command(*command)
         self.saved_cursor = None
 
     def _dispatch_again(self) -> None:
         """Put the call back on the dispatch stream: its worker no longer holds it."""
-        dispatch = CallDispatch(self.call_sid, "lease-lost", time.time())
+        dispatch = CallDispatch(self.call_sid, "lease-lost", self.clock.wall())
         self.runtime.writer.xadd_nowait(self.runtime.keys.dispatch, dispatch, DISPATCH_MAXLEN)
 
     def check_worker(self, lease_present: bool, state: str | None, now: float) -> None:
@@ -334,7 +334,7 @@ class EdgeCall:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
-            self.last_message_at = time.monotonic()
+            self.last_message_at = self.clock.monotonic()
             text = message.get("text")
             try:
                 if text is None:
@@ -357,7 +357,7 @@ class EdgeCall:
         """Return (ending the call) when Twilio has sent nothing for IDLE_TIMEOUT."""
         timeout_s = self.runtime.settings.idle_timeout_s
         while True:
-            idle_s = time.monotonic() - self.last_message_at
+            idle_s = self.clock.monotonic() - self.last_message_at
             if idle_s >= timeout_s:
                 self.log.warning("closing the stream: nothing from Twilio for %.0f s", idle_s)
                 self.end_reason = "idle_timeout"
@@ -374,7 +374,9 @@ class EdgeCall:
                 self.log.debug("dropped %d bytes of media: faster than real time", len(audio))
             return False
         await self.runtime.writer.xadd(
-            self.inbound_key, InboundAudio(audio, event.timestamp_ms, time.time()), INBOUND_MAXLEN
+            self.inbound_key,
+            InboundAudio(audio, event.timestamp_ms, self.clock.wall()),
+            INBOUND_MAXLEN,
         )
         self.bytes_in += len(audio)
         self.runtime.metrics.audio_in_bytes.inc(len(audio))
@@ -383,7 +385,7 @@ class EdgeCall:
     async def _on_mark(self, event: Mark) -> bool:
         sent = self.marks_sent.pop(event.name, None)
         if sent is not None:
-            self.runtime.metrics.mark_round_trip.observe(time.monotonic() - sent)
+            self.runtime.metrics.mark_round_trip.observe(self.clock.monotonic() - sent)
         await self.runtime.writer.xadd(self.inbound_key, MarkPlayed(event.name), INBOUND_MAXLEN)
         return False
 
@@ -410,75 +412,50 @@ class EdgeCall:
 
     # --- redis → twilio -----------------------------------------------------------------
 
-    def _sink(self, entries: list[Entry]) -> bool:
-        """Called by the fan-in reader with new outbound entries; False pauses the stream."""
-        for entry_id, fields in entries:
-            try:
-                message = decode(fields[ENTRY_FIELD])
-            except (DecodeError, KeyError) as exc:
-                self.runtime.metrics.malformed.labels("bad_redis_message").inc()
-                self.log.error("dropped outbound entry %s: %s", entry_id.decode(), exc)
-                continue
-            if not isinstance(message, OutboundMessage):
-                self.runtime.metrics.malformed.labels("bad_redis_message").inc()
-                self.log.error("dropped outbound entry %s: %r", entry_id.decode(), message)
-                continue
-            if isinstance(message, ClearPlayback):
-                self._drop_queued(message.item_id)
-            self.queue.append((entry_id, message))
-        self.has_output.set()
-        self.paused = len(self.queue) >= QUEUE_PAUSE_AT
-        return not self.paused
+    def _bad_entry(self, detail: str) -> None:
+        self.runtime.metrics.malformed.labels("bad_redis_message").inc()
+        self.log.error("dropped outbound %s", detail)
 
-    def _drop_queued(self, item_id: str) -> None:
+    def _on_outbound(self, message: OutboundMessage) -> None:
         """Barge-in: audio of the interrupted item still waiting here is never sent."""
-        kept: deque[tuple[bytes, OutboundMessage]] = deque()
-        for entry in self.queue:
-            message = entry[1]
-            if isinstance(message, OutboundAudio) and message.item_id == item_id:
-                continue
-            kept.append(entry)
-        self.queue = kept
+        if isinstance(message, ClearPlayback):
+            item_id = message.item_id
+            self.outbox.drop(lambda m: isinstance(m, OutboundAudio) and m.item_id == item_id)
 
     async def _outbound_loop(self) -> None:
         send = self.websocket.send_text
         while True:
-            await self.has_output.wait()
-            self.has_output.clear()
-            while self.queue:
-                entry_id, message = self.queue.popleft()
-                if self.paused and len(self.queue) <= QUEUE_RESUME_AT:
-                    self.paused = False
-                    self.runtime.reader.resume(self.outbound_key)
-                if isinstance(message, OutboundAudio):
-                    if not self.inspector.done:
-                        self._check_audio(self.inspector.feed(message.audio))
-                    await self._send_outputs(send, self.framer.audio(message.audio))
-                    self.relay_latency.observe(max(0.0, time.time() - message.sent_at))
-                elif isinstance(message, PlaybackMark):
-                    await self._send_outputs(send, self.framer.mark(message.name))
-                elif isinstance(message, AudioDone):
-                    await self._send_outputs(send, self.framer.finish())
-                elif isinstance(message, ClearPlayback):
-                    await send(clear_message(self.stream_sid))
-                    self.marks_sent.clear()  # Twilio echoes them at once: no audio queued
-                    for name in self.framer.clear():  # never reached Twilio: void at once
-                        self.runtime.writer.xadd_nowait(
-                            self.inbound_key, MarkPlayed(name), INBOUND_MAXLEN
-                        )
-                elif isinstance(message, Hangup):
-                    self.end_reason = "worker_hangup"
-                    self.log.info("worker ended the call: %s", message.reason)
-                    self.sent_cursor = entry_id
-                    return
+            entry_id, message = await self.outbox.get()
+            if isinstance(message, OutboundAudio):
+                if not self.inspector.done:
+                    self._check_audio(self.inspector.feed(message.audio))
+                await self._send_outputs(send, self.framer.audio(message.audio))
+                self.relay_latency.observe(max(0.0, self.clock.wall() - message.sent_at))
+            elif isinstance(message, PlaybackMark):
+                await self._send_outputs(send, self.framer.mark(message.name))
+            elif isinstance(message, AudioDone):
+                await self._send_outputs(send, self.framer.finish())
+            elif isinstance(message, ClearPlayback):
+                await send(clear_message(self.stream_sid))
+                self.marks_sent.clear()  # Twilio echoes them at once: no audio queued
+                for name in self.framer.clear():  # never reached Twilio: void at once
+                    self.runtime.writer.xadd_nowait(
+                        self.inbound_key, MarkPlayed(name), INBOUND_MAXLEN
+                    )
+            elif isinstance(message, Hangup):
+                self.end_reason = "worker_hangup"
+                self.log.info("worker ended the call: %s", message.reason)
                 self.sent_cursor = entry_id
+                return
+            self.sent_cursor = entry_id
 
     def _check_audio(self, verdict: AudioVerdict | None) -> None:
         """One line per call when the model's audio is not μ-law speech ("vacuum cleaner")."""
         if verdict is None or verdict.kind == "ok":
             return
         self.runtime.metrics.format_mismatch.labels(verdict.kind).inc()
-        self.runtime.writer.command("HSET", self.record_key, CallField.AUDIO_CHECK, verdict.kind)
+        check = {CallField.AUDIO_CHECK: verdict.kind}
+        self.runtime.writer.command(*set_fields_command(self.runtime.keys, self.call_sid, check))
         if verdict.is_fault:
             self.log.error("the audio sent to the caller is wrong: %s", verdict)
         else:
@@ -496,7 +473,7 @@ class EdgeCall:
                 self.runtime.metrics.audio_out_bytes.inc(size)
                 self.bytes_out_metric.inc(size)
                 if self.first_audio_due_ms is not None:
-                    waited_s = (now_ms() - self.first_audio_due_ms) / 1000
+                    waited_s = (self.clock.wall_ms() - self.first_audio_due_ms) / 1000
                     self.first_audio_due_ms = None
                     self.runtime.metrics.webhook_to_first_audio.observe(max(0.0, waited_s))
                 if self.log.debug_enabled:
@@ -506,23 +483,22 @@ class EdgeCall:
                 marks = self.marks_sent
                 if len(marks) >= MAX_MARKS_TIMED:
                     del marks[next(iter(marks))]  # the oldest: its echo was lost
-                marks[output.name] = time.monotonic()
+                marks[output.name] = self.clock.monotonic()
 
     # --- the end --------------------------------------------------------------------------
 
     async def _finish(self) -> None:
         runtime, sid = self.runtime, self.call_sid
         writer = runtime.writer
-        runtime.reader.unsubscribe(self.outbound_key)
-        runtime.calls.pop(sid, None)
+        self.outbox.close()
+        runtime.calls.remove(self)
         runtime.metrics.active_calls.dec()
         runtime.metrics.calls.labels(self.end_reason).inc()
         runtime.metrics.call_audio_out_bytes.remove(sid)
-        record = self.record_key
-        counters = (CallField.BYTES_IN, self.bytes_in, CallField.BYTES_OUT, self.bytes_out)
+        keys = runtime.keys
         if self.end_reason == "stream_closed":
             # No stop: Twilio may still be on the call and follow <Redirect> to another edge.
-            writer.command("HSET", record, CallField.EDGE_ID, "", *counters)
+            commands = detached_commands(keys, sid, self.bytes_in, self.bytes_out)
             self.save_cursor()
             writer.xadd_nowait(
                 self.inbound_key,
@@ -530,21 +506,13 @@ class EdgeCall:
                 INBOUND_MAXLEN,
             )
         else:
+            commands = [edge_counts_command(keys, sid, self.bytes_in, self.bytes_out)]
             if self.end_reason != "worker_hangup":
                 writer.xadd_nowait(self.inbound_key, CallStopped(self.end_reason), INBOUND_MAXLEN)
-                writer.command(
-                    "HSET",
-                    record,
-                    CallField.STATE,
-                    CallState.ENDED,
-                    CallField.ENDED_MS,
-                    now_ms(),
-                    CallField.END_REASON,
-                    self.end_reason,
-                )
-            writer.command("HSET", record, *counters)
-            for key in (self.inbound_key, self.outbound_key):
-                writer.command("EXPIRE", key, ENDED_STREAM_TTL_S)
+                commands += ended_commands(keys, sid, self.end_reason, runtime.clock.wall_ms())
+            commands += expire_streams_commands(keys, sid)
+        for command in commands:
+            writer.command(*command)
         self.log.info(
             "stream %s ended (%s): %d bytes (%.1f s) of audio sent to Twilio in %d frames, "
             "%d bytes received from the caller",

@@ -5,29 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypedDict
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
+from starlette.requests import HTTPConnection
 
+from services.edge.live_calls import LiveCalls
 from services.edge.metrics import EdgeMetrics
 from services.edge.signature import SigningKeys
 from services.edge.stream_token import derive_token_key
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import EdgeSettings
 from shared.errors import is_retryable
 from shared.keys import CALL_KEY_TTL_S, CallField, Keys
+from shared.records import refresh_commands
 from shared.resp import RespPipe
 from shared.streams import BatchWriter, FanInReader, connect
 from shared.tasks import cancel_and_wait
 
-if TYPE_CHECKING:
-    from services.edge.media_stream import EdgeCall
-
-__all__ = ["EdgeRuntime", "edge_runtime"]
+__all__ = ["EdgeRuntime", "EdgeState", "RuntimeSlot", "edge_runtime", "runtime_of"]
 
 logger = logging.getLogger("switchboard.edge")
 
@@ -49,7 +49,8 @@ class EdgeRuntime:
     keys: Keys
     token_keys: list[bytes]
     signing_keys: SigningKeys
-    calls: dict[str, EdgeCall] = field(default_factory=dict)
+    calls: LiveCalls = field(default_factory=LiveCalls)
+    clock: Clock = SYSTEM_CLOCK
     redis_ok: bool = False
     draining: bool = False
     broken: str | None = None  # a background loop died: /healthz reports it
@@ -79,14 +80,14 @@ class EdgeRuntime:
         # Per-call keys carry a TTL so nothing outlives a crashed process; live calls renew it.
         while True:
             await asyncio.sleep(KEY_REFRESH_INTERVAL_S)
-            for call_sid in list(self.calls):
-                for key in self.keys.call_keys(call_sid):
-                    self.writer.command("EXPIRE", key, CALL_KEY_TTL_S)
+            for call_sid in self.calls.sids():
+                for command in refresh_commands(self.keys, call_sid):
+                    self.writer.command(*command)
 
     async def _save_cursors_loop(self) -> None:
         while True:
             await asyncio.sleep(CURSOR_SAVE_INTERVAL_S)
-            for call in list(self.calls.values()):
+            for call in self.calls:
                 call.save_cursor()
 
     async def _lease_watch_loop(self) -> None:
@@ -94,7 +95,7 @@ class EdgeRuntime:
         interval_s = self.settings.lease_check_interval_ms / 1000
         while True:
             await asyncio.sleep(interval_s)
-            calls = list(self.calls.values())
+            calls = list(self.calls)
             if not calls:
                 continue
             try:
@@ -107,7 +108,7 @@ class EdgeRuntime:
                 if not is_retryable(exc):
                     raise
                 continue  # Redis is down: the health loop says so; judge leases when it is back
-            now = time.monotonic()
+            now = self.clock.monotonic()
             for call, lease, state in zip(calls, results[0::2], results[1::2], strict=True):
                 call.check_worker(bool(lease), state.decode() if state else None, now)
 
@@ -119,6 +120,27 @@ class EdgeRuntime:
         except Exception as exc:
             self.broken = f"{name} stopped: {exc!r}"
             logger.critical("background loop %s died; the edge is unhealthy", name, exc_info=True)
+
+
+class EdgeState(TypedDict):
+    """The state the app's lifespan hands every request and WebSocket."""
+
+    runtime: EdgeRuntime
+
+
+def runtime_of(connection: HTTPConnection) -> EdgeRuntime:
+    """The edge runtime, from a request's or a WebSocket's lifespan state."""
+    runtime = connection.state.runtime
+    assert isinstance(runtime, EdgeRuntime), "the app runs without its lifespan"
+    return runtime
+
+
+@dataclass
+class RuntimeSlot:
+    """Where the running runtime is, for what lives outside requests: the server's drain and
+    tests. Filled while the app's lifespan runs, empty otherwise."""
+
+    runtime: EdgeRuntime | None = None
 
 
 def _present(*secrets: str | None) -> tuple[str, ...]:

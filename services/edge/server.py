@@ -12,7 +12,8 @@ import time
 from types import FrameType
 
 import uvicorn
-from starlette.applications import Starlette
+
+from services.edge.runtime import RuntimeSlot
 
 __all__ = ["EdgeServer"]
 
@@ -20,9 +21,9 @@ logger = logging.getLogger("switchboard.edge")
 
 
 class EdgeServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: Starlette, drain_timeout_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, slot: RuntimeSlot, drain_timeout_s: float) -> None:
         super().__init__(config)
-        self._app = app
+        self._slot = slot
         self._drain_timeout_s = drain_timeout_s
         self._drain_started: float | None = None
 
@@ -32,7 +33,7 @@ class EdgeServer(uvicorn.Server):
             self.should_exit = True
             return
         self._drain_started = time.monotonic()
-        runtime = getattr(self._app.state, "runtime", None)
+        runtime = self._slot.runtime
         if runtime is None:
             self.should_exit = True
             return
@@ -44,8 +45,8 @@ class EdgeServer(uvicorn.Server):
         )
 
     async def on_tick(self, counter: int) -> bool:
-        if self._drain_started is not None and not self.should_exit:
-            runtime = self._app.state.runtime
+        runtime = self._slot.runtime
+        if self._drain_started is not None and not self.should_exit and runtime is not None:
             waited = time.monotonic() - self._drain_started
             if not runtime.calls:
                 logger.info("drained: no live calls left after %.1fs", waited)

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient, WebSocketTestSession
 
 from services.edge.app import create_app
-from services.edge.runtime import EdgeRuntime
+from services.edge.runtime import EdgeRuntime, RuntimeSlot
 from services.edge.signature import compute_signature
 from shared.config import EdgeSettings
 from shared.keys import Keys
@@ -63,9 +63,11 @@ class Edge:
         client: TestClient,
         server: fakeredis.FakeServer,
         registry: CollectorRegistry,
+        slot: RuntimeSlot,
         public_url: str = PUBLIC_URL,
     ) -> None:
         self.client = client
+        self.slot = slot
         self.server = server
         self.public_url = public_url
         redis = fakeredis.FakeRedis(server=server)
@@ -75,7 +77,8 @@ class Edge:
 
     @property
     def runtime(self) -> EdgeRuntime:
-        runtime: EdgeRuntime = self.client.app.state.runtime  # type: ignore[attr-defined]
+        runtime = self.slot.runtime
+        assert runtime is not None, "the edge's lifespan is not running"
         return runtime
 
     def metric(self, name: str, **labels: str) -> float:
@@ -186,9 +189,12 @@ def stream_token(document: str) -> str:
 def running_edge(settings: EdgeSettings) -> Iterator[Edge]:
     server = fakeredis.FakeServer()
     registry = CollectorRegistry()
-    app = create_app(settings, redis=fakeredis.aioredis.FakeRedis(server=server), registry=registry)
+    slot = RuntimeSlot()
+    app = create_app(
+        settings, redis=fakeredis.aioredis.FakeRedis(server=server), registry=registry, slot=slot
+    )
     with TestClient(app) as client:
-        edge = Edge(client, server, registry, settings.public_url)
+        edge = Edge(client, server, registry, slot, settings.public_url)
         wait_for(lambda: edge.runtime.ready)
         yield edge
 

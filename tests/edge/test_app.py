@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 
 import pytest
 from twilio.request_validator import RequestValidator
@@ -240,13 +241,29 @@ def test_a_draining_edge_can_reject_instead_of_speaking() -> None:
         assert [(child.tag, child.attrib) for child in root] == [("Reject", {"reason": "busy"})]
 
 
+@dataclass
+class Occupant:
+    """A live call as the edge's registry sees it, without a socket."""
+
+    call_sid: str
+    lease_key: str = "sb:call:x:lease"
+    record_key: str = "sb:call:x"
+
+    def check_worker(self, lease_present: bool, state: str | None, now: float) -> None:
+        pass
+
+    def save_cursor(self) -> None:
+        pass
+
+
 def test_a_full_edge_declines_new_calls_and_counts_them() -> None:
     with running_edge(make_settings(EDGE_MAX_CALLS="1")) as edge:
-        edge.runtime.calls["CA" + "1" * 32] = object()  # type: ignore[assignment]
+        other = Occupant("CA" + "1" * 32)
+        edge.runtime.calls.add(other)
         try:
             response = edge.post_signed("/twilio/voice", voice_params())
         finally:
-            edge.runtime.calls.clear()
+            edge.runtime.calls.remove(other)
         root = _root(response.text)
         assert [child.tag for child in root] == ["Say", "Hangup"]
         assert _dispatched(edge) == []

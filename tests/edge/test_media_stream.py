@@ -9,6 +9,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from services.edge import media_stream
+from services.edge.media_stream import EdgeCall
 from services.edge.signature import compute_signature
 from services.edge.stream_token import issue_token
 from shared.audio import FRAME_BYTES, SILENCE_BYTE
@@ -107,7 +108,7 @@ def test_bad_token_is_refused(edge: Edge, token: str, reason: str) -> None:
     close = _refused(edge, token)
     assert (close["code"], close["reason"]) == (1008, reason)
     assert edge.metric(REJECTED, route="media", reason=reason) == 1
-    assert edge.runtime.calls == {}
+    assert edge.runtime.calls.sids() == []
 
 
 def test_expired_token_is_refused(edge: Edge) -> None:
@@ -151,7 +152,7 @@ def test_socket_closed_before_start_leaves_nothing_behind(edge: Edge) -> None:
     edge.answer()
     with edge.stream() as ws:
         send(ws, tf.connected())
-    assert edge.runtime.calls == {}
+    assert edge.runtime.calls.sids() == []
     assert edge.record()[CallField.STATE] == CallState.DISPATCHED
 
 
@@ -183,7 +184,7 @@ def test_a_whole_call_from_the_callers_side(edge: Edge) -> None:
     token = edge.answer()
     chunks = [bytes([i]) * 160 for i in range(3)] + [bytes(range(256))]
     with edge.call(token) as ws:
-        assert edge.runtime.calls.keys() == {tf.CALL_SID}
+        assert edge.runtime.calls.sids() == [tf.CALL_SID]
         assert edge.metric("switchboard_edge_active_calls") == 1
         record = edge.record()
         assert record[CallField.EDGE_ID] == "edge-test"
@@ -214,7 +215,7 @@ def test_a_whole_call_from_the_callers_side(edge: Edge) -> None:
     assert record[CallField.END_REASON] == "caller_hangup"
     assert record[CallField.BYTES_IN] == str(total)
     assert int(record[CallField.ENDED_MS]) > 0
-    assert edge.runtime.calls == {}
+    assert edge.runtime.calls.sids() == []
     assert edge.metric("switchboard_edge_active_calls") == 0
     assert edge.metric("switchboard_edge_calls_total", outcome="caller_hangup") == 1
     assert 0 < edge.redis.ttl(edge.keys.inbound(tf.CALL_SID)) <= 60
@@ -425,7 +426,9 @@ def test_marks_awaiting_their_echo_are_bounded(edge: Edge, monkeypatch: pytest.M
             edge.publish(PlaybackMark(f"m{n}"))
             receive_json(ws)
             assert receive_json(ws)["event"] == "mark"
-        assert list(edge.runtime.calls[tf.CALL_SID].marks_sent) == ["m1", "m2"]
+        live = edge.runtime.calls.get(tf.CALL_SID)
+        assert isinstance(live, EdgeCall)
+        assert list(live.marks_sent) == ["m1", "m2"]
         send(ws, tf.stop())
         receive(ws)
 
