@@ -9,13 +9,22 @@
 # Why per-service targets rather than one image with two entry points: each service gets its own
 # HEALTHCHECK (edge: GET /healthz on PORT; worker: GET /metrics on METRICS_PORT) and its own
 # exec-form ENTRYPOINT, so `docker run switchboard-worker` needs no command override, and the
-# simulator's extra dependencies (openai, pydantic, twilio, httpx) never ship in the production
+# simulator's extra dependencies (openai, pydantic, twilio) never ship in the production
 # images. The targets share every layer up to `runtime`, so building both costs one build.
 #
-# Dependencies are pinned: deploy/requirements/runtime.txt (and sim.txt) are generated from the
-# virtualenv the test suite ran in (deploy/requirements/lock.py); the project itself is then
-# installed with --no-deps so nothing else can be resolved at build time.
-# Configuration comes only from the environment (README, "Configuration"); no config file is read.
+# Dependencies come from the project's one lock, uv.lock (locked for CPython 3.11, the Python of
+# these images and of CI), through the subsets exported from it by `make generate`:
+# deploy/requirements/runtime.txt (the edge and worker images: runtime dependencies only) and
+# sim.txt (the simulator image: runtime + the sim extra). Both pin every package with the hashes
+# of its files, and pip installs them with --require-hashes; the project itself is then installed
+# with --no-deps, so no dependency is resolved at build time (pip only fetches the build backend,
+# setuptools, into its isolated build environment, which stays out of the image) and no dev tool
+# (pytest, mypy, ruff, uv…) can reach an image. The build needs only pip: the exports are
+# committed and checked against uv.lock by `make check-generated`, so uv never runs here.
+# The console script `switchboard` exists in every image, but only the simulator image has the
+# sim extra: elsewhere its demo, realtime-sim, call-sim and bench commands exit 2 naming the
+# extra (services/cli.py).
+# Configuration comes only from the environment (docs/configuration.md); no config file is read.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -33,17 +42,17 @@ RUN python -m venv /opt/switchboard
 ENV PATH=/opt/switchboard/bin:$PATH
 WORKDIR /src
 COPY deploy/requirements/runtime.txt deploy/requirements/runtime.txt
-RUN pip install --require-virtualenv -r deploy/requirements/runtime.txt
+RUN pip install --require-virtualenv --require-hashes -r deploy/requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY services services
 COPY shared shared
 RUN pip install --require-virtualenv --no-deps . \
  && python -m compileall -q /opt/switchboard
 
-# --- build-sim: the same, plus the simulator's pinned extras ----------------------------------
+# --- build-sim: the same, plus the sim extra (sim.txt repeats runtime.txt, already installed) -
 FROM build AS build-sim
 COPY deploy/requirements/sim.txt deploy/requirements/sim.txt
-RUN pip install --require-virtualenv -r deploy/requirements/sim.txt \
+RUN pip install --require-virtualenv --require-hashes -r deploy/requirements/sim.txt \
  && python -m compileall -q /opt/switchboard
 
 # --- runtime: slim base, no compilers, non-root -------------------------------------------------

@@ -1,26 +1,41 @@
 # Switchboard: one short list of commands, run the same way locally and in CI.
+#
+# Dependencies: one lock, uv.lock (`make lock`), pins every dependency of the project and of
+# each extra with the hash of every file; it is locked for, and tested on, Python 3.11 (CI and
+# the images). `make setup` installs its dev subset, deploy/requirements/dev.txt (exported from
+# the lock by `make generate`), with `pip --require-hashes`, then the project itself, editable,
+# with --no-deps: nothing is resolved at install time. uv itself comes from the lock (dev extra).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --require-virtualenv
+UV     := $(BIN)/python -m uv --no-config
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS ?=
+LOCK_ARGS ?=
 
-.PHONY: setup demo bench bench-transcode test pytest lint typecheck format check clean config-table
+.PHONY: setup demo bench bench-transcode test pytest lint typecheck format check clean \
+	generate check-generated lock
 
-setup: $(STAMP)  ## create .venv with the project and its test tools installed
+setup: $(STAMP)  ## create .venv with the project and its test tools, from the lock
 
-$(STAMP): pyproject.toml
+$(STAMP): deploy/requirements/dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[sim,dev]'
+	@$(BIN)/python -c 'import sys; v = "%d.%d" % sys.version_info[:2]; v == "3.11" or \
+	  print(f"warning: .venv runs Python {v}; the lock is tested on 3.11 (CI, the images)")'
+	$(PIP) install --quiet --require-hashes -r deploy/requirements/dev.txt
+	$(PIP) install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 demo: $(STAMP)  ## one simulated call end to end: Redis, edge, worker, simulators
 	$(BIN)/python -m services.demo
 
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet -e '.[sim,dev,bench]'
+# The bench extra (matplotlib, for the PNG) on top of dev.txt, from the same lock.
+$(BENCH_STAMP): $(STAMP) uv.lock
+	$(UV) export --quiet --frozen --format requirements.txt --no-emit-project --all-extras \
+	  --output-file $(VENV)/bench-requirements.txt
+	$(PIP) install --quiet --require-hashes -r $(VENV)/bench-requirements.txt
 	@touch $(BENCH_STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP)  ## split bridge vs direct relay under load; BENCH_ARGS="--calls 100 --duration 60"
@@ -29,26 +44,40 @@ bench: $(STAMP) $(BENCH_STAMP)  ## split bridge vs direct relay under load; BENC
 bench-transcode: $(STAMP)  ## what REALTIME_AUDIO_FORMAT=pcm16 costs: quality, latency, CPU per resampler
 	$(BIN)/python -m services.bench.transcode $(BENCH_ARGS)
 
-test: lint typecheck pytest  ## the whole suite: lint, types, unit, service and end-to-end tests
+test: lint typecheck check-generated pytest  ## everything CI runs: lint, types, generated files, the suite
 
 pytest: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check services shared tests
-	$(BIN)/ruff format --check services shared tests
+	$(BIN)/ruff check services shared tests deploy
+	$(BIN)/ruff format --check services shared tests deploy
 
+# The deploy scripts are not a package: a second, strict run checks them as scripts.
+# (render_panels.py imports matplotlib, which CI does not install: pyproject's override lets
+# mypy skip its missing stubs.)
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict $(sort $(wildcard deploy/*.py deploy/*/*.py))
 
 format: $(STAMP)
-	$(BIN)/ruff format services shared tests
-	$(BIN)/ruff check --fix services shared tests
+	$(BIN)/ruff format services shared tests deploy
+	$(BIN)/ruff check --fix services shared tests deploy
 
 check: test
 
+# Generated files: the configuration table (docs/configuration.md) and .env.example (from
+# shared/config.py), the Grafana dashboard, the Kubernetes PrometheusRule, and the requirement
+# files exported from uv.lock. deploy/generate.py lists each with its source.
+generate: $(STAMP)  ## rebuild every generated file from its source
+	$(BIN)/python deploy/generate.py
+
+check-generated: $(STAMP)  ## fail, naming the file and the command to run, if a generated file is stale (writes nothing)
+	$(BIN)/python deploy/generate.py --check
+
+lock: $(STAMP)  ## re-resolve uv.lock after editing pyproject.toml's dependencies (LOCK_ARGS=--upgrade: newest of everything), then export
+	$(UV) lock $(LOCK_ARGS)
+	$(BIN)/python deploy/generate.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-output
-
-config-table: $(STAMP)  ## regenerate the README's configuration table from shared/config.py
-	$(BIN)/python -c 'import re, pathlib; from shared.config import reference_table as t; p = pathlib.Path("README.md"); p.write_text(re.sub(r"(<!-- config:begin -->\n).*(\n<!-- config:end -->)", lambda m: m.group(1) + t() + m.group(2), p.read_text(), flags=re.S))'

@@ -25,6 +25,8 @@ from typing import Any
 
 import redis
 
+from shared.config import redact_url
+
 __all__ = [
     "DEMO_AUTH_TOKEN",
     "PUBLIC_URL",
@@ -133,7 +135,14 @@ def provide_redis(url: str) -> RedisHandle:
         return RedisHandle(url, "existing")
     with contextlib.suppress(FileNotFoundError):
         return start_redis_server()
-    from fakeredis import TcpFakeServer
+    try:
+        from fakeredis import TcpFakeServer
+    except ImportError:
+        raise RuntimeError(
+            f"no Redis answers at {redact_url(url)}, redis-server is not installed, and the "
+            "embedded fallback needs fakeredis (pip install 'switchboard[dev]'): start Redis "
+            "or set REDIS_URL"
+        ) from None
 
     port = free_port()
     server = TcpFakeServer((LOCALHOST, port), server_type="redis")

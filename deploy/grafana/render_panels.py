@@ -27,7 +27,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.call_sim import CallConfig, place_calls
+from services.call_sim import CallConfig, CallReport, place_calls
 from services.devstack import PUBLIC_URL, Stack, StackConfig, start_redis_server
 from shared.audio import SILENCE_BYTE
 
@@ -88,7 +88,9 @@ class Series:
         self.scrapes = scrapes
         self.t = [s.at for s in scrapes]
 
-    def _select(self, scrape: Scrape, name: str, match: dict[str, str]) -> Iterable[tuple]:
+    def _select(
+        self, scrape: Scrape, name: str, match: dict[str, str]
+    ) -> Iterable[tuple[dict[str, str], float]]:
         for (sample, labels), value in scrape.samples.items():
             if sample == name and all(dict(labels).get(k) == v for k, v in match.items()):
                 yield dict(labels), value
@@ -125,7 +127,9 @@ class Series:
                 out[key][i] = value
         return dict(out)
 
-    def quantile(self, q: float, histogram: str, by: tuple[str, ...] = ()) -> dict[str, list]:
+    def quantile(
+        self, q: float, histogram: str, by: tuple[str, ...] = ()
+    ) -> dict[str, list[float]]:
         """histogram_quantile(q, sum by (le, by) (rate(histogram_bucket[WINDOW])))."""
         out: dict[str, list[float]] = defaultdict(lambda: [math.nan] * len(self.scrapes))
         rates = self.sum_by(f"{histogram}_bucket", by + ("le",), rate=True)
@@ -163,7 +167,9 @@ def _histogram_quantile(q: float, bounds: list[float], counts: list[float]) -> f
     return lower
 
 
-async def run_calls(stack: Stack, waves: int, per_wave: int, redis_bounce: Callable[[], None]):
+async def run_calls(
+    stack: Stack, waves: int, per_wave: int, redis_bounce: Callable[[], None]
+) -> list[CallReport]:
     def config() -> CallConfig:
         return CallConfig(
             edge_urls=stack.edge_urls,
@@ -173,7 +179,7 @@ async def run_calls(stack: Stack, waves: int, per_wave: int, redis_bounce: Calla
             hold_s=6.0,
         )
 
-    reports = []
+    reports: list[CallReport] = []
     for wave in range(waves):
         if wave == waves // 2:
             await asyncio.to_thread(redis_bounce)

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from shared.config import EdgeSettings, WorkerSettings
+from shared.config import EdgeSettings, WorkerSettings, all_variables
 from tests.deploy.support import (
     COMPOSE_ONLY_VARIABLES,
     ROOT,
-    all_variables,
     default_of,
     edge_routes,
     interpolate,
@@ -99,7 +98,8 @@ def test_healthchecks_probe_real_routes_on_the_configured_ports() -> None:
 
 def test_start_order_waits_for_health() -> None:
     def conditions(service: str) -> dict[str, Any]:
-        return SERVICES[service]["depends_on"]
+        depends_on: dict[str, Any] = SERVICES[service]["depends_on"]
+        return depends_on
 
     assert conditions("edge")["redis"]["condition"] == "service_healthy"
     worker = conditions("realtime-worker")

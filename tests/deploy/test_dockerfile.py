@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.deploy.support import ROOT, all_variables, default_of
+from shared.config import all_variables
+from tests.deploy.support import ROOT, default_of
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 SERVICE_TARGETS = {
@@ -164,11 +165,22 @@ def test_configuration_comes_only_from_the_environment() -> None:
             assert ".env" not in copy.split(), copy
 
 
-def test_dependencies_install_from_the_pinned_requirements() -> None:
+def test_dependencies_install_from_the_lock_with_hashes() -> None:
+    """The edge and worker images get runtime.txt, the simulator image sim.txt too (both
+    exported from uv.lock, tests/deploy/test_requirements.py); every other pip install is the
+    project itself, resolving nothing."""
     runs = " ".join(STAGES["build"].all("RUN"))
-    assert "-r deploy/requirements/runtime.txt" in runs
+    assert "--require-hashes -r deploy/requirements/runtime.txt" in runs
     assert "--no-deps ." in runs, "the project must not resolve anything beyond the pins"
-    assert "-r deploy/requirements/sim.txt" in " ".join(STAGES["build-sim"].all("RUN"))
+    sim_runs = " ".join(STAGES["build-sim"].all("RUN"))
+    assert "--require-hashes -r deploy/requirements/sim.txt" in sim_runs
+    for stage in STAGES.values():
+        for run in stage.all("RUN"):
+            for install in re.findall(r"pip install [^&;|]*", run):
+                assert re.search(r"--require-hashes -r deploy/requirements/\w+\.txt", install) or (
+                    "--no-deps" in install
+                ), f"{stage.name}: {install!r} installs something outside the lock"
+                assert "dev.txt" not in install, "dev tools never go into an image"
 
 
 def test_dockerignore_lets_in_exactly_what_the_build_copies() -> None:

@@ -14,7 +14,7 @@ LISTED = re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=", TEXT, re.M)
 
 def test_every_variable_is_listed_once() -> None:
     missing = set(all_variables()) - set(LISTED)
-    assert not missing, f".env.example lacks {sorted(missing)}: run deploy/gen_env_example.py"
+    assert not missing, f".env.example lacks {sorted(missing)}: run `make generate`"
     assert len(LISTED) == len(set(LISTED)), "a variable is listed twice"
 
 
