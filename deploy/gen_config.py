@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from shared.config import all_variables, reference_table  # noqa: E402
+from services.config_catalog import all_variables, reference_table  # noqa: E402
 
 CONFIGURATION_MD = ROOT / "docs" / "configuration.md"
 ENV_EXAMPLE = ROOT / ".env.example"

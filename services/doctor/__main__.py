@@ -18,7 +18,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.config import EdgeSettings, WorkerSettings
+from services.edge.settings import EdgeSettings
+from services.realtime_worker.settings import WorkerSettings
 
 from .checks import Check, config_checks, redis_check, signature_checks
 from .probes import probe_edge, probe_realtime, probe_redis

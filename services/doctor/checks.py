@@ -7,10 +7,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from services.edge.settings import EdgeSettings
 from services.edge.urls import PublicUrls
 from services.realtime_worker.openai_protocol import PCM, PCM_RATE, PCMU, SessionConfirmed
+from services.realtime_worker.settings import WorkerSettings
 from shared.audio_check import AudioVerdict
-from shared.config import EdgeSettings, WorkerSettings, redact_url
+from shared.config import redact_url
 from shared.errors import ConfigError
 
 __all__ = [

@@ -17,10 +17,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.realtime_client import open_realtime
+from services.realtime_worker.settings import WorkerSettings
 from services.realtime_worker.transcode import call_codec
 from shared.audio import FRAME_BYTES, SAMPLE_RATE, linear_to_ulaw
 from shared.audio_check import WINDOW_BYTES, AudioVerdict, classify_outbound
-from shared.config import WorkerSettings
 from shared.errors import RealtimeProtocolError
 
 from .checks import Check, format_checks, tone_check

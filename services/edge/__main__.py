@@ -1,4 +1,4 @@
-"""``python -m services.edge``: the edge, configured from the environment (see README)."""
+"""``python -m services.edge``: the edge, configured from the environment."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uvicorn
 from services.edge.app import create_app
 from services.edge.runtime import RuntimeSlot
 from services.edge.server import EdgeServer
-from shared.config import EdgeSettings
+from services.edge.settings import EdgeSettings
 from shared.errors import ConfigError
 from shared.logs import setup_logging
 

@@ -24,11 +24,11 @@ from services.edge import twiml
 from services.edge.admin_api import admin_routes
 from services.edge.media_stream import media_endpoint
 from services.edge.runtime import EdgeRuntime, EdgeState, RuntimeSlot, edge_runtime, runtime_of
+from services.edge.settings import EdgeSettings
 from services.edge.signature import SETTINGS_HEADER, check_signature
 from services.edge.stream_token import issue_token
 from services.edge.twilio_protocol import CALL_SID_RE
 from services.edge.urls import MEDIA_PATH, RESUME_PATH, STATUS_PATH, VOICE_PATH, PublicUrls
-from shared.config import EdgeSettings
 from shared.errors import is_retryable
 from shared.keys import CallField
 from shared.logs import CallLog

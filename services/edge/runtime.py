@@ -16,10 +16,10 @@ from starlette.requests import HTTPConnection
 
 from services.edge.live_calls import LiveCalls
 from services.edge.metrics import EdgeMetrics
+from services.edge.settings import EdgeSettings
 from services.edge.signature import SigningKeys
 from services.edge.stream_token import derive_token_key
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.config import EdgeSettings
 from shared.errors import is_retryable
 from shared.keys import CALL_KEY_TTL_S, CallField, Keys
 from shared.records import refresh_commands

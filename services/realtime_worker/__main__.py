@@ -9,8 +9,8 @@ import sys
 
 from prometheus_client import start_http_server
 
+from services.realtime_worker.settings import WorkerSettings
 from services.realtime_worker.worker import Worker
-from shared.config import WorkerSettings
 from shared.errors import ConfigError
 from shared.logs import setup_logging
 

@@ -10,10 +10,10 @@ import redis.asyncio as aioredis
 from services.realtime_worker.metrics import WorkerMetrics
 from services.realtime_worker.realtime_client import open_realtime
 from services.realtime_worker.session_setup import Connector
+from services.realtime_worker.settings import WorkerSettings
 from services.realtime_worker.timing import CallTiming
 from services.realtime_worker.tools import Tool
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.config import WorkerSettings
 from shared.keys import Keys
 from shared.streams import BatchWriter, FanInReader
 

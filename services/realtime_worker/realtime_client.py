@@ -8,8 +8,8 @@ from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from services.realtime_worker.settings import WorkerSettings
 from shared.backoff import Backoff
-from shared.config import WorkerSettings
 from shared.errors import is_retryable
 
 __all__ = ["MAX_SERVER_MESSAGE_BYTES", "open_realtime", "realtime_url"]

@@ -16,7 +16,7 @@ import websockets.exceptions
 from websockets.asyncio.client import ClientConnection
 
 from services.realtime_worker import openai_protocol as rt
-from shared.config import WorkerSettings
+from services.realtime_worker.settings import WorkerSettings
 from shared.errors import FormatMismatchError, RealtimeSessionError
 from shared.records import Turn
 

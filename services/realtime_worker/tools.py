@@ -36,6 +36,7 @@ __all__ = [
     "MAX_TIMEOUT_S",
     "Tool",
     "ToolsError",
+    "ToolsFile",
     "load_tools",
     "parse_tools",
     "session_tools",
@@ -71,6 +72,17 @@ class Tool:
             "description": self.description,
             "parameters": self.parameters,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsFile:
+    """A TOOLS_FILE, parsed: its path (what the start-up dump shows) and its tools."""
+
+    path: str
+    tools: tuple[Tool, ...]
+
+    def __str__(self) -> str:
+        return self.path
 
 
 def load_tools(path: str | Path | None) -> tuple[Tool, ...]:

@@ -14,14 +14,16 @@ Pure computation (numpy and libsoxr, no I/O): the call session calls it in line.
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
 import soxr
 
 from services.realtime_worker.openai_protocol import PCM, PCM_RATE, PCMU
 from shared.audio import SAMPLE_RATE, linear_to_ulaw, ulaw_to_linear
-from shared.config import WorkerSettings
+
+if TYPE_CHECKING:
+    from services.realtime_worker.settings import WorkerSettings
 
 __all__ = [
     "MODEL_RATE",

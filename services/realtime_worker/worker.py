@@ -32,9 +32,8 @@ from services.realtime_worker.context import LeaseClock, WorkerContext
 from services.realtime_worker.metrics import WorkerMetrics
 from services.realtime_worker.realtime_client import open_realtime
 from services.realtime_worker.session_setup import Connector
-from services.realtime_worker.tools import load_tools
+from services.realtime_worker.settings import WorkerSettings
 from shared.backoff import Backoff
-from shared.config import WorkerSettings
 from shared.errors import DecodeError, is_retryable
 from shared.keys import WORKER_GROUP, CallField, CallState, Keys
 from shared.messages import ENTRY_FIELD, CallDispatch, decode
@@ -91,7 +90,7 @@ class Worker:
             gather_s=settings.redis_batch_ms / 1000,
         )
         # Checked by WorkerSettings already; one HTTP client (its connection pool) per worker.
-        tools = load_tools(settings.tools_file)
+        tools = settings.tools
         self._http = httpx.AsyncClient(follow_redirects=False) if tools else None
         self.ctx = WorkerContext(
             settings=settings,

@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
+from services.config_catalog import all_variables
 from services.edge.metrics import EdgeMetrics
+from services.edge.settings import EdgeSettings
 from services.realtime_worker.metrics import WorkerMetrics
-from shared.config import EdgeSettings, all_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

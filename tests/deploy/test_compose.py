@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from shared.config import EdgeSettings, WorkerSettings, all_variables
+from services.config_catalog import all_variables
+from services.edge.settings import EdgeSettings
+from services.realtime_worker.settings import WorkerSettings
 from tests.deploy.support import (
     COMPOSE_ONLY_VARIABLES,
     ROOT,

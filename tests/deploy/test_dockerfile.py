@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shared.config import all_variables
+from services.config_catalog import all_variables
 from tests.deploy.support import ROOT, default_of
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from shared.config import all_variables
+from services.config_catalog import all_variables
 from tests.deploy.support import COMPOSE_ONLY_VARIABLES, ROOT, read_env_file
 
 TEXT = (ROOT / ".env.example").read_text()

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.config import EdgeSettings, WorkerSettings
+from services.edge.settings import EdgeSettings
+from services.realtime_worker.settings import WorkerSettings
 from tests.deploy.support import (
     DEPLOY,
     K8S_BASE,

@@ -13,8 +13,8 @@ import pytest
 from services.devstack import RedisHandle, free_port, start_redis_server
 from services.doctor.__main__ import build_parser, render, run_checks
 from services.doctor.checks import Check, signature_checks
+from services.edge.settings import EdgeSettings
 from services.realtime_sim import BehaviourConfig, Fault, SimulatorConfig, run_simulator
-from shared.config import EdgeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "doctor-test-auth-token"

@@ -17,8 +17,8 @@ from starlette.testclient import TestClient, WebSocketTestSession
 
 from services.edge.app import create_app
 from services.edge.runtime import EdgeRuntime, RuntimeSlot
+from services.edge.settings import EdgeSettings
 from services.edge.signature import compute_signature
-from shared.config import EdgeSettings
 from shared.keys import Keys
 from shared.messages import ENTRY_FIELD, Message, decode, encode
 from tests.edge import twilio_frames as tf

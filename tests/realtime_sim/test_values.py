@@ -16,7 +16,7 @@ from services.realtime_sim.values import (
     check_client_values,
 )
 from services.realtime_worker import openai_protocol as rt
-from shared.config import DEFAULT_REALTIME_MODEL, WorkerSettings
+from services.realtime_worker.settings import DEFAULT_REALTIME_MODEL, WorkerSettings
 
 from .support import pcmu_update, types
 from .test_behaviour import Driver

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from services.realtime_worker import openai_protocol as rt
+from services.realtime_worker.settings import WorkerSettings
 from services.realtime_worker.tool_runner import run_tool
 from services.realtime_worker.tools import (
     MAX_OUTPUT_CHARS,
@@ -19,7 +20,6 @@ from services.realtime_worker.tools import (
     parse_tools,
     session_tools,
 )
-from shared.config import WorkerSettings
 from shared.errors import ConfigError
 from tests.support.strict_events import check_client_event
 
@@ -111,8 +111,10 @@ def test_a_file_that_is_not_a_list_of_tools_is_refused(tmp_path: Path, text: str
 def test_worker_settings_check_the_file_at_start_up(tmp_path: Path) -> None:
     env = {"OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime", "WORKER_ID": "w1"}
     good = _write(tmp_path, [LOOKUP])
-    assert WorkerSettings.from_env(env | {"TOOLS_FILE": str(good)}).tools_file == str(good)
-    assert WorkerSettings.from_env(env).tools_file is None
+    settings = WorkerSettings.from_env(env | {"TOOLS_FILE": str(good)})
+    assert str(settings.tools_file) == str(good)  # the start-up dump shows the path
+    assert [tool.name for tool in settings.tools] == ["lookup_order"]  # parsed once, here
+    assert WorkerSettings.from_env(env).tools == ()
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([LOOKUP | {"url": "nowhere"}]))
     with pytest.raises(ConfigError) as caught:

@@ -6,14 +6,14 @@ import re
 
 import pytest
 
-from shared.config import (
+from services.config_catalog import all_variables
+from services.edge.settings import EdgeSettings
+from services.realtime_worker.settings import (
     DEFAULT_REALTIME_MODEL,
     DEFAULT_REALTIME_URL,
-    EdgeSettings,
     WorkerSettings,
-    all_variables,
-    redact_url,
 )
+from shared.config import redact_url
 from shared.errors import ConfigError
 
 API_KEY = "sk-proj-SECRETSECRETSECRET"
@@ -164,7 +164,7 @@ def test_worker_all_problems_reported_at_once() -> None:
     )
     for name in ("MAX_CALLS", "VOICE", "LOG_LEVEL", "EDGE_GRACE", "OPENAI_API_KEY"):
         assert re.search(rf"^\s+{name}", message, re.MULTILINE), name
-    assert "README" in message
+    assert "docs/configuration.md" in message
 
 
 def test_worker_requires_api_key_for_openai() -> None:
@@ -461,3 +461,27 @@ def test_admin_token_is_optional_secret_and_not_weak() -> None:
     assert "a" * 24 not in repr(strong) and "ADMIN_TOKEN=<set>" in strong.describe()
     with pytest.raises(ConfigError, match="ADMIN_TOKEN=\\(hidden\\): expected at least 16"):
         EdgeSettings.from_env(env | {"ADMIN_TOKEN": "short"})
+
+
+def test_a_variable_both_services_read_has_one_meaning() -> None:
+    edge = {var.name: var for _, var in EdgeSettings.variables()}
+    worker = {var.name: var for _, var in WorkerSettings.variables()}
+    shared = edge.keys() & worker.keys()
+    assert {"REDIS_URL", "KEY_PREFIX", "LOG_LEVEL", "REDIS_BATCH_MS", "DRAIN_TIMEOUT"} <= shared
+    for name in sorted(shared):
+        e, w = edge[name], worker[name]
+        assert (e.default, e.help, e.secret) == (w.default, w.help, w.secret), name
+        for raw in ("1", "30", "abc", "redis://h:1/0", "INFO", ""):
+            assert _parsed(e.parse, raw) == _parsed(w.parse, raw), (name, raw)
+
+
+def _parsed(parse: object, raw: str) -> object:
+    try:
+        return parse(raw)  # type: ignore[operator]
+    except ValueError as exc:
+        return type(exc)
+
+
+def test_drain_timeout_says_what_each_service_does() -> None:
+    (var,) = (v for _, v in WorkerSettings.variables() if v.name == "DRAIN_TIMEOUT")
+    assert "edge" in var.help and "worker" in var.help and "DRAIN_MODE=finish" in var.help

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from services.realtime_worker.context import WorkerContext
 from services.realtime_worker.metrics import WorkerMetrics
+from services.realtime_worker.settings import WorkerSettings
 from shared.clock import Clock
-from shared.config import WorkerSettings
 from shared.keys import CallField, Keys
 from shared.messages import ENTRY_FIELD, Message, decode, encode
 from shared.records import create_call

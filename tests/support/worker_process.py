@@ -9,8 +9,8 @@ from typing import Any
 from fakeredis.aioredis import FakeRedis
 from prometheus_client import CollectorRegistry
 
+from services.realtime_worker.settings import WorkerSettings
 from services.realtime_worker.worker import Worker
-from shared.config import WorkerSettings
 from shared.keys import Keys
 from tests.support.realtime import FakeRealtime
 

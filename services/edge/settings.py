@@ -1,0 +1,215 @@
+"""Settings of the edge (``python -m services.edge``), read from the environment at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from shared.config import (
+    Settings,
+    boolean,
+    drain_timeout_var,
+    float_in,
+    int_in,
+    key_prefix_var,
+    log_level_var,
+    one_of,
+    optional_text,
+    process_id,
+    redis_batch_var,
+    redis_url_var,
+    text,
+    variable,
+)
+
+__all__ = ["EdgeSettings"]
+
+
+def _admin_token(raw: str) -> str | None:
+    if raw and len(raw) < 16:
+        raise ValueError("expected at least 16 characters (e.g. openssl rand -hex 24)")
+    return raw or None
+
+
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("expected the edge's public base URL, e.g. https://edge.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError("has an invalid port: expected a number from 1 to 65535") from None
+    return raw.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings(Settings):
+    """Settings of ``python -m services.edge``."""
+
+    redis_url: str = redis_url_var()
+    redis_batch_ms: int = redis_batch_var()
+    key_prefix: str = key_prefix_var()
+    log_level: str = log_level_var()
+    host: str = variable("HOST", "0.0.0.0", text, "Interface the edge listens on.")
+    port: int = variable("PORT", "8080", int_in(1, 65535), "HTTP port of the edge.")
+    public_url: str = variable(
+        "PUBLIC_URL",
+        None,
+        _public_url,
+        "Public base URL Twilio reaches the edge at (https://…); the stream URL (wss://…) and "
+        "the URLs whose signatures are checked derive from it.",
+    )
+    twilio_auth_token: str | None = variable(
+        "TWILIO_AUTH_TOKEN",
+        None,
+        optional_text,
+        "Twilio account auth token: checks X-Twilio-Signature on requests Twilio signs the "
+        "legacy way (HMAC-SHA1, no X-Twilio-Webhooks-Signature-Settings header).",
+        secret=True,
+    )
+    twilio_auth_token_previous: str | None = variable(
+        "TWILIO_AUTH_TOKEN_PREVIOUS",
+        None,
+        optional_text,
+        "During an auth token rotation, the old token: signatures made with either token are "
+        "accepted. Unset it once Twilio uses the new one.",
+        secret=True,
+    )
+    twilio_webhook_shared_key: str | None = variable(
+        "TWILIO_WEBHOOK_SHARED_KEY",
+        None,
+        optional_text,
+        "Secret of the Twilio SharedKey your Webhook Rules sign with: checks X-Twilio-Signature "
+        "on requests carrying X-Twilio-Webhooks-Signature-Settings (HMAC-SHA256 or -SHA1, as "
+        "the header says). Unset: such requests are refused.",
+        secret=True,
+    )
+    twilio_webhook_shared_key_previous: str | None = variable(
+        "TWILIO_WEBHOOK_SHARED_KEY_PREVIOUS",
+        None,
+        optional_text,
+        "During a shared key rotation, the old key's secret: signatures made with either key "
+        "are accepted. Unset it once Twilio signs with the new one.",
+        secret=True,
+    )
+    validate_signature: bool = variable(
+        "TWILIO_VALIDATE_SIGNATURE",
+        "true",
+        boolean,
+        "Refuse webhooks and streams without a valid Twilio signature. Only for local tests.",
+    )
+    stream_token_secret: str | None = variable(
+        "STREAM_TOKEN_SECRET",
+        None,
+        optional_text,
+        "Key that signs per-call stream tokens; the same on every edge. Default: derived "
+        "from TWILIO_AUTH_TOKEN; required without one (e.g. shared-key signing only).",
+        secret=True,
+    )
+    stream_token_ttl_s: int = variable(
+        "STREAM_TOKEN_TTL",
+        "60",
+        int_in(5, 3600),
+        "Seconds a stream token stays valid after the TwiML that carries it.",
+    )
+    drain_timeout_s: float = drain_timeout_var()
+    edge_id: str = variable(
+        "EDGE_ID", "", process_id, "Name of this edge process. Default: host-pid-random."
+    )
+    drain_response: str = variable(
+        "DRAIN_RESPONSE",
+        "say",
+        one_of("say", "reject"),
+        "How a draining edge answers new calls: say (speak BUSY_MESSAGE, hang up) or reject "
+        "(TwiML <Reject>: the caller hears busy).",
+    )
+    busy_message: str = variable(
+        "BUSY_MESSAGE",
+        "Sorry, we cannot take your call right now. Please call again in a few minutes.",
+        text,
+        "What callers hear when no worker can take their call, or the edge is draining.",
+    )
+    failure_message: str = variable(
+        "FAILURE_MESSAGE",
+        "Sorry, something went wrong on our side and we have to end this call. Please call again.",
+        text,
+        "What callers hear when their call cannot go on because the model's session failed.",
+    )
+    dispatch_timeout_s: float = variable(
+        "DISPATCH_TIMEOUT",
+        "10",
+        float_in(1, 120),
+        "Seconds a call may wait for a worker; then the stream ends and the caller hears "
+        "BUSY_MESSAGE.",
+    )
+    max_calls_per_edge: int = variable(
+        "EDGE_MAX_CALLS",
+        "500",
+        int_in(1, 100_000),
+        "Live calls one edge takes; past it, new calls hear BUSY_MESSAGE.",
+    )
+    max_message_bytes: int = variable(
+        "MAX_MESSAGE_BYTES",
+        "16384",
+        int_in(1024, 1_048_576),
+        "Largest WebSocket message accepted from Twilio (a 20 ms media message is ~400 bytes); "
+        "larger ones are dropped and counted.",
+    )
+    media_burst_ms: int = variable(
+        "MEDIA_BURST_MS",
+        "2000",
+        int_in(100, 60_000),
+        "How far a call's inbound media may run ahead of real time; frames beyond are dropped "
+        "and counted (a flood cannot fill Redis).",
+    )
+    idle_timeout_s: float = variable(
+        "IDLE_TIMEOUT",
+        "15",
+        float_in(1, 600),
+        "Seconds without any message from Twilio (or without a start message on a new socket) "
+        "after which a media socket is closed; Twilio sends media every 20 ms.",
+    )
+    lease_check_interval_ms: int = variable(
+        "LEASE_CHECK_INTERVAL_MS",
+        "500",
+        int_in(100, 10_000),
+        "How often the edge checks that each of its calls is still held by a live worker, "
+        "and puts calls whose worker died back in line.",
+    )
+    admin_token: str | None = variable(
+        "ADMIN_TOKEN",
+        None,
+        _admin_token,
+        "Bearer token of the read API (GET /calls, GET /calls/{sid}); at least 16 characters. "
+        "Unset: the read API is off (404).",
+        secret=True,
+    )
+
+    def _cross_checks(self) -> list[str]:
+        problems = []
+        if self.public_url is None:
+            problems.append(
+                "PUBLIC_URL is not set: set it to the https URL Twilio reaches this edge at, "
+                "e.g. PUBLIC_URL=https://edge.example.com"
+            )
+        if (
+            self.validate_signature
+            and not self.twilio_auth_token
+            and not self.twilio_webhook_shared_key
+        ):
+            problems.append(
+                "TWILIO_AUTH_TOKEN is not set, nor TWILIO_WEBHOOK_SHARED_KEY: set "
+                "TWILIO_AUTH_TOKEN to your Twilio auth token (Console → Account → API keys & "
+                "tokens) or TWILIO_WEBHOOK_SHARED_KEY to the secret of the SharedKey your "
+                "Webhook Rules sign with (or both), or set TWILIO_VALIDATE_SIGNATURE=false for "
+                "a local test"
+            )
+        if not self.stream_token_secret and not self.twilio_auth_token:
+            problems.append(
+                "STREAM_TOKEN_SECRET is not set and there is no TWILIO_AUTH_TOKEN to derive it "
+                "from (a shared key is never used for it): set STREAM_TOKEN_SECRET to a long "
+                "random string shared by all edges (openssl rand -hex 32)"
+            )
+        return problems
