@@ -23,6 +23,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
+from shared.resp import check_url_options
 
 __all__ = [
     "Parser",
@@ -174,12 +175,22 @@ def redact_url(url: str) -> str:
 # --- settings ------------------------------------------------------------------------------
 
 
+def _redis_url(raw: str) -> str:
+    """A Redis URL whose every option both of a process's Redis clients honour."""
+    value: str = url("redis", "rediss", "unix")(raw)
+    check_url_options(value)
+    return value
+
+
 def redis_url_var() -> Any:
     return variable(
         "REDIS_URL",
         "redis://127.0.0.1:6379/0",
-        url("redis", "rediss", "unix"),
-        "Redis holding the dispatch queue, call records and audio streams.",
+        _redis_url,
+        "Redis holding the dispatch queue, call records and audio streams. Query options "
+        "(rediss:// TLS with ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_check_hostname…; "
+        "socket_timeout, socket_connect_timeout, socket_keepalive, client_name) apply to every "
+        "connection; an option the audio path cannot honour is refused at start-up.",
         secret=True,  # may carry a password; shown redacted
     )
 

@@ -10,8 +10,13 @@ It serves only ``BatchWriter`` and ``FanInReader``, whose callers retry failed b
 failure raises redis-py's exception types, so ``shared.errors.is_retryable`` judges them as
 before: connection loss is ``ConnectionError``, a missing reply in time is ``TimeoutError``
 (and the connection is dropped, since its replies can no longer be matched to requests). The
-next call connects again. URLs as ``REDIS_URL`` takes them: ``redis://``, ``rediss://`` (TLS,
-``ssl_cert_reqs`` and ``ssl_ca_certs`` honoured) and ``unix://``, with user, password and db.
+next call connects again.
+
+It reads ``REDIS_URL`` as redis-py reads it for the processes' other traffic (``redis://``,
+``rediss://``, ``unix://``, user, password, db), and honours every query option listed in
+``HONOURED_OPTIONS``: TLS (CA file or directory, verification mode, hostname check, a client
+certificate), timeouts, keep-alive and the client name. Any other option would apply to control
+traffic but not to audio, so ``check_url_options`` refuses it at start-up, by name.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -28,12 +34,48 @@ import hiredis
 import redis.exceptions
 from redis.connection import parse_url
 
-__all__ = ["Command", "Entry", "RespPipe"]
+__all__ = ["HONOURED_OPTIONS", "Command", "Entry", "RespPipe", "check_url_options"]
 
 Command = tuple[object, ...]
 Entry = tuple[bytes, dict[bytes, bytes]]  # (entry id, fields), the shape redis-py gives too
 
 _CLOSED = "Connection closed by server."
+
+#: REDIS_URL query options the frame path honours as redis-py does.
+HONOURED_OPTIONS = frozenset(
+    {
+        "db",
+        "client_name",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_check_hostname",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+    }
+)
+# What parse_url returns besides query options: the URL's own parts.
+_URL_PARTS = frozenset({"host", "port", "path", "username", "password", "connection_class"})
+
+
+def check_url_options(url: str) -> None:
+    """Raise ``ValueError`` naming each query option of ``url`` the frame path does not
+    honour (the same URL configures redis-py, which would honour it for control traffic
+    only), and for a URL redis-py cannot parse."""
+    options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    unknown = sorted(set(options) - HONOURED_OPTIONS - _URL_PARTS)
+    if unknown:
+        raise ValueError(
+            f"the audio path's Redis connection cannot honour {', '.join(unknown)}: remove "
+            f"{'it' if len(unknown) == 1 else 'them'} (supported: "
+            f"{', '.join(sorted(HONOURED_OPTIONS))})"
+        )
+
+
 _pack = cast(Callable[[Command], bytes], hiredis.pack_command)  # str, bytes, int or float args
 
 
@@ -137,10 +179,22 @@ class RespPipe:
     blocking ``XREAD``. Not safe for concurrent callers: each user owns its pipe.
     """
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0, connect_timeout_s: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        min_timeout_s: float = 0.0,
+    ):
+        """``timeout_s``/``connect_timeout_s``: unless the URL's ``socket_timeout`` or
+        ``socket_connect_timeout`` say otherwise; ``min_timeout_s``: the least reply timeout
+        (a blocking read waits that long by design)."""
+        check_url_options(url)
         self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-        self._timeout_s = timeout_s
-        self._connect_timeout_s = connect_timeout_s
+        options = self._options
+        self._timeout_s = max(min_timeout_s, float(options.get("socket_timeout") or timeout_s))
+        self._connect_timeout_s = float(options.get("socket_connect_timeout") or connect_timeout_s)
         self._protocol: _RespProtocol | None = None
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
@@ -203,6 +257,10 @@ class RespPipe:
             raise redis.exceptions.ConnectionError(
                 f"cannot connect to Redis: {exc or type(exc).__name__}"
             ) from None
+        if options.get("socket_keepalive"):
+            sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         setup: list[Command] = []
         password = options.get("password")
         if password is not None:
@@ -210,6 +268,8 @@ class RespPipe:
             setup.append(("AUTH", username, password) if username else ("AUTH", password))
         if int(options.get("db", 0) or 0):
             setup.append(("SELECT", int(options["db"])))
+        if options.get("client_name"):
+            setup.append(("CLIENT", "SETNAME", options["client_name"]))
         if setup:
             data = b"".join([_pack(args) for args in setup])
             for reply in await self._round_trip(protocol, data, len(setup)):
@@ -227,12 +287,21 @@ def _fields(flat: list[bytes]) -> dict[bytes, bytes]:
 
 
 def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext | None:
+    """The TLS context redis-py's SSLConnection would build from the same options."""
     connection_class = options.get("connection_class")
     if connection_class is None or connection_class.__name__ != "SSLConnection":
         return None
-    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    context = ssl.create_default_context(
+        cafile=options.get("ssl_ca_certs"), capath=options.get("ssl_ca_path")
+    )
     requirement = str(options.get("ssl_cert_reqs", "required")).lower()
     if requirement in ("none", "optional"):
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE if requirement == "none" else ssl.CERT_OPTIONAL
+    elif options.get("ssl_check_hostname") is False:
+        context.check_hostname = False
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(
+            options["ssl_certfile"], options.get("ssl_keyfile"), options.get("ssl_password")
+        )
     return context
