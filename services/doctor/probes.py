@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.realtime_client import open_realtime
+from services.realtime_worker.session_setup import session_options
 from services.realtime_worker.settings import WorkerSettings
 from services.realtime_worker.transcode import call_codec
 from shared.audio import FRAME_BYTES, SAMPLE_RATE, linear_to_ulaw
@@ -149,16 +150,9 @@ async def _converse(
     # The codec a worker would use: with pcm16 the tone goes up to PCM16 and the reply comes
     # back to μ-law, so what is checked is what a caller would hear.
     codec = call_codec(settings)
-    options = rt.SessionOptions(
-        model=settings.realtime_model,
-        instructions=settings.instructions,
-        voice=settings.voice,
-        transcription_model=settings.transcription_model,
-        turn_detection=settings.vad,
-        audio_format=codec.wire_format,
-    )
     update_id = f"doctor_{uuid.uuid4().hex[:8]}"
-    await ws.send(rt.session_update(update_id, options))
+    # Exactly what a worker sends, tools of TOOLS_FILE included.
+    await ws.send(rt.session_update(update_id, session_options(settings, settings.tools)))
     while seen.confirmed is None or not seen.confirmed.updated:
         event = rt.parse_server_event(await ws.recv())
         if isinstance(event, rt.SessionConfirmed):

@@ -158,7 +158,11 @@ async def edge_runtime(
     redis_client = client if client is not None else connect(settings.redis_url)
     # The frame path (every audio frame's write and read) has its own lean connections.
     write_pipe = RespPipe(settings.redis_url) if own_client else redis_client
-    read_pipe = RespPipe(settings.redis_url, timeout_s=5.0, min_timeout_s=2.0) if own_client else redis_client
+    read_pipe = (
+        RespPipe(settings.redis_url, timeout_s=5.0, min_timeout_s=2.0)
+        if own_client
+        else redis_client
+    )
     keys = Keys(settings.key_prefix)
     metrics = EdgeMetrics.create(registry)
     gather_s = settings.redis_batch_ms / 1000

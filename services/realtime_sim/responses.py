@@ -14,8 +14,9 @@ import secrets
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Any
 
+from services.realtime_worker.openai_protocol import END_CALL  # the tool the worker declares
 from shared.audio import BYTES_PER_MS
 
 from . import server_events as body
@@ -32,8 +33,6 @@ from .vad import EnergyVad
 __all__ = ["END_CALL", "Event", "Kind", "Response", "SessionCore"]
 
 Event = dict[str, Any]
-
-END_CALL: Final = "end_call"
 
 
 class Kind(Enum):

@@ -30,8 +30,8 @@ from services.realtime_worker.conversation import Conversation
 from services.realtime_worker.function_calls import FunctionCalls
 from services.realtime_worker.live_session import SessionHolder
 from services.realtime_worker.model_relay import ModelRelay
+from services.realtime_worker.session_setup import session_options
 from services.realtime_worker.session_switch import SessionSwitcher, failure_of
-from services.realtime_worker.tools import session_tools
 from services.realtime_worker.transcode import CallTranscoder, call_codec
 from services.realtime_worker.transcript import Transcript
 from services.realtime_worker.turn_state import EndReason
@@ -90,16 +90,7 @@ class CallSession:
         self.codec = call_codec(settings)
         self.holder = SessionHolder()
         self.conversation = Conversation()
-        options = rt.SessionOptions(
-            model=settings.realtime_model,
-            instructions=settings.instructions,
-            voice=settings.voice,
-            transcription_model=settings.transcription_model,
-            turn_detection=settings.vad,
-            interrupt_response=settings.barge_in,
-            tools=session_tools((rt.END_CALL_TOOL,), ctx.tools),
-            audio_format=self.codec.wire_format,
-        )
+        options = session_options(settings, ctx.tools)
         self.functions = FunctionCalls(io, self.holder, self.conversation, ctx.tools)
         self.model = ModelRelay(
             io, self.holder, self.conversation, self.codec, self.functions, self.started_ms

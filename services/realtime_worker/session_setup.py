@@ -17,13 +17,37 @@ from websockets.asyncio.client import ClientConnection
 
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.settings import WorkerSettings
+from services.realtime_worker.tools import Tool, session_tools
+from services.realtime_worker.transcode import call_codec
 from shared.errors import FormatMismatchError, RealtimeSessionError
 from shared.records import Turn
 
-__all__ = ["Connector", "OpenedSession", "check_formats", "close_text", "open_session"]
+__all__ = [
+    "Connector",
+    "OpenedSession",
+    "check_formats",
+    "close_text",
+    "open_session",
+    "session_options",
+]
 
 #: Opens the Realtime WebSocket (``realtime_client.open_realtime``; tests pass their own).
 Connector = Callable[[WorkerSettings], Awaitable[ClientConnection]]
+
+
+def session_options(settings: WorkerSettings, tools: Sequence[Tool] = ()) -> rt.SessionOptions:
+    """What every session of a call is configured with (``session.update``): the worker's,
+    and the doctor's, which checks exactly what the worker would send."""
+    return rt.SessionOptions(
+        model=settings.realtime_model,
+        instructions=settings.instructions,
+        voice=settings.voice,
+        transcription_model=settings.transcription_model,
+        turn_detection=settings.vad,
+        interrupt_response=settings.barge_in,
+        tools=session_tools((rt.END_CALL_TOOL,), tuple(tools)),
+        audio_format=call_codec(settings).wire_format,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import jsonschema
 from jsonschema.exceptions import SchemaError
 
+from services.realtime_worker.openai_protocol import END_CALL
+
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "MAX_DESCRIPTION_CHARS",
@@ -47,7 +49,7 @@ DEFAULT_TIMEOUT_S: Final = 5.0
 MAX_TIMEOUT_S: Final = 30.0
 MAX_OUTPUT_CHARS: Final = 4000
 MAX_DESCRIPTION_CHARS: Final = 1024
-RESERVED: Final = frozenset({"end_call"})
+RESERVED: Final = frozenset({END_CALL})  # built in: a tools file cannot redefine it
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _FIELDS: Final = frozenset({"name", "description", "parameters", "url", "timeout_s"})
 

@@ -77,7 +77,11 @@ class Worker:
         self.redis = client if client is not None else connect(settings.redis_url)
         # The frame path (every audio frame's write and read) has its own lean connections.
         self._write_pipe = RespPipe(settings.redis_url) if client is None else client
-        self._read_pipe = RespPipe(settings.redis_url, timeout_s=5.0, min_timeout_s=2.0) if client is None else client
+        self._read_pipe = (
+            RespPipe(settings.redis_url, timeout_s=5.0, min_timeout_s=2.0)
+            if client is None
+            else client
+        )
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = WorkerMetrics.create(self.registry)
         self.metrics.capacity.set(settings.max_calls)

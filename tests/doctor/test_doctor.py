@@ -11,10 +11,14 @@ import anyio
 import pytest
 
 from services.devstack import RedisHandle, free_port, start_redis_server
+from services.doctor import probes
 from services.doctor.__main__ import build_parser, render, run_checks
 from services.doctor.checks import Check, signature_checks
 from services.edge.settings import EdgeSettings
 from services.realtime_sim import BehaviourConfig, Fault, SimulatorConfig, run_simulator
+from services.realtime_worker import openai_protocol as rt
+from services.realtime_worker.session_setup import session_options
+from services.realtime_worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "doctor-test-auth-token"
@@ -247,3 +251,42 @@ def test_help() -> None:
     assert result.returncode == 0
     for flag in ("--role", "--edge-url", "--tone", "--json"):
         assert flag in result.stdout
+
+
+@pytest.mark.anyio
+async def test_the_doctor_sends_exactly_the_session_a_worker_would(tmp_path: Path) -> None:
+    # A doctor that configured its own session could pass where the worker's session fails:
+    # with TOOLS_FILE and BARGE_IN=false, both must send the same tools and turn detection.
+    tools = [
+        {
+            "name": "lookup_order",
+            "description": "Find an order.",
+            "parameters": {"type": "object", "properties": {"order": {"type": "string"}}},
+            "url": "http://tools.internal/lookup",
+        }
+    ]
+    (tmp_path / "tools.json").write_text(json.dumps(tools))
+    settings = WorkerSettings.from_env(
+        {
+            "OPENAI_REALTIME_URL": "ws://127.0.0.1:1/v1/realtime",
+            "TOOLS_FILE": str(tmp_path / "tools.json"),
+            "BARGE_IN": "false",
+        }
+    )
+    sent: list[dict[str, object]] = []
+
+    class Socket:
+        async def send(self, text: str) -> None:
+            sent.append(json.loads(text))
+
+        async def recv(self) -> str:
+            return json.dumps(
+                {"type": "error", "error": {"code": "stop_here", "message": "enough"}}
+            )
+
+    await probes._converse(Socket(), settings, False, probes._Session())  # type: ignore[arg-type]
+    worker = json.loads(rt.session_update("x", session_options(settings, settings.tools)))
+    assert sent[0]["session"] == worker["session"]
+    session = worker["session"]
+    assert [tool["name"] for tool in session["tools"]] == ["end_call", "lookup_order"]
+    assert session["audio"]["input"]["turn_detection"]["interrupt_response"] is False
