@@ -22,7 +22,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from services.edge import twiml
 from services.edge.admin_api import admin_routes
-from services.edge.media_stream import media_endpoint
+from services.edge.media_endpoint import media_endpoint
 from services.edge.runtime import EdgeRuntime, EdgeState, RuntimeSlot, edge_runtime, runtime_of
 from services.edge.settings import EdgeSettings
 from services.edge.signature import SETTINGS_HEADER, check_signature

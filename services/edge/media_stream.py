@@ -1,8 +1,8 @@
-"""The Media Streams WebSocket: one Twilio call on this edge.
+"""One Twilio call's Media Streams socket on this edge, once its stream has attached.
 
-Handshake: the upgrade must carry a valid X-Twilio-Signature (else 403), the first ``start``
-must arrive within IDLE_TIMEOUT and carry this call's stream token, and the call must exist
-and not have ended. Then two loops run in one task group until either ends:
+``EdgeCall.attach`` checks the ``start`` message's stream token and the call's record (it must
+exist, must not have ended, must have no other stream here). Then two loops run in one task
+group until either ends:
 
 - twilio → redis: each ``media`` payload is base64-decoded once and published raw to the
   call's inbound stream; echoed marks and DTMF follow the same path;
@@ -22,8 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from services.edge.framing import Frame, Framer, Output
 from services.edge.lease_watch import Action, LeaseView
 from services.edge.limits import MediaPacer
-from services.edge.runtime import EdgeRuntime, runtime_of
-from services.edge.signature import SETTINGS_HEADER, check_signature
+from services.edge.runtime import EdgeRuntime
 from services.edge.stream_token import TokenError, verify_token
 from services.edge.twilio_protocol import (
     Dtmf,
@@ -38,7 +37,6 @@ from services.edge.twilio_protocol import (
     media_message,
     parse_message,
 )
-from services.edge.urls import PublicUrls
 from shared.audio_check import AudioVerdict, OutboundInspector
 from shared.errors import TwilioProtocolError
 from shared.inbox import Inbox
@@ -76,7 +74,7 @@ from shared.records import (
 )
 from shared.tasks import run_until_first_returns
 
-__all__ = ["media_endpoint"]
+__all__ = ["CLOSE_POLICY", "EdgeCall", "Refused"]
 
 logger = logging.getLogger("switchboard.edge.media")
 
@@ -85,75 +83,12 @@ MAX_MARKS_TIMED = 256  # marks awaiting Twilio's echo whose send time is kept, p
 CLOSE_POLICY = 1008
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """The stream may not attach; ``reason`` labels the counter and the close frame."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
-
-
-async def media_endpoint(websocket: WebSocket) -> None:
-    """ASGI handler of ``/twilio/media``."""
-    runtime = runtime_of(websocket)
-    settings = runtime.settings
-    if settings.validate_signature:
-        verdict = check_signature(
-            runtime.signing_keys,
-            PublicUrls(settings.public_url).media,
-            [],
-            websocket.headers.get("x-twilio-signature"),
-            websocket.headers.get(SETTINGS_HEADER),
-        )
-        if not verdict.ok:
-            runtime.metrics.rejected.labels("media", verdict.reason).inc()
-            logger.warning("refused a media stream upgrade: %s", verdict.detail)
-            await websocket.close(code=CLOSE_POLICY)  # before accept: HTTP 403
-            return
-    await websocket.accept()
-    stream = TwilioStream()
-    try:
-        start = await asyncio.wait_for(
-            _receive_start(runtime, websocket, stream), settings.idle_timeout_s
-        )
-        if start is None:
-            return
-        call = await EdgeCall.attach(runtime, websocket, stream, start)
-    except TimeoutError:
-        runtime.metrics.rejected.labels("media", "no_start").inc()
-        logger.warning(
-            "closed a media stream: no start message within %.0fs", settings.idle_timeout_s
-        )
-        await websocket.close(code=CLOSE_POLICY, reason="no start message")
-        return
-    except _Refused as refused:
-        runtime.metrics.rejected.labels("media", refused.reason).inc()
-        logger.warning("refused a media stream: %s", refused)
-        await websocket.close(code=CLOSE_POLICY, reason=refused.reason)
-        return
-    await call.run()
-
-
-async def _receive_start(
-    runtime: EdgeRuntime, websocket: WebSocket, stream: TwilioStream
-) -> Start | None:
-    """Read until ``start``; None if the socket closed first. Other frames are counted faults,
-    except ``connected`` and unknown events, which are legal before ``start``."""
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return None
-        text = message.get("text")
-        try:
-            if text is None:
-                raise TwilioProtocolError("binary frame where JSON text was expected", "binary")
-            event = stream.accept(parse_message(text))
-        except TwilioProtocolError as exc:
-            runtime.metrics.malformed.labels(exc.kind).inc()
-            logger.warning("dropped a message before start (%s): %s", exc.kind, exc)
-            continue
-        if isinstance(event, Start):
-            return event
 
 
 class EdgeCall:
@@ -213,20 +148,20 @@ class EdgeCall:
     ) -> EdgeCall:
         """Check the token and the call record, then bind the stream to the call.
 
-        Raises ``_Refused`` when the stream must be closed instead.
+        Raises ``Refused`` when the stream must be closed instead.
         """
         token = start.custom_parameters.get("token", "")
         try:
             verify_token(runtime.token_keys, token, start.call_sid, runtime.clock.wall())
         except TokenError as exc:
-            raise _Refused(exc.kind, f"{exc} (call {start.call_sid})") from None
+            raise Refused(exc.kind, f"{exc} (call {start.call_sid})") from None
         record = await load_call(runtime.redis, runtime.keys, start.call_sid)
         if record is None:
-            raise _Refused("unknown_call", f"no call {start.call_sid} was answered here")
+            raise Refused("unknown_call", f"no call {start.call_sid} was answered here")
         if record.ended:
-            raise _Refused("call_ended", f"call {start.call_sid} has ended")
+            raise Refused("call_ended", f"call {start.call_sid} has ended")
         if start.call_sid in runtime.calls:
-            raise _Refused("already_attached", f"call {start.call_sid} already has a stream")
+            raise Refused("already_attached", f"call {start.call_sid} already has a stream")
         call = cls(runtime, websocket, stream, start)
         out_cursor = record.get(CallField.OUT_CURSOR)
         created_ms = record.get(CallField.CREATED_MS)
