@@ -3,7 +3,6 @@ the conversation turns of a call (``{prefix}:call:{sid}:turns`` list), written b
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.keys import (
     CALL_KEY_TTL_S,
     DISPATCH_MAXLEN,
@@ -51,7 +51,8 @@ TURN_ROLES = ("user", "assistant")
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """Milliseconds since the epoch, for tests and scripts; the services read their clock."""
+    return SYSTEM_CLOCK.wall_ms()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,11 @@ async def load_call(client: aioredis.Redis, keys: Keys, call_sid: str) -> CallRe
 
 
 async def create_call(
-    client: aioredis.Redis, keys: Keys, call_sid: str, fields: dict[CallField, str]
+    client: aioredis.Redis,
+    keys: Keys,
+    call_sid: str,
+    fields: dict[CallField, str],
+    clock: Clock = SYSTEM_CLOCK,
 ) -> bool:
     """Create the record and put the call on the dispatch stream, once per call sid.
 
@@ -106,7 +111,7 @@ async def create_call(
         return False
     pipe = client.pipeline(transaction=False)
     mapping: dict[Any, Any] = {str(name): value for name, value in fields.items()}
-    created = now_ms()
+    created = clock.wall_ms()
     mapping[CallField.CREATED_MS.value] = created
     pipe.hset(key, mapping=mapping)
     pipe.expire(key, CALL_KEY_TTL_S)
@@ -115,7 +120,7 @@ async def create_call(
     pipe.zremrangebyrank(keys.recent_calls, 0, -RECENT_CALLS_MAX - 1)
     pipe.xadd(
         keys.dispatch,
-        {ENTRY_FIELD: encode(CallDispatch(call_sid, "new", time.time()))},
+        {ENTRY_FIELD: encode(CallDispatch(call_sid, "new", clock.wall()))},
         maxlen=DISPATCH_MAXLEN,
         approximate=True,
     )

@@ -8,7 +8,6 @@ and tests may pass their own Redis client and metrics registry.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
@@ -94,7 +93,9 @@ def _call_sid(runtime: EdgeRuntime, route: str, params: list[tuple[str, str]]) -
 def _stream_twiml(runtime: EdgeRuntime, call_sid: str) -> Response:
     settings = runtime.settings
     urls = PublicUrls(settings.public_url)
-    token = issue_token(runtime.token_keys[0], call_sid, time.time(), settings.stream_token_ttl_s)
+    token = issue_token(
+        runtime.token_keys[0], call_sid, runtime.clock.wall(), settings.stream_token_ttl_s
+    )
     return _twiml(twiml.connect_stream(urls.media, token, urls.resume, urls.status))
 
 
@@ -138,6 +139,7 @@ async def voice_webhook(request: Request) -> Response:
                 CallField.TO: form.get("To", ""),
                 CallField.ACCOUNT_SID: form.get("AccountSid", ""),
             },
+            runtime.clock,
         )
         record = None if created else await load_call(runtime.redis, runtime.keys, call_sid)
     except Exception as exc:

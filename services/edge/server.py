@@ -8,12 +8,12 @@ second signal stops at once.
 from __future__ import annotations
 
 import logging
-import time
 from types import FrameType
 
 import uvicorn
 
 from services.edge.runtime import RuntimeSlot
+from shared.clock import SYSTEM_CLOCK
 
 __all__ = ["EdgeServer"]
 
@@ -32,7 +32,7 @@ class EdgeServer(uvicorn.Server):
         if self._drain_started is not None:
             self.should_exit = True
             return
-        self._drain_started = time.monotonic()
+        self._drain_started = self._now()
         runtime = self._slot.runtime
         if runtime is None:
             self.should_exit = True
@@ -44,10 +44,14 @@ class EdgeServer(uvicorn.Server):
             self._drain_timeout_s,
         )
 
+    def _now(self) -> float:
+        runtime = self._slot.runtime
+        return runtime.clock.monotonic() if runtime is not None else SYSTEM_CLOCK.monotonic()
+
     async def on_tick(self, counter: int) -> bool:
         runtime = self._slot.runtime
         if self._drain_started is not None and not self.should_exit and runtime is not None:
-            waited = time.monotonic() - self._drain_started
+            waited = self._now() - self._drain_started
             if not runtime.calls:
                 logger.info("drained: no live calls left after %.1fs", waited)
                 self.should_exit = True
