@@ -28,6 +28,7 @@ __all__ = [
     "TURN_ROLES",
     "CallRecord",
     "Turn",
+    "count_command",
     "create_call",
     "detached_commands",
     "edge_counts_command",
@@ -156,6 +157,11 @@ def set_fields_command(keys: Keys, call_sid: str, fields: Mapping[CallField, obj
 _hset = set_fields_command
 
 
+def count_command(keys: Keys, call_sid: str, field: CallField, amount: int = 1) -> Command:
+    """Add to one of the record's counters (HINCRBY: a call taken over keeps counting)."""
+    return ("HINCRBY", keys.call(call_sid), field, amount)
+
+
 def live_commands(keys: Keys, call_sid: str, edge_id: str, stream_sid: str) -> list[Command]:
     """An edge attached the call's stream: ``live``, on that edge; the call's keys renewed."""
     fields: dict[CallField, object] = {
@@ -231,7 +237,7 @@ def end_of_call_commands(
 ) -> list[Command]:
     """The end-of-call summary (its counters appear as 0 when nothing counted), and record and
     turns kept ``retention_s``."""
-    commands: list[Command] = [("HINCRBY", keys.call(call_sid), f, 0) for f in SUMMARY_COUNTERS]
+    commands = [count_command(keys, call_sid, field, 0) for field in SUMMARY_COUNTERS]
     if summary:
         commands.append(_hset(keys, call_sid, summary))
     commands += [

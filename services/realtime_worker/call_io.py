@@ -18,6 +18,7 @@ from services.realtime_worker.context import WorkerContext
 from shared.keys import OUTBOUND_MAXLEN, CallField
 from shared.logs import CallLog
 from shared.messages import Message
+from shared.records import count_command
 
 if TYPE_CHECKING:
     from services.realtime_worker.conversation import Conversation
@@ -115,4 +116,4 @@ class CallIO:
 
     def count(self, field: CallField, amount: int = 1) -> None:
         """Add to one of the call record's counters."""
-        self.ctx.writer.command("HINCRBY", self.record_key, field, amount)
+        self.ctx.writer.command(*count_command(self.ctx.keys, self.call_sid, field, amount))
