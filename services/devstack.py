@@ -161,6 +161,7 @@ class ManagedProcess:
     popen: subprocess.Popen[bytes]
     log_path: Path
     port: int
+    terminated: bool = False  # SIGTERM sent
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -168,10 +169,15 @@ class ManagedProcess:
     def signal(self, sig: int) -> None:
         if self.alive():
             self.popen.send_signal(sig)
+            if sig == signal.SIGTERM:
+                self.terminated = True
 
     def stop(self, timeout_s: float = 10.0) -> int:
-        """SIGTERM, then SIGKILL after ``timeout_s``; the exit code."""
-        self.signal(signal.SIGTERM)
+        """SIGTERM (unless sent already: a second one means "stop now", and one that lands after
+        the handlers are gone kills the process), then SIGKILL after ``timeout_s``; the exit
+        code."""
+        if not self.terminated:
+            self.signal(signal.SIGTERM)
         try:
             return self.popen.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

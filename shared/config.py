@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import urlsplit
 
+from shared.agents import Agents, load_agents
 from shared.errors import ConfigError
 from shared.resp import check_url_options
 
@@ -29,6 +30,7 @@ __all__ = [
     "Parser",
     "Settings",
     "Variable",
+    "agents_file_var",
     "boolean",
     "drain_timeout_var",
     "float_in",
@@ -220,6 +222,24 @@ def drain_timeout_var() -> Any:
         "On SIGTERM, seconds live calls may go on: an edge then closes its streams (Twilio's "
         "<Redirect> moves each call to another edge); a worker with DRAIN_MODE=finish then "
         "hands its remaining calls to other workers.",
+    )
+
+
+def _agents_file(raw: str) -> Agents | None:
+    """The agents of a readable, valid agents file, parsed once, now (AgentsError is a
+    ValueError listing every problem); None without one."""
+    return load_agents(raw) if raw else None
+
+
+def agents_file_var() -> Any:
+    return variable(
+        "AGENTS_FILE",
+        "",
+        _agents_file,
+        "Path to a YAML (or JSON) file of agents: which dialed numbers each answers, with its "
+        "instructions, voice, greeting, tools and transfer targets (README, 'Agents'). Edges and "
+        "workers must read the same file. Empty: one agent, configured by INSTRUCTIONS, VOICE, "
+        "GREETING and TOOLS_FILE, answers every number.",
     )
 
 

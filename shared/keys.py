@@ -57,8 +57,10 @@ WAKE_TTL_S = 3600
 class CallState(StrEnum):
     """Lifecycle of a call record (``CallField.STATE``)."""
 
-    DISPATCHED = "dispatched"  # webhook answered; waiting for a worker and the stream
+    DISPATCHED = "dispatched"  # webhook answered (or back from a transfer); waiting for a
+    # worker and the stream
     LIVE = "live"  # the stream is attached to an edge
+    TRANSFERRED = "transferred"  # the AI handed the call to a person; Twilio is dialing them
     ENDED = "ended"
 
 
@@ -69,6 +71,9 @@ class CallField(StrEnum):
     FROM = "from"
     TO = "to"
     ACCOUNT_SID = "account_sid"
+    DIRECTION = "direction"  # inbound (or outbound, for calls Switchboard places)
+    AGENT = "agent"  # the name of the agent answering the call (AGENTS_FILE)
+    SETUP = "setup"  # the set-up hook's answer (JSON), for a worker taking the call over
     CREATED_MS = "created_ms"
     ENDED_MS = "ended_ms"
     END_REASON = "end_reason"
@@ -86,7 +91,7 @@ class CallField(StrEnum):
     # The summary a worker writes when the call ends (counters are HINCRBY: a call taken over
     # by another worker keeps counting).
     DURATION_MS = "duration_ms"
-    ENDED_BY = "ended_by"  # caller, model, limit, edge or error
+    ENDED_BY = "ended_by"  # caller, model, limit, transfer, edge or error
     BARGE_INS = "barge_ins"
     ERRORS = "errors"  # Realtime error events and failures during the call
     RECONNECTS = "reconnects"  # Realtime sessions reopened after one dropped
@@ -94,6 +99,12 @@ class CallField(StrEnum):
     TOKENS_INPUT_AUDIO = "tokens_input_audio"
     TOKENS_OUTPUT_TEXT = "tokens_output_text"
     TOKENS_OUTPUT_AUDIO = "tokens_output_audio"
+    # A transfer to a person: the worker writes where to, the edge how the dial went.
+    TRANSFER_TARGET = "transfer_target"  # the agent's name for the person
+    TRANSFERRED_TO = "transferred_to"  # the E.164 number or sip: URI dialed
+    TRANSFER_SUMMARY = "transfer_summary"  # what the model told the person (warm transfer)
+    TRANSFER_WARM = "transfer_warm"  # 1: the person hears the summary first
+    TRANSFER_STATUS = "transfer_status"  # Twilio's DialCallStatus
 
     @classmethod
     def tokens(cls, direction: str, modality: str) -> CallField:

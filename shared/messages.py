@@ -53,8 +53,10 @@ SCHEMA_VERSION: Final = 1
 
 @dataclass(frozen=True, slots=True)
 class CallDispatch:
-    """A call waiting for a worker. ``reason``: ``new``, ``stream-attached``, ``lease-lost``…"""
+    """A call waiting for a worker. ``reason``: ``new``, ``lease-lost``, ``handoff``, or
+    ``TRANSFER_FAILED`` (back from a transfer: the worker tells the model)."""
 
+    TRANSFER_FAILED: ClassVar[str] = "transfer_failed"
     TAG: ClassVar[int] = 1
     call_sid: str
     reason: str

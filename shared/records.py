@@ -37,6 +37,10 @@ __all__ = [
     "expire_streams_commands",
     "live_commands",
     "refresh_commands",
+    "return_from_transfer",
+    "transfer_commands",
+    "transfer_done_commands",
+    "transferred_commands",
     "set_fields_command",
     "worker_fields_commands",
     "decode_turn",
@@ -48,7 +52,8 @@ __all__ = [
     "turns_rewrite_commands",
 ]
 
-TURN_ROLES = ("user", "assistant")
+# "system": notes the model is given between turns (a transfer that did not go through).
+TURN_ROLES = ("user", "assistant", "system")
 
 
 def now_ms() -> int:
@@ -71,6 +76,11 @@ class CallRecord:
     @property
     def ended(self) -> bool:
         return self.state is CallState.ENDED
+
+    @property
+    def with_ai(self) -> bool:
+        """The call is the AI's to serve: dispatched or live (not transferred, not ended)."""
+        return self.state in (CallState.DISPATCHED, CallState.LIVE)
 
     @property
     def ended_in_failure(self) -> bool:
@@ -129,7 +139,11 @@ async def create_call(
     return True
 
 
-# --- the record's transitions: dispatched → live (⇄ detached) → ended ----------------------
+# --- the record's transitions ----------------------------------------------------------------
+#
+#   dispatched → live (⇄ detached) → ended
+#                live → transferred → ended            (the person answered, or the caller left)
+#                       transferred → dispatched → …   (the person did not answer: back to the AI)
 #
 # Every write to a call record goes through these, from the edge and from the worker. Each
 # returns Redis commands for a ``BatchWriter`` (pipelined, never waiting); ``create_call`` above
@@ -205,6 +219,99 @@ def ended_commands(
     if error is not None:
         fields[CallField.ERROR] = error
     return [_hset(keys, call_sid, fields)]
+
+
+def transfer_commands(
+    keys: Keys, call_sid: str, target: str, address: str, summary: str, warm: bool
+) -> list[Command]:
+    """The model asked to transfer the call (the worker hangs up once the handoff is heard):
+    where to, and what the person is told."""
+    fields: dict[CallField, object] = {
+        CallField.TRANSFER_TARGET: target,
+        CallField.TRANSFERRED_TO: address,
+        CallField.TRANSFER_SUMMARY: summary,
+        CallField.TRANSFER_WARM: int(warm),
+    }
+    return [_hset(keys, call_sid, fields)]
+
+
+def transferred_commands(keys: Keys, call_sid: str, ended_ms: int) -> list[Command]:
+    """The AI's part of a transferred call is over: the resume route now answers ``<Dial>``."""
+    fields: dict[CallField, object] = {
+        CallField.STATE: CallState.TRANSFERRED,
+        CallField.ENDED_MS: ended_ms,
+        CallField.END_REASON: "transfer",
+    }
+    return [_hset(keys, call_sid, fields)]
+
+
+def transfer_done_commands(keys: Keys, call_sid: str, dial_status: str) -> list[Command]:
+    """The dial reached the person (or the caller left): the call is over for Switchboard."""
+    fields = {CallField.STATE: CallState.ENDED, CallField.TRANSFER_STATUS: dial_status}
+    return [_hset(keys, call_sid, fields)]
+
+
+# Back from a failed transfer, atomically and once (Twilio may retry the action request):
+# live again, the model told why, the call in line for a worker; its audio streams (set to
+# linger briefly when the stream closed for the transfer) kept like a live call's, and read
+# from their ends: what is in them belongs to the stream before the transfer (the worker's
+# Hangup, the caller's last marks), and must not end or confuse the new one.
+_RETURN_FROM_TRANSFER = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], ARGV[4], ARGV[5])
+redis.call('HDEL', KEYS[1], ARGV[6], ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('RPUSH', KEYS[2], ARGV[9])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[10]), -1)
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[11], '*', ARGV[12], ARGV[13])
+redis.call('EXPIRE', KEYS[4], ARGV[8])
+redis.call('EXPIRE', KEYS[5], ARGV[8])
+for i, cursor in ipairs({ARGV[14], ARGV[15]}) do
+  local last = redis.call('XREVRANGE', KEYS[3 + i], '+', '-', 'COUNT', 1)
+  if #last > 0 then redis.call('HSET', KEYS[1], cursor, last[1][1]) end
+end
+return 1
+"""
+
+
+async def return_from_transfer(
+    client: aioredis.Redis,
+    keys: Keys,
+    call_sid: str,
+    dial_status: str,
+    notice: Turn,
+    clock: Clock = SYSTEM_CLOCK,
+) -> bool:
+    """A transfer that did not reach the person: the call goes back to the AI (dispatched,
+    the ``notice`` appended to its turns for the next session to hear). False when the call
+    was not waiting on a transfer (a retried request: nothing changes)."""
+    dispatch = encode(CallDispatch(call_sid, CallDispatch.TRANSFER_FAILED, clock.wall()))
+    done: int = await client.eval(
+        _RETURN_FROM_TRANSFER,
+        5,
+        keys.call(call_sid),
+        keys.turns(call_sid),
+        keys.dispatch,
+        keys.inbound(call_sid),
+        keys.outbound(call_sid),
+        CallField.STATE.value,
+        CallState.TRANSFERRED.value,
+        CallState.DISPATCHED.value,
+        CallField.TRANSFER_STATUS.value,
+        dial_status,
+        CallField.ENDED_MS.value,
+        CallField.END_REASON.value,
+        CALL_KEY_TTL_S,
+        encode_turn(notice),
+        TURNS_MAX,
+        DISPATCH_MAXLEN,
+        ENTRY_FIELD,
+        dispatch,
+        CallField.IN_CURSOR.value,
+        CallField.OUT_CURSOR.value,
+    )
+    return bool(done)
 
 
 def expire_streams_commands(keys: Keys, call_sid: str) -> list[Command]:

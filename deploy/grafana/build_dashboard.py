@@ -357,6 +357,49 @@ def build() -> dict[str, Any]:
         unit="Bps",
         width=8,
     )
+    d.row("Call control")
+    d.add(
+        "Calls by agent",
+        [
+            (
+                "sum by (agent) (increase(switchboard_worker_agent_calls_total[15m]))",
+                "{{agent}}",
+            )
+        ],
+        width=8,
+        stack=True,
+        description="Calls each agent (AGENTS_FILE) began serving in the last 15 minutes, "
+        "returns from a failed transfer included.",
+    )
+    d.add(
+        "Transfers to a person",
+        [
+            (
+                "sum by (outcome) (increase(switchboard_edge_transfers_total[15m]))",
+                "{{outcome}}",
+            ),
+            (
+                'sum(increase(switchboard_worker_transfers_total{outcome="refused"}[15m]))',
+                "refused (bad target)",
+            ),
+        ],
+        width=8,
+        description="Dials started (cold, warm) and how they ended: completed or answered "
+        "(the person took the call), busy, no-answer, failed, canceled (back to the AI).",
+    )
+    d.add(
+        "Set-up hook answers",
+        [
+            (
+                "sum by (outcome) (increase(switchboard_worker_call_setup_total[15m]))",
+                "{{outcome}}",
+            )
+        ],
+        width=8,
+        stack=True,
+        description="CALL_SETUP_URL's answers; timeout, error and bad_answer calls were served "
+        "with the agent's defaults.",
+    )
     return {
         "title": "Switchboard",
         "uid": "switchboard",

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from services.call_sim.call import place_calls
+from services.call_sim.callee import CALLEES
 from services.call_sim.report import ASSET_AUDIO, CallConfig, CallReport
 from services.call_sim.signing import HMAC_SHA256, SIGNATURE_ALGORITHMS, new_shared_key_id
 from services.call_sim.stream_end import ABRUPT_DROP_MODES
@@ -93,6 +94,28 @@ def _parser() -> argparse.ArgumentParser:
         help="time Twilio takes from a stream's end to the next verb (default 0); what the "
         "caller says meanwhile is lost",
     )
+    parser.add_argument(
+        "--callee",
+        choices=CALLEES,
+        default="answer",
+        help="the person a <Dial> rings: answers (default), lets it ring out (no-answer), is "
+        "busy, or cannot be reached (failed)",
+    )
+    parser.add_argument(
+        "--callee-ring-s",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long their phone rings before they answer or it is given up (default 1; "
+        "never longer than the <Dial timeout>)",
+    )
+    parser.add_argument(
+        "--callee-talk-s",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long they stay on once connected before hanging up (default 1)",
+    )
     parser.add_argument("--calls", type=int, default=1, metavar="N", help="concurrent calls")
     parser.add_argument(
         "--wav-out",
@@ -133,6 +156,12 @@ def _summary(report: CallReport) -> str:
             else "never"
         ),
     ]
+    lines += [
+        f"  dial {dial.noun} {dial.address} ({dial.callee}): {dial.dial_call_status}"
+        + (f", whisper {dial.whisper}" if dial.whisper_url else "")
+        + (f", action answered {dial.action_answer}" if dial.action else ", no action")
+        for dial in report.dials
+    ]
     lines += [f"  ! {problem}" for problem in report.problems()]
     return "\n".join(lines)
 
@@ -148,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.calls < 1:
         print("call_sim: --calls must be at least 1", file=sys.stderr)
+        return 2
+    if args.callee_ring_s < 0 or args.callee_talk_s < 0:
+        print("call_sim: --callee-ring-s and --callee-talk-s must not be negative", file=sys.stderr)
         return 2
     try:
         audio = _read_audio(args.audio)
@@ -167,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             signature_algorithm=args.signature_algorithm,
             abrupt_drop=args.abrupt_drop,
             reconnect_delay_s=args.reconnect_delay,
+            callee=args.callee,
+            callee_ring_s=args.callee_ring_s,
+            callee_talk_s=args.callee_talk_s,
         )
         for _ in range(args.calls)
     ]

@@ -5,7 +5,9 @@ The signed inbound-call webhook, the TwiML it returns, the ``<Connect><Stream>``
 typically a ``<Redirect>`` that reconnects a call whose edge went away, until ``<Hangup/>``,
 the end of the document, or the caller hanging up after its audio and hold time. A stream the
 edge drops without a close frame goes on the same way only with ``abrupt_drop="continue"``;
-by default it ends the call with Twilio's error 31903 (``stream_end.py``).
+by default it ends the call with Twilio's error 31903 (``stream_end.py``). A ``<Dial>`` rings the
+simulated callee (``dialing.py``), then requests its ``action`` (with DialCallStatus and the
+rest) and follows the answer, or goes on with the next verb when it has none.
 
 Failures (a refused webhook, an unreachable edge, a timeout) end the call and are recorded in
 ``CallReport.error``; protocol faults are listed in ``CallReport.protocol_violations``. Neither
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
@@ -23,8 +26,17 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
+from services.call_sim.callee import CALLEES
 from services.call_sim.caller_audio import Outgoing, caller_frames
-from services.call_sim.report import ASSET_AUDIO, CallConfig, CallFailed, CallReport
+from services.call_sim.dialing import DialContext, run_dial
+from services.call_sim.report import (
+    ASSET_AUDIO,
+    CallConfig,
+    CallFailed,
+    CallReport,
+    DialRecord,
+    StreamAudio,
+)
 from services.call_sim.routing import EdgeRing, new_sid, to_edge
 from services.call_sim.signing import Signer
 from services.call_sim.stream import CallTally, StreamSession
@@ -37,6 +49,7 @@ from services.call_sim.stream_end import (
 )
 from services.call_sim.twiml import (
     Connect,
+    Dial,
     Hangup,
     Pause,
     Redirect,
@@ -48,6 +61,7 @@ from services.call_sim.twiml import (
     TwimlError,
     UnknownVerb,
     parse_twiml,
+    verb_names,
 )
 from shared.audio import SAMPLE_RATE
 
@@ -66,9 +80,23 @@ class _CallError(Exception):
     """The call cannot go on; the message becomes ``CallReport.error``, and ``twilio_error``
     (the code Twilio would log for it, if any) goes to ``CallReport.twilio_errors``."""
 
-    def __init__(self, message: str, twilio_error: int | None = None) -> None:
+    def __init__(
+        self, message: str, twilio_error: int | None = None, http_status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.twilio_error = twilio_error
+        self.http_status = http_status  # the refusing answer's status, if that was the cause
+
+
+@dataclass(frozen=True, slots=True)
+class _Next:
+    """The next document to request: a ``<Redirect>``, a ``<Connect action>`` or a ``<Dial
+    action>`` (which adds ``params`` to the caller's and names its ``dial``)."""
+
+    url: str
+    method: str
+    params: dict[str, str] = field(default_factory=dict)
+    dial: DialRecord | None = None
 
 
 class _Call:
@@ -94,21 +122,31 @@ class _Call:
 
     async def run(self) -> None:
         config = self.config
-        url = config.public_url.rstrip("/") + config.voice_path
-        status, method = "ringing", "POST"
+        step = _Next(config.public_url.rstrip("/") + config.voice_path, "POST")
+        status, followed = "ringing", 0
         while True:
-            document = await self._fetch_twiml(url, method, status)
-            followed = await self._execute(document)
-            if followed is None:
+            params = {**self._params(status), **step.params}
+            try:
+                document = await self._fetch_twiml(step.url, step.method, params)
+            except _CallError as exc:
+                if step.dial is not None:
+                    step.dial.action_http_status = exc.http_status
+                raise
+            if step.dial is not None:
+                step.dial.action_http_status = 200
+                step.dial.action_answer = verb_names(document)
+            next_step = await self._execute(document)
+            if next_step is None:
                 return
-            if len(self.report.redirects) >= config.max_redirects:
+            if followed >= config.max_redirects:
                 raise _CallError(f"more than {config.max_redirects} redirects")
-            self.report.redirects.append(followed[0])
-            url, method = followed
-            status = "in-progress"
+            followed += 1
+            if next_step.dial is None:
+                self.report.redirects.append(next_step.url)
+            step, status = next_step, "in-progress"
 
-    async def _execute(self, document: TwimlDocument) -> tuple[str, str] | None:
-        """Run the verbs; the (url, method) to request next, or None when the call is over."""
+    async def _execute(self, document: TwimlDocument) -> _Next | None:
+        """Run the verbs; the document to request next, or None when the call is over."""
         for problem in document.problems:
             self.tally.violation(f"twiml: {problem}")
         follow = self.config.follow_redirects
@@ -130,9 +168,19 @@ class _Call:
                 # Twilio's own time to move on; the caller talks on meanwhile.
                 await asyncio.sleep(self.config.reconnect_delay_s)
                 if verb.action is not None:
-                    return (verb.action, verb.method) if follow else None
+                    return _Next(verb.action, verb.method) if follow else None
+            elif isinstance(verb, Dial):
+                record, dial_params = await self._dial(verb)
+                if dial_params is None:
+                    self.report.notes.append(
+                        f"the simulator cannot dial <{verb.unsupported[0]}>: the call ends here"
+                    )
+                    return None
+                if verb.action is not None:
+                    return _Next(verb.action, verb.method, dial_params, record) if follow else None
+                # Without an action Twilio goes on with the next verb.
             elif isinstance(verb, Redirect):
-                return (verb.url, verb.method) if follow else None
+                return _Next(verb.url, verb.method) if follow else None
             elif isinstance(verb, Hangup | Reject):
                 self.report.closed_by = "edge"
                 return None
@@ -193,24 +241,76 @@ class _Call:
             return response
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def _fetch_twiml(self, url: str, method: str, status: str) -> TwimlDocument:
+    async def _fetch_twiml(
+        self, url: str, method: str, params: dict[str, str], *, caller: bool = True
+    ) -> TwimlDocument:
+        """A TwiML document for the caller's leg (timed, kept in ``report.twiml``), or with
+        ``caller=False`` for the called party's (a whisper). Raises ``_CallError``."""
+        label = "twiml" if caller else "whisper twiml"
         started = self.loop.time()
-        response = await self._request(url, method, self._params(status))
-        self.report.timings.webhook_ms.append((self.loop.time() - started) * 1000)
+        response = await self._request(url, method, params)
+        if caller:
+            self.report.timings.webhook_ms.append((self.loop.time() - started) * 1000)
         if response.status_code != 200:
             raise _CallError(
-                f"{method} {url} answered HTTP {response.status_code}: {response.text[:200]!r}"
+                f"{method} {url} answered HTTP {response.status_code}: {response.text[:200]!r}",
+                http_status=response.status_code,
             )
         content_type = response.headers.get("content-type", "").split(";")[0].strip()
         if content_type not in ("text/xml", "application/xml"):
-            self.tally.violation(f"twiml: Content-Type {content_type!r}, not text/xml")
+            self.tally.violation(f"{label}: Content-Type {content_type!r}, not text/xml")
         if len(response.content) > MAX_TWIML_BYTES:
             raise _CallError(f"{url}: TwiML of {len(response.content)} bytes is too large")
-        self.report.twiml.append(response.text)
+        if caller:
+            self.report.twiml.append(response.text)
         try:
             return parse_twiml(response.content, url)
         except TwimlError as exc:
             raise _CallError(f"{url}: {exc}") from exc
+
+    async def _dial(self, dial: Dial) -> tuple[DialRecord, dict[str, str] | None]:
+        """Ring the callee for ``dial``; its record, and the action's parameters (None: the
+        simulator cannot ring anything in it)."""
+        config, report = self.config, self.report
+        noun = dial.nouns[0] if dial.nouns else None
+        record = DialRecord(
+            noun=noun.kind if noun is not None else None,
+            address=noun.address if noun is not None else None,
+            caller_id=dial.caller_id,
+            from_number=dial.caller_id or config.from_number,
+            timeout_s=dial.timeout_s,
+            action=dial.action,
+            callee=config.callee,
+            after_streams=len(report.stream_sids),
+        )
+        report.dials.append(record)
+
+        async def whisper(url: str, method: str, params: dict[str, str]) -> TwimlDocument:
+            return await self._fetch_twiml(url, method, params, caller=False)
+
+        context = DialContext(
+            call_sid=report.call_sid,
+            account_sid=report.account_sid,
+            callee=config.callee,
+            ring_s=config.callee_ring_s,
+            talk_s=config.callee_talk_s,
+            fetch=whisper,
+            problem=self.tally.violation,
+            note=report.notes.append,
+        )
+        try:
+            params = await run_dial(dial, record, context)
+        except _CallError as exc:
+            record.error = str(exc)
+            raise
+        logger.info(
+            "call %s: <Dial> %s %s → %s",
+            report.call_sid,
+            record.noun,
+            record.address,
+            record.dial_call_status,
+        )
+        return record, params
 
     async def _status_callback(self, stream: Stream, stream_sid: str, event: str) -> None:
         """Best effort, as Twilio's own: a failure is noted, never fatal."""
@@ -284,6 +384,8 @@ class _Call:
             await self._status_callback(stream, stream_sid, "stream-error")
             raise
         self.report.stream_sids.append(stream_sid)
+        tally = self.tally
+        before = (len(tally.sent), len(tally.received), len(tally.heard))
         session = StreamSession(
             ws,
             stream_sid=stream_sid,
@@ -301,6 +403,14 @@ class _Call:
         async with ws, asyncio.TaskGroup() as group:
             group.create_task(self._status_callback(stream, stream_sid, "stream-started"))
             outcome = await session.run()
+        self.report.streams.append(
+            StreamAudio(
+                stream_sid,
+                sent=bytes(tally.sent[before[0] :]),
+                received=bytes(tally.received[before[1] :]),
+                heard=bytes(tally.heard[before[2] :]),
+            )
+        )
         self.report.closed_by = outcome.closed_by
         self.report.close_codes.append(outcome.close_code)
         if outcome.abrupt:
@@ -342,6 +452,10 @@ async def place_call(config: CallConfig) -> CallReport:
     """
     if config.abrupt_drop not in ABRUPT_DROP_MODES:
         raise ValueError(f"abrupt_drop={config.abrupt_drop!r}: expected one of {ABRUPT_DROP_MODES}")
+    if config.callee not in CALLEES:
+        raise ValueError(f"callee={config.callee!r}: expected one of {CALLEES}")
+    if config.callee_ring_s < 0 or config.callee_talk_s < 0:
+        raise ValueError("callee_ring_s and callee_talk_s must not be negative")
     if config.caller_audio is None:
         audio = await asyncio.to_thread(ASSET_AUDIO.read_bytes)
     else:
@@ -349,6 +463,8 @@ async def place_call(config: CallConfig) -> CallReport:
     budget = config.timeout_s
     if budget is None:
         budget = len(audio) / SAMPLE_RATE + config.hold_s + config.linger_s + TIMEOUT_MARGIN_S
+        # Each document followed may <Dial>: its ringing and talk time come on top.
+        budget += (config.callee_ring_s + config.callee_talk_s) * (config.max_redirects + 1)
     timeout = httpx.Timeout(config.http_timeout_s)
     async with httpx.AsyncClient(timeout=timeout, trust_env=False) as http:
         call = _Call(config, audio, http)

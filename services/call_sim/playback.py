@@ -6,16 +6,30 @@ audio and echoes every pending mark at once (docs/protocols.md §2.5). What the 
 bytes actually played, concatenated exactly: gaps in the edge's output are not filled with
 silence, so tests can compare heard audio bit-exact with what the model sent.
 
+``log`` says when each byte played, on the same clock: one ``Played(start_ms, audio)`` segment
+per stretch of uninterrupted playback. A segment starts when audio arrives at an idle buffer and
+ends when the buffer runs dry or a ``clear`` cuts it; bytes queued but never played (cleared, or
+still queued when the call ends) are in no segment. The segments' audio joined is ``heard``, and
+byte ``i`` of a segment played at ``start_ms + i / 8``.
+
 Every method takes ``now_ms`` (non-decreasing) and returns the mark names to echo now, in order.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
 from shared.audio import BYTES_PER_MS
 
-__all__ = ["Playback"]
+__all__ = ["Playback", "Played"]
+
+
+class Played(NamedTuple):
+    """One stretch of uninterrupted playback: its first byte played at ``start_ms``."""
+
+    start_ms: float
+    audio: bytes
 
 
 class Playback:
@@ -27,10 +41,16 @@ class Playback:
         self._heard = bytearray()
         self._clock = now_ms
         self._credit = 0.0  # bytes' worth of play time not yet spent (sub-byte remainder)
+        self._segments: list[tuple[float, bytearray]] = []  # the last one is playing, if any
 
     @property
     def heard(self) -> bytes:
         return bytes(self._heard)
+
+    @property
+    def log(self) -> list[Played]:
+        """What played and when: the segments, in order (``heard`` is their audio joined)."""
+        return [Played(start, bytes(audio)) for start, audio in self._segments if audio]
 
     @property
     def queued_bytes(self) -> int:
@@ -57,6 +77,7 @@ class Playback:
             if take == 0:
                 break
             self._heard += head[:take]
+            self._segments[-1][1].extend(head[:take])
             self._credit -= take
             self._queued_bytes -= take
             if take == len(head):
@@ -72,6 +93,9 @@ class Playback:
         """Queue ``audio`` behind whatever is playing."""
         echoed = self.advance(now_ms)
         if audio:
+            if self._queued_bytes == 0:
+                # An idle buffer: playback starts now, a new segment of the log.
+                self._segments.append((now_ms, bytearray()))
             self._queue.append(audio)
             self._queued_bytes += len(audio)
         return echoed
@@ -86,6 +110,8 @@ class Playback:
         """Drop the queued audio; every pending mark is echoed now."""
         echoed = self.advance(now_ms)
         echoed += self.pending_marks
+        if self._segments and not self._segments[-1][1]:
+            self._segments.pop()  # cut before its first byte played: nothing to log
         self._queue.clear()
         self._queued_bytes = 0
         self._credit = 0.0

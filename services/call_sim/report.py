@@ -8,11 +8,20 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
 
+from services.call_sim.callee import Callee
 from services.call_sim.signing import HMAC_SHA256, new_shared_key_id
 from services.call_sim.stream_end import AbruptDrop
 from shared.audio import FRAME_BYTES, SAMPLE_RATE
 
-__all__ = ["ASSET_AUDIO", "CallConfig", "CallFailed", "CallReport", "Timings"]
+__all__ = [
+    "ASSET_AUDIO",
+    "CallConfig",
+    "CallFailed",
+    "CallReport",
+    "DialRecord",
+    "StreamAudio",
+    "Timings",
+]
 
 ASSET_AUDIO: Final = Path(__file__).parent / "assets" / "caller.ulaw"
 
@@ -62,6 +71,12 @@ class CallConfig:
     # Seconds Twilio takes between a stream's end and its next request (the <Redirect>);
     # real Twilio takes some time, not documented. The caller's audio meanwhile is lost.
     reconnect_delay_s: float = 0.0
+    # The person a <Dial> rings: "answer", "no-answer", "busy" or "failed"; how long the phone
+    # rings before they answer or it is given up (never longer than the <Dial timeout>); how long
+    # they stay on once bridged, then hang up.
+    callee: Callee = "answer"
+    callee_ring_s: float = 1.0
+    callee_talk_s: float = 1.0
 
 
 @dataclass
@@ -70,6 +85,66 @@ class Timings:
     connect_ms: list[float] = field(default_factory=list)  # each WebSocket handshake
     first_audio_ms: float | None = None  # first webhook sent → first media byte received
     duration_ms: float = 0.0
+
+
+@dataclass
+class StreamAudio:
+    """One stream's share of the call's audio (raw μ-law)."""
+
+    stream_sid: str
+    sent: bytes = b""
+    received: bytes = b""
+    heard: bytes = b""
+
+
+@dataclass
+class DialRecord:
+    """One ``<Dial>`` the call executed, and what came of it."""
+
+    noun: str | None  # "number" or "sip"; None when there was nothing the simulator could ring
+    address: str | None  # the number or SIP URI rung
+    caller_id: str | None  # the callerId attribute, if any
+    from_number: str  # the From of the called party's leg: callerId, else the caller's number
+    timeout_s: int
+    action: str | None
+    callee: str  # the configured behaviour
+    after_streams: int  # streams the call had had when the <Dial> began
+    ring_s: float = 0.0  # how long it rang
+    dial_call_sid: str | None = None
+    dial_call_status: str | None = None  # as sent to the action (or that would have been)
+    dial_call_duration: int | None = None
+    bridged: bool = False
+    whisper_url: str | None = None  # the <Number url> / <Sip url> requested, if any
+    whisper: list[str] = field(default_factory=list)  # the <Say> texts the person heard
+    whisper_declined: bool = False  # the person hung up in the whisper
+    connected_s: float = 0.0  # from the answer to the callee's hang-up
+    action_http_status: int | None = None
+    action_answer: list[str] = field(default_factory=list)  # the action's verbs, in order
+    error: str | None = None  # why the <Dial> broke the call, if it did
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "noun": self.noun,
+            "address": self.address,
+            "caller_id": self.caller_id,
+            "from": self.from_number,
+            "timeout_s": self.timeout_s,
+            "action": self.action,
+            "callee": self.callee,
+            "after_streams": self.after_streams,
+            "ring_s": self.ring_s,
+            "dial_call_sid": self.dial_call_sid,
+            "dial_call_status": self.dial_call_status,
+            "dial_call_duration": self.dial_call_duration,
+            "bridged": self.bridged,
+            "whisper_url": self.whisper_url,
+            "whisper": self.whisper,
+            "whisper_declined": self.whisper_declined,
+            "connected_s": self.connected_s,
+            "action_http_status": self.action_http_status,
+            "action_answer": self.action_answer,
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -99,6 +174,8 @@ class CallReport:
     caller_audio_lost: list[tuple[int, int]] = field(default_factory=list)
     # Each media message from the edge: (ms since the first webhook, audio bytes).
     media_arrivals: list[tuple[float, int]] = field(default_factory=list)
+    streams: list[StreamAudio] = field(default_factory=list)  # per stream, in order
+    dials: list[DialRecord] = field(default_factory=list)  # each <Dial> executed, in order
     timings: Timings = field(default_factory=Timings)
 
     @property
@@ -161,6 +238,16 @@ class CallReport:
                 "ms_bytes": [list(arrival) for arrival in self.media_arrivals],
                 "longest_gap_ms": self.longest_media_gap_ms(),
             },
+            "streams": [
+                {
+                    "stream_sid": stream.stream_sid,
+                    "sent_audio": audio(stream.sent),
+                    "received_audio": audio(stream.received),
+                    "heard_audio": audio(stream.heard),
+                }
+                for stream in self.streams
+            ],
+            "dials": [dial.to_dict() for dial in self.dials],
             "sent_audio": audio(self.sent_audio),
             "received_audio": audio(self.received_audio),
             "heard_audio": audio(self.heard_audio),

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from services.call_sim import messages
 from services.call_sim.caller_audio import Outgoing
 from services.call_sim.outbound_check import OutClear, OutMark, OutMedia, check_outbound
-from services.call_sim.playback import Playback
+from services.call_sim.playback import Playback, Played
 from services.call_sim.stream_end import StreamOutcome
 from shared.audio import FRAME_MS
 
@@ -101,6 +101,16 @@ class StreamSession:
 
     def _now_ms(self) -> float:
         return (self._loop.time() - self._origin) * 1000
+
+    @property
+    def opened_at(self) -> float:
+        """Loop time at which this stream's clock started: 0 ms of ``played``."""
+        return self._origin
+
+    @property
+    def played(self) -> list[Played]:
+        """What Twilio played to the far end, and when, by this stream's clock (ms)."""
+        return self._playback.log
 
     async def run(self) -> StreamOutcome:
         async with asyncio.TaskGroup() as group:

@@ -3,8 +3,9 @@
 ``parse_twiml(text, document_url)`` returns the verbs in order. Anything Twilio would refuse
 outright (not XML, no ``<Response>`` root) raises ``TwimlError``; anything that would fail later
 on a real call (a ``ws://`` or query-carrying stream URL, two streams, an oversized
-``<Parameter>``, a listen-only ``<Start><Stream>``) is listed in ``TwimlDocument.problems`` so
-the caller can report it without stopping.
+``<Parameter>``, a listen-only ``<Start><Stream>``, a bad ``<Dial>``: see ``dial_twiml.py``; a
+bad ``<Recording>`` or one started after the stream it should record: ``recording_twiml.py``) is
+listed in ``TwimlDocument.problems`` so the caller can report it without stopping.
 """
 
 from __future__ import annotations
@@ -15,20 +16,33 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
+from services.call_sim.dial_twiml import Dial, DialNoun, parse_dial
+from services.call_sim.recording_twiml import (
+    StartRecording,
+    StopRecording,
+    parse_start_recording,
+    parse_stop_recording,
+)
+
 __all__ = [
     "Connect",
+    "Dial",
+    "DialNoun",
     "Hangup",
     "Pause",
     "Redirect",
     "Reject",
     "Say",
+    "StartRecording",
     "StartStream",
+    "StopRecording",
     "Stream",
     "TwimlDocument",
     "TwimlError",
     "UnknownVerb",
     "Verb",
     "parse_twiml",
+    "verb_names",
 ]
 
 MAX_PARAMETER_CHARS: Final = 500  # name + value, each pair (docs/protocols.md §2.2)
@@ -94,7 +108,19 @@ class UnknownVerb:
     name: str
 
 
-Verb = Connect | StartStream | Redirect | Hangup | Reject | Say | Pause | UnknownVerb
+Verb = (
+    Connect
+    | StartStream
+    | StartRecording
+    | StopRecording
+    | Redirect
+    | Hangup
+    | Reject
+    | Say
+    | Pause
+    | Dial
+    | UnknownVerb
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +135,21 @@ class TwimlDocument:
             if isinstance(verb, Connect) and verb.stream is not None:
                 return verb.stream
         return None
+
+
+_TAGS: Final[dict[type, str]] = {
+    StartStream: "Start",
+    StartRecording: "Start",
+    StopRecording: "Stop",
+}
+
+
+def verb_names(document: TwimlDocument) -> list[str]:
+    """The verbs' tags, in order: ``["Connect", "Redirect"]``."""
+    return [
+        verb.name if isinstance(verb, UnknownVerb) else _TAGS.get(type(verb), type(verb).__name__)
+        for verb in document.verbs
+    ]
 
 
 def _resolve(url: str, base: str | None) -> str:
@@ -174,10 +215,30 @@ def _connect(element: ET.Element, base: str | None, problems: list[str]) -> Conn
 
 def _start(element: ET.Element, base: str | None, problems: list[str]) -> Verb:
     streams = [child for child in element if child.tag == "Stream"]
+    recordings = [child for child in element if child.tag == "Recording"]
+    if recordings:
+        if len(element) > 1:
+            problems.append(
+                f"<Start> holds {[child.tag for child in element]}: the simulator runs only "
+                "its first <Recording>"
+            )
+        return parse_start_recording(recordings[0], base, problems)
     if not streams:
         return UnknownVerb("Start")
     problems.append("<Start><Stream> is listen-only: a bidirectional stream needs <Connect>")
     return StartStream(_stream(streams[0], base, problems))
+
+
+def _stop(element: ET.Element, base: str | None, problems: list[str]) -> Verb:
+    recordings = [child for child in element if child.tag == "Recording"]
+    if not recordings:
+        return UnknownVerb("Stop")
+    if len(element) > 1:
+        problems.append(
+            f"<Stop> holds {[child.tag for child in element]}: the simulator runs only its "
+            "first <Recording>"
+        )
+    return parse_stop_recording(recordings[0], problems)
 
 
 def _redirect(element: ET.Element, base: str | None, problems: list[str]) -> Redirect:
@@ -198,11 +259,13 @@ def _pause(element: ET.Element, base: str | None, problems: list[str]) -> Pause:
 _VERBS: Final[dict[str, Callable[[ET.Element, str | None, list[str]], Verb]]] = {
     "Connect": _connect,
     "Start": _start,
+    "Stop": _stop,
     "Redirect": _redirect,
     "Hangup": lambda element, base, problems: Hangup(),
     "Reject": lambda element, base, problems: Reject(element.get("reason", "rejected")),
     "Say": lambda element, base, problems: Say((element.text or "").strip()),
     "Pause": _pause,
+    "Dial": parse_dial,
 }
 
 
@@ -230,4 +293,18 @@ def parse_twiml(text: str | bytes, document_url: str | None = None) -> TwimlDocu
         )
     if sum(isinstance(v, Connect) and v.stream is not None for v in verbs) > 1:
         problems.append("several <Connect><Stream>s in one document")
+    streamed = False
+    for verb in verbs:
+        if isinstance(verb, Connect) and verb.stream is not None:
+            streamed = True
+        elif isinstance(verb, StartRecording) and streamed:
+            problems.append(
+                "<Start><Recording> after <Connect><Stream>: Twilio starts recording only when "
+                "the stream has ended, so the stream is not recorded; put it before <Connect>"
+            )
+    for index, verb in enumerate(verbs):
+        if isinstance(verb, Dial) and verb.action is not None and index + 1 < len(verbs):
+            rest = ", ".join(f"<{element.tag}>" for element in list(root)[index + 1 :])
+            problems.append(f"{rest} after <Dial action=...> never run: Twilio follows the action")
+            break
     return TwimlDocument(tuple(verbs), tuple(problems))

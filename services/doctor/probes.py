@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.realtime_worker import openai_protocol as rt
+from services.realtime_worker.call_profile import CallParty, call_profile
 from services.realtime_worker.realtime_client import open_realtime
 from services.realtime_worker.session_setup import session_options
 from services.realtime_worker.settings import WorkerSettings
@@ -151,8 +152,11 @@ async def _converse(
     # back to μ-law, so what is checked is what a caller would hear.
     codec = call_codec(settings)
     update_id = f"doctor_{uuid.uuid4().hex[:8]}"
-    # Exactly what a worker sends, tools of TOOLS_FILE included.
-    await ws.send(rt.session_update(update_id, session_options(settings, settings.tools)))
+    # Exactly what a worker sends for a call to the first agent (of AGENTS_FILE, or the one
+    # default agent), its tools of TOOLS_FILE included.
+    agent = settings.agents.agents[0]
+    profile = call_profile(settings, agent, CallParty("doctor"), tools=settings.tools)
+    await ws.send(rt.session_update(update_id, session_options(settings, profile)))
     while seen.confirmed is None or not seen.confirmed.updated:
         event = rt.parse_server_event(await ws.recv())
         if isinstance(event, rt.SessionConfirmed):

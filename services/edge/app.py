@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import parse_qsl
 
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -24,12 +23,17 @@ from services.edge.admin_api import admin_routes
 from services.edge.media_endpoint import media_endpoint
 from services.edge.runtime import EdgeRuntime, EdgeState, RuntimeSlot, edge_runtime, runtime_of
 from services.edge.settings import EdgeSettings
-from services.edge.signature import SETTINGS_HEADER, check_signature
-from services.edge.stream_token import issue_token
-from services.edge.twilio_protocol import CALL_SID_RE
-from services.edge.urls import MEDIA_PATH, RESUME_PATH, STATUS_PATH, VOICE_PATH, PublicUrls
+from services.edge.transfer_routes import dial_person, transfer_routes
+from services.edge.urls import MEDIA_PATH, RESUME_PATH, STATUS_PATH, VOICE_PATH
+from services.edge.webhook_request import (
+    Refusal,
+    call_sid_of,
+    signed_params,
+    stream_twiml,
+    twiml_response,
+)
 from shared.errors import is_retryable
-from shared.keys import CallField
+from shared.keys import CallField, CallState
 from shared.logs import CallLog
 from shared.records import create_call, load_call
 
@@ -37,82 +41,22 @@ __all__ = ["create_app"]
 
 logger = logging.getLogger("switchboard.edge.http")
 
-MAX_WEBHOOK_BYTES = 64 * 1024
-
-
-def _twiml(document: str) -> Response:
-    return Response(document, media_type="text/xml")
-
-
-class _Refusal(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
-async def _signed_params(request: Request, route: str) -> list[tuple[str, str]]:
-    """The form parameters of a webhook whose X-Twilio-Signature is valid.
-
-    Raises ``_Refusal`` (403, or 413 for an oversized body) otherwise.
-    """
-    runtime = runtime_of(request)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_WEBHOOK_BYTES:
-            runtime.metrics.rejected.labels(route, "too_large").inc()
-            raise _Refusal(Response("request body too large", status_code=413))
-    params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-    if not runtime.settings.validate_signature:
-        return params
-    url = PublicUrls(runtime.settings.public_url).http(route)
-    if request.url.query:
-        url += "?" + request.url.query
-    verdict = check_signature(
-        runtime.signing_keys,
-        url,
-        params,
-        request.headers.get("x-twilio-signature"),
-        request.headers.get(SETTINGS_HEADER),
-    )
-    if not verdict.ok:
-        runtime.metrics.rejected.labels(route, verdict.reason).inc()
-        logger.warning("refused POST %s: %s", route, verdict.detail)
-        raise _Refusal(Response("invalid Twilio signature", status_code=403))
-    return params
-
-
-def _call_sid(runtime: EdgeRuntime, route: str, params: list[tuple[str, str]]) -> str:
-    call_sid = dict(params).get("CallSid", "")
-    if not CALL_SID_RE.fullmatch(call_sid):
-        runtime.metrics.rejected.labels(route, "bad_call_sid").inc()
-        logger.warning("refused POST %s: CallSid missing or malformed", route)
-        raise _Refusal(Response("CallSid missing or malformed", status_code=400))
-    return call_sid
-
-
-def _stream_twiml(runtime: EdgeRuntime, call_sid: str) -> Response:
-    settings = runtime.settings
-    urls = PublicUrls(settings.public_url)
-    token = issue_token(
-        runtime.token_keys[0], call_sid, runtime.clock.wall(), settings.stream_token_ttl_s
-    )
-    return _twiml(twiml.connect_stream(urls.media, token, urls.resume, urls.status))
-
 
 def _decline(runtime: EdgeRuntime) -> Response:
     """What a caller hears when this edge cannot take the call (DRAIN_RESPONSE, BUSY_MESSAGE)."""
     if runtime.draining and runtime.settings.drain_response == "reject":
-        return _twiml(twiml.reject())
-    return _twiml(twiml.say_and_hangup(runtime.settings.busy_message))
+        return twiml_response(twiml.reject())
+    return twiml_response(twiml.say_and_hangup(runtime.settings.busy_message))
 
 
 async def voice_webhook(request: Request) -> Response:
-    """A new call: record it, dispatch it at once, answer ``<Connect><Stream>``."""
+    """A new call: pick its agent by the number dialed, record it, dispatch it at once,
+    answer ``<Connect><Stream>`` (or ``<Reject>`` when no agent answers that number)."""
     runtime = runtime_of(request)
     try:
-        params = await _signed_params(request, VOICE_PATH)
-        call_sid = _call_sid(runtime, VOICE_PATH, params)
-    except _Refusal as refusal:
+        params = await signed_params(request, VOICE_PATH)
+        call_sid = call_sid_of(runtime, VOICE_PATH, dict(params).get("CallSid"))
+    except Refusal as refusal:
         return refusal.response
     log = CallLog(logger, call_sid)
     if len(runtime.calls) >= runtime.settings.max_calls_per_edge:
@@ -129,6 +73,15 @@ async def voice_webhook(request: Request) -> Response:
         )
         return _decline(runtime)
     form = dict(params)
+    agent = runtime.settings.agents.for_number(form.get("To", ""))
+    if agent is None:
+        runtime.metrics.rejected.labels(VOICE_PATH, "no_agent").inc()
+        log.warning(
+            "rejected the call to %s: no agent of AGENTS_FILE answers that number, and none "
+            'has "*"',
+            form.get("To") or "(no To)",
+        )
+        return twiml_response(twiml.reject())
     try:
         created = await create_call(
             runtime.redis,
@@ -138,6 +91,8 @@ async def voice_webhook(request: Request) -> Response:
                 CallField.FROM: form.get("From", ""),
                 CallField.TO: form.get("To", ""),
                 CallField.ACCOUNT_SID: form.get("AccountSid", ""),
+                CallField.DIRECTION: form.get("Direction") or "inbound",
+                CallField.AGENT: agent.name,
             },
             runtime.clock,
         )
@@ -147,21 +102,27 @@ async def voice_webhook(request: Request) -> Response:
             raise
         log.error("declined the call: redis unavailable (%s)", exc)
         return _decline(runtime)
-    if record is not None and record.ended:
-        return _twiml(twiml.hangup())
+    if record is not None and not record.with_ai:
+        return twiml_response(twiml.hangup())
     if created:
-        log.info("incoming call from %s to %s: dispatched", form.get("From"), form.get("To"))
-    return _stream_twiml(runtime, call_sid)
+        log.info(
+            "incoming call from %s to %s (agent %s): dispatched",
+            form.get("From"),
+            form.get("To"),
+            agent.name,
+        )
+    return stream_twiml(runtime, call_sid)
 
 
 async def resume_webhook(request: Request) -> Response:
-    """Twilio's ``<Redirect>`` after a stream ended: reconnect a live call; else say why the
-    call ends (no worker: BUSY_MESSAGE; a failure: FAILURE_MESSAGE) or just hang up."""
+    """Twilio's ``<Redirect>`` after a stream ended: reconnect a live call; dial the person a
+    transferred call goes to; else say why the call ends (no worker: BUSY_MESSAGE; a failure:
+    FAILURE_MESSAGE) or just hang up."""
     runtime = runtime_of(request)
     try:
-        params = await _signed_params(request, RESUME_PATH)
-        call_sid = _call_sid(runtime, RESUME_PATH, params)
-    except _Refusal as refusal:
+        params = await signed_params(request, RESUME_PATH)
+        call_sid = call_sid_of(runtime, RESUME_PATH, dict(params).get("CallSid"))
+    except Refusal as refusal:
         return refusal.response
     log = CallLog(logger, call_sid)
     try:
@@ -170,28 +131,30 @@ async def resume_webhook(request: Request) -> Response:
         if not is_retryable(exc):
             raise
         log.error("resume: redis unavailable (%s); hanging up", exc)
-        return _twiml(twiml.hangup())
+        return twiml_response(twiml.hangup())
+    if record is not None and record.state is CallState.TRANSFERRED:
+        return dial_person(runtime, record, log)
     if record is not None and record.get(CallField.END_REASON) == "no_worker":
         log.info("resume: no worker took the call; playing the busy message")
-        return _twiml(twiml.say_and_hangup(runtime.settings.busy_message))
+        return twiml_response(twiml.say_and_hangup(runtime.settings.busy_message))
     if record is not None and record.ended_in_failure:
         log.info(
             "resume: the call ended in failure (%.200s); playing the failure message",
             record.get(CallField.ERROR),
         )
-        return _twiml(twiml.say_and_hangup(runtime.settings.failure_message))
+        return twiml_response(twiml.say_and_hangup(runtime.settings.failure_message))
     if record is None or record.ended:
         log.info("resume: call %s; hanging up", "unknown" if record is None else "ended")
-        return _twiml(twiml.hangup())
+        return twiml_response(twiml.hangup())
     log.info("resume: call still live; reconnecting its stream")
-    return _stream_twiml(runtime, call_sid)
+    return stream_twiml(runtime, call_sid)
 
 
 async def stream_status(request: Request) -> Response:
     """Twilio's statusCallback for the stream: the only place handshake failures show."""
     try:
-        params = dict(await _signed_params(request, STATUS_PATH))
-    except _Refusal as refusal:
+        params = dict(await signed_params(request, STATUS_PATH))
+    except Refusal as refusal:
         return refusal.response
     log = CallLog(logger, params.get("CallSid", "?"))
     if params.get("StreamError"):
@@ -263,6 +226,7 @@ def create_app(
         Route(VOICE_PATH, voice_webhook, methods=["POST"]),
         Route(RESUME_PATH, resume_webhook, methods=["POST"]),
         Route(STATUS_PATH, stream_status, methods=["POST"]),
+        *transfer_routes(),
         WebSocketRoute(MEDIA_PATH, media_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

@@ -34,6 +34,7 @@ class EdgeMetrics:
     redis_reconnects: Counter
     mark_round_trip: Histogram
     webhook_to_first_audio: Histogram
+    transfers: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EdgeMetrics:
@@ -121,6 +122,14 @@ class EdgeMetrics:
                 "From the voice webhook answering a call to the edge sending the call's first "
                 "model audio to Twilio (the greeting, or the first reply), once per call.",
                 buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 8, 13, 20, 30, 60),
+                registry=registry,
+            ),
+            transfers=Counter(
+                "switchboard_edge_transfers",
+                "Transfers to a person, by stage: dialed_cold, dialed_warm, then Twilio's "
+                "DialCallStatus (completed, answered: connected; busy, no-answer, failed, "
+                "canceled: the caller came back to the AI) or caller_left.",
+                ["outcome"],
                 registry=registry,
             ),
         )

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shared.agents import DEFAULT_AGENT, Agent, Agents, is_e164
 from shared.config import (
     Settings,
+    agents_file_var,
     boolean,
     drain_timeout_var,
     float_in,
@@ -28,6 +30,12 @@ __all__ = ["EdgeSettings"]
 def _admin_token(raw: str) -> str | None:
     if raw and len(raw) < 16:
         raise ValueError("expected at least 16 characters (e.g. openssl rand -hex 24)")
+    return raw or None
+
+
+def _caller_id(raw: str) -> str | None:
+    if raw and not is_e164(raw):
+        raise ValueError("expected an E.164 number (+15005550006) or empty")
     return raw or None
 
 
@@ -178,6 +186,21 @@ class EdgeSettings(Settings):
         "How often the edge checks that each of its calls is still held by a live worker, "
         "and puts calls whose worker died back in line.",
     )
+    agents_file: Agents | None = agents_file_var()
+    transfer_caller_id: str | None = variable(
+        "TRANSFER_CALLER_ID",
+        "",
+        _caller_id,
+        "Caller ID the person sees when the AI transfers a call (one of your Twilio numbers, "
+        "E.164). Empty: the caller's own number.",
+    )
+    transfer_ring_timeout_s: int = variable(
+        "TRANSFER_RING_TIMEOUT",
+        "30",
+        int_in(5, 600),
+        "Seconds a transfer rings the person before it counts as not answered (<Dial timeout>); "
+        "the caller then comes back to the AI.",
+    )
     admin_token: str | None = variable(
         "ADMIN_TOKEN",
         None,
@@ -186,6 +209,11 @@ class EdgeSettings(Settings):
         "Unset: the read API is off (404).",
         secret=True,
     )
+
+    @property
+    def agents(self) -> Agents:
+        """The agents of AGENTS_FILE; without one, one agent answering every number."""
+        return self.agents_file or Agents((Agent(DEFAULT_AGENT),))
 
     def _cross_checks(self) -> list[str]:
         problems = []

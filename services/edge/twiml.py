@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["connect_stream", "hangup", "reject", "say_and_hangup"]
+__all__ = ["connect_stream", "dial", "hangup", "reject", "say", "say_and_hangup"]
 
 _HEAD = '<?xml version="1.0" encoding="UTF-8"?>'
 
@@ -31,3 +31,23 @@ def say_and_hangup(text: str) -> str:
 def reject() -> str:
     """Refuse the call before it is answered: the caller hears a busy tone, nothing is billed."""
     return f'{_HEAD}<Response><Reject reason="busy"/></Response>'
+
+
+def dial(
+    address: str, action_url: str, caller_id: str, timeout_s: int, whisper_url: str | None
+) -> str:
+    """``<Dial>`` the person at ``address`` (E.164 number: ``<Number>``; ``sip:`` URI:
+    ``<Sip>``). ``whisper_url``: TwiML the person hears on answering, before being connected
+    (a warm transfer). Twilio requests ``action_url`` with the outcome when the dial ends."""
+    noun = "Sip" if address.startswith(("sip:", "sips:")) else "Number"
+    whisper = f' url={quoteattr(whisper_url)} method="POST"' if whisper_url is not None else ""
+    return (
+        f'{_HEAD}<Response><Dial action={quoteattr(action_url)} method="POST" '
+        f'callerId={quoteattr(caller_id)} timeout="{timeout_s}">'
+        f"<{noun}{whisper}>{escape(address)}</{noun}></Dial></Response>"
+    )
+
+
+def say(text: str) -> str:
+    """Words read out, then the document ends (the whisper: the person is then connected)."""
+    return f"{_HEAD}<Response><Say>{escape(text)}</Say></Response>"

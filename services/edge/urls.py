@@ -7,14 +7,24 @@ that URL; so every URL it hands out, and every URL whose signature it checks, co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-__all__ = ["VOICE_PATH", "RESUME_PATH", "STATUS_PATH", "MEDIA_PATH", "PublicUrls"]
+__all__ = [
+    "MEDIA_PATH",
+    "RESUME_PATH",
+    "STATUS_PATH",
+    "TRANSFER_STATUS_PATH",
+    "VOICE_PATH",
+    "WHISPER_PATH",
+    "PublicUrls",
+]
 
 VOICE_PATH = "/twilio/voice"
 RESUME_PATH = "/twilio/voice/resume"
 STATUS_PATH = "/twilio/stream-status"
 MEDIA_PATH = "/twilio/media"
+TRANSFER_STATUS_PATH = "/twilio/transfer/status"  # <Dial action>: how the transfer went
+WHISPER_PATH = "/twilio/transfer/whisper"  # what the person hears first (warm transfer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +55,12 @@ class PublicUrls:
     @property
     def media(self) -> str:
         return self.wss(MEDIA_PATH)
+
+    @property
+    def transfer_status(self) -> str:
+        return self.http(TRANSFER_STATUS_PATH)
+
+    def whisper(self, call_sid: str) -> str:
+        """The whisper URL of one call: Twilio requests it for the person's leg, whose own
+        CallSid is not the caller's; the query names the caller's call (and is signed)."""
+        return f"{self.http(WHISPER_PATH)}?{urlencode({'call': call_sid})}"

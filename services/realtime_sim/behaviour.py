@@ -183,6 +183,7 @@ class SimSession(SessionCore):
     def _apply_session(self) -> None:
         fmt_in, fmt_out = self.formats
         self._record.session_formats = {"input": fmt_in, "output": fmt_out}
+        self._record.configured(self._session)
         turn = turn_detection(self._session) or {}
         self._vad.configure(
             int(turn.get("silence_duration_ms") or 500), int(turn.get("prefix_padding_ms") or 300)

@@ -18,6 +18,9 @@ from typing import Any
 __all__ = ["SessionRecord", "append_record"]
 
 
+_TEXT_PARTS = ("input_text", "output_text", "text")
+
+
 @dataclass
 class SessionRecord:
     session: str
@@ -31,11 +34,18 @@ class SessionRecord:
     deltas: list[dict[str, Any]] = field(default_factory=list)
     transcripts: list[str] = field(default_factory=list)
     session_formats: dict[str, str | None] = field(default_factory=dict)
+    # The session's configuration as last set: its instructions, voice and function tools.
+    instructions: str = ""
+    voice: str | None = None
+    tool_names: list[str] = field(default_factory=list)
     truncates: list[dict[str, Any]] = field(default_factory=list)  # accepted: item_id, audio_end_ms
     usage: list[dict[str, Any]] = field(default_factory=list)  # each response.done usage block
     function_calls: list[str] = field(default_factory=list)  # names of the tools it called
     tool_outputs: list[str] = field(default_factory=list)  # function_call_output items received
     user_texts: list[str] = field(default_factory=list)  # user text items the client created
+    # Every text message item the client created, in order: {"role": ..., "text": ...} (the
+    # conversation a session was seeded with, notes from the client).
+    text_items: list[dict[str, str]] = field(default_factory=list)
     hostile: bool = False  # this session misbehaved on purpose (--hostile-every)
     # The instructions each response was generated under, in order: the session's, or those of
     # the response.create that asked for it.
@@ -54,13 +64,26 @@ class SessionRecord:
         self.invalid_events.append(problem)
 
     def item_created(self, item: dict[str, Any]) -> None:
-        """Note a conversation item the client created: function outputs and user texts."""
+        """Note a conversation item the client created: function outputs and text messages."""
         if item.get("type") == "function_call_output":
             self.tool_outputs.append(str(item.get("output", "")))
-        elif item.get("type") == "message" and item.get("role") == "user":
+        elif item.get("type") == "message":
+            role = str(item.get("role", ""))
             for part in item.get("content") or []:
-                if isinstance(part, dict) and part.get("type") == "input_text":
-                    self.user_texts.append(str(part.get("text", "")))
+                if not isinstance(part, dict) or part.get("type") not in _TEXT_PARTS:
+                    continue
+                text = str(part.get("text", ""))
+                self.text_items.append({"role": role, "text": text})
+                if role == "user" and part.get("type") == "input_text":
+                    self.user_texts.append(text)
+
+    def configured(self, session: dict[str, Any]) -> None:
+        """Note the session's configuration (after its creation and each update)."""
+        self.instructions = str(session.get("instructions") or "")
+        output = (session.get("audio") or {}).get("output") or {}
+        self.voice = output.get("voice")
+        tools = session.get("tools") or []
+        self.tool_names = [str(t.get("name")) for t in tools if isinstance(t, dict)]
 
     def audio_in(self, audio: bytes) -> None:
         """Audio the simulated model accepted from the client."""
@@ -112,12 +135,16 @@ class SessionRecord:
             "audio_out_b64": base64.b64encode(self._audio_out).decode("ascii"),
             "transcripts": list(self.transcripts),
             "session_formats": dict(self.session_formats),
+            "instructions": self.instructions,
+            "voice": self.voice,
+            "tool_names": list(self.tool_names),
             "truncates": list(self.truncates),
             "usage": list(self.usage),
             "function_calls": list(self.function_calls),
             "tool_outputs": list(self.tool_outputs),
             "hostile": self.hostile,
             "user_texts": list(self.user_texts),
+            "text_items": [dict(item) for item in self.text_items],
             "response_instructions": list(self.response_instructions),
             "dropped": self.dropped,
             "server_close": self.server_close,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from services.realtime_worker import openai_protocol as rt
+from services.realtime_worker.call_profile import CallProfile
 from services.realtime_worker.context import WorkerContext
 from shared.keys import OUTBOUND_MAXLEN, CallField
 from shared.logs import CallLog
@@ -33,8 +34,11 @@ MAX_LOGGED_FAULTS = 3  # per call: the first few say what is wrong, the counter 
 class CallIO:
     """One call's identity, its outcome so far, and its writes (pipelined, fenced)."""
 
-    def __init__(self, ctx: WorkerContext, call_sid: str) -> None:
+    def __init__(self, ctx: WorkerContext, call_sid: str, profile: CallProfile) -> None:
         self.ctx = ctx
+        # How the call is served (its agent, the set-up hook's overrides); set again once the
+        # hook has answered, before the first session is configured.
+        self.profile = profile
         self.settings = ctx.settings
         self.metrics = ctx.metrics
         self.clock = ctx.clock

@@ -14,7 +14,13 @@ writes), one ``Conversation`` (sans-I/O state that outlives every session) and o
 
 One task group per call: the first task to return ends the call's session on this worker, and
 the others are cancelled. A taken-over call (its stream is attached already) seeds its first
-session with the stored turns and skips caller audio older than TAKEOVER_BACKLOG_MS.
+session with the stored turns and skips caller audio older than TAKEOVER_BACKLOG_MS. A call
+back from a transfer that did not go through is seeded the same way (its turns end with a note
+saying why) and the model is asked to tell the caller.
+
+The call's profile (its agent, and the set-up hook's overrides) is settled while its first
+session opens: the hook is asked at the same time as the socket connects, and the session is
+configured once it has answered or its time is up.
 """
 
 from __future__ import annotations
@@ -24,17 +30,24 @@ from typing import TYPE_CHECKING
 
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.call_io import CallIO
+from services.realtime_worker.call_profile import CallParty, SetupOverrides, call_profile
+from services.realtime_worker.call_setup import (
+    decode_overrides,
+    encode_overrides,
+    run_setup_hook,
+)
 from services.realtime_worker.caller_relay import CallerRelay
 from services.realtime_worker.context import WorkerContext
 from services.realtime_worker.conversation import Conversation
 from services.realtime_worker.function_calls import FunctionCalls
 from services.realtime_worker.live_session import SessionHolder
 from services.realtime_worker.model_relay import ModelRelay
-from services.realtime_worker.session_setup import session_options
 from services.realtime_worker.session_switch import SessionSwitcher, failure_of
 from services.realtime_worker.transcode import CallTranscoder, call_codec
 from services.realtime_worker.transcript import Transcript
+from services.realtime_worker.transfer_tool import RETURN_CUE
 from services.realtime_worker.turn_state import EndReason
+from shared.agents import DEFAULT_AGENT, Agent
 from shared.errors import is_retryable
 from shared.keys import DISPATCH_MAXLEN, CallField
 from shared.messages import CallDispatch, Hangup
@@ -45,6 +58,7 @@ from shared.records import (
     expire_streams_commands,
     load_turns,
     set_fields_command,
+    transferred_commands,
     turns_rewrite_commands,
     worker_fields_commands,
 )
@@ -62,6 +76,7 @@ ENDED_BY: dict[str, str] = {
     EndReason.MODEL: "model",
     EndReason.MAX_DURATION: "limit",
     EndReason.MAX_TOKENS: "limit",
+    EndReason.TRANSFER: "transfer",
 }
 
 
@@ -74,15 +89,28 @@ class CallSession:
         call_sid: str,
         in_cursor: str,
         *,
+        agent: Agent | None = None,
+        party: CallParty | None = None,
+        setup: str | None = None,
         takeover: bool = False,
+        resumed: bool = False,
         started_ms: int | None = None,
     ) -> None:
+        """``setup``: the set-up hook's answer stored on the record (the hook is asked only
+        when a call first arrives); ``resumed``: back from a transfer that did not go
+        through."""
         self.ctx = ctx
-        self.io = io = CallIO(ctx, call_sid)
+        self.agent = agent or Agent(DEFAULT_AGENT)
+        self.party = party or CallParty(call_sid)
+        stored = decode_overrides(setup)
+        self._ask_hook = bool(ctx.settings.call_setup_url) and not (takeover or resumed or setup)
+        profile = call_profile(ctx.settings, self.agent, self.party, stored, ctx.tools)
+        self.io = io = CallIO(ctx, call_sid, profile)
         self.call_sid = call_sid
         self.log = io.log
         self.lease_key = io.lease_key
         self.takeover = takeover
+        self.resumed = resumed
         self.handoff = False
         self.claimed_at = io.clock.monotonic()
         self.started_ms = started_ms or io.clock.wall_ms()  # the record's created_ms
@@ -90,8 +118,7 @@ class CallSession:
         self.codec = call_codec(settings)
         self.holder = SessionHolder()
         self.conversation = Conversation()
-        options = session_options(settings, ctx.tools)
-        self.functions = FunctionCalls(io, self.holder, self.conversation, ctx.tools)
+        self.functions = FunctionCalls(io, self.holder, self.conversation, profile.tools)
         self.model = ModelRelay(
             io, self.holder, self.conversation, self.codec, self.functions, self.started_ms
         )
@@ -110,7 +137,6 @@ class CallSession:
             self.holder,
             self.conversation,
             self.model,
-            options,
             transcoder,
             self.caller.start_backlog,
         )
@@ -199,7 +225,8 @@ class CallSession:
         """Run until the call ends or this worker lets go of it. Never raises."""
         self.caller.inbox.open(self.in_cursor)
         try:
-            await self._session()
+            if self.io.end_reason is None:  # not failed before it began (an unknown agent)
+                await self._session()
         except* Exception as group:
             error = group.exceptions[0]
             code, message = failure_of(error)
@@ -210,14 +237,23 @@ class CallSession:
             await self._cleanup()
 
     async def _session(self) -> None:
-        if self.takeover:
+        if self.takeover or self.resumed:
             await self._load_turns()
-        seeded = await self.sessions.open_first()
+        setup = asyncio.create_task(self._set_up(), name=f"setup-{self.call_sid}")
+        try:
+            seeded = await self.sessions.open_first(setup)
+        finally:
+            setup.cancel()  # still asking only if the session failed first
+        if not self.takeover:
+            self.ctx.metrics.calls_by_agent.labels(self.io.profile.agent).inc()
         if self.takeover:
             self.ctx.metrics.takeovers.inc()
             await self.caller.start_backlog("took over the call from a lapsed lease", seeded)
-        greeting = self.ctx.settings.greeting
-        if not self.takeover and greeting:
+        greeting = self.io.profile.greeting_cue
+        if self.resumed:
+            await self.model.send(self.model.persona_response("transfer_failed", RETURN_CUE))
+            self.log.info("back from a transfer that did not go through: told the model")
+        elif not self.takeover and greeting:
             await self.model.send(self.model.persona_response("greeting", greeting))
             self.log.info("asked the model to greet the caller")
         await run_until_first_returns(
@@ -228,6 +264,39 @@ class CallSession:
             self.model.cancel_loop(),
             self.io.stop_requested.wait(),
         )
+
+    async def _set_up(self) -> None:
+        """Ask the set-up hook (when configured, and the call is new here) and settle the
+        call's profile. Never raises: a hook that fails costs the call its overrides only."""
+        ctx, io = self.ctx, self.io
+        url = ctx.settings.call_setup_url
+        if not self._ask_hook or url is None or ctx.http is None:
+            return
+        started = io.clock.monotonic()
+        result = await run_setup_hook(
+            ctx.http, url, ctx.settings.call_setup_timeout_s, self.party, self.agent.name
+        )
+        ctx.metrics.call_setup.labels(result.outcome).inc()
+        waited_ms = (io.clock.monotonic() - started) * 1000
+        if result.overrides is None:
+            io.log.warning(
+                "set-up hook: %s after %.0f ms; serving the call with agent %s's defaults",
+                result.problem,
+                waited_ms,
+                self.agent.name,
+            )
+            return
+        io.profile = call_profile(ctx.settings, self.agent, self.party, result.overrides, ctx.tools)
+        io.write(self._setup_commands(result.overrides))
+        io.log.info(
+            "set-up hook answered in %.0f ms (%s)",
+            waited_ms,
+            ", ".join(_overridden(result.overrides)) or "no overrides",
+        )
+
+    def _setup_commands(self, overrides: SetupOverrides) -> list[tuple[object, ...]]:
+        stored = {CallField.SETUP: encode_overrides(overrides)}
+        return [set_fields_command(self.ctx.keys, self.call_sid, stored)]
 
     async def _load_turns(self) -> None:
         """The stored turns of a taken-over call; Redis failing here costs the new session its
@@ -292,11 +361,14 @@ class CallSession:
             cursor = {CallField.IN_CURSOR: self.in_cursor}
             writer.command(*set_fields_command(ctx.keys, self.call_sid, cursor))
         if io.hang_up and not io.lease_lost:
-            # The record says "ended" before the edge sees Hangup, so that Twilio's <Redirect>
-            # after the close finds an ended call (and plays FAILURE_MESSAGE if it failed).
-            io.write(
-                ended_commands(ctx.keys, self.call_sid, reason, io.clock.wall_ms(), io.error or "")
-            )
+            # The record says "ended" (or "transferred") before the edge sees Hangup, so that
+            # Twilio's <Redirect> after the close finds it (and plays FAILURE_MESSAGE if the
+            # call failed, or dials the person).
+            now_ms = io.clock.wall_ms()
+            if reason == EndReason.TRANSFER:
+                io.write(transferred_commands(ctx.keys, self.call_sid, now_ms))
+            else:
+                io.write(ended_commands(ctx.keys, self.call_sid, reason, now_ms, io.error or ""))
             io.publish_nowait(Hangup(reason))
             if not self.caller.stream_seen:
                 io.write(expire_streams_commands(ctx.keys, self.call_sid))
@@ -368,3 +440,12 @@ class CallSession:
             return
         self.ctx.metrics.handoffs.inc()
         self.log.info("handed the call off: lease released, call back on the dispatch stream")
+
+
+def _overridden(overrides: SetupOverrides) -> list[str]:
+    """What the hook's answer changes, for the log line (never the values: they may be
+    personal data)."""
+    named = [name for name in ("instructions", "greeting") if getattr(overrides, name)]
+    if overrides.variables:
+        named.append(f"{len(overrides.variables)} variables")
+    return named

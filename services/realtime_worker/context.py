@@ -13,6 +13,7 @@ from services.realtime_worker.session_setup import Connector
 from services.realtime_worker.settings import WorkerSettings
 from services.realtime_worker.timing import CallTiming
 from services.realtime_worker.tools import Tool
+from shared.agents import DEFAULT_AGENT, Agent, Agents
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.keys import Keys
 from shared.streams import BatchWriter, FanInReader
@@ -52,7 +53,9 @@ class WorkerContext:
     reader: FanInReader
     metrics: WorkerMetrics
     tools: tuple[Tool, ...] = ()  # from TOOLS_FILE
-    http: httpx.AsyncClient | None = None  # for the tools; set whenever there are tools
+    agents: Agents = Agents((Agent(DEFAULT_AGENT),))  # from AGENTS_FILE
+    # For the tools and the set-up hook; set whenever there are either.
+    http: httpx.AsyncClient | None = None
     lease_clock: LeaseClock = field(default_factory=LeaseClock)
     connect: Connector = open_realtime  # opens a Realtime WebSocket; tests pass a fake
     clock: Clock = SYSTEM_CLOCK

@@ -140,12 +140,14 @@ class Conversation:
 
     # --- the ending ---------------------------------------------------------------------------
 
-    def begin_ending(self, reason: EndReason, deadline: float, *, goodbye: bool) -> bool:
-        """Start ending the call (``goodbye``: a goodbye response is asked for); False if it
-        is ending already."""
+    def begin_ending(
+        self, reason: EndReason, deadline: float, *, goodbye: bool, cue: str = ""
+    ) -> bool:
+        """Start ending the call (``goodbye``: a goodbye response, asked for with ``cue``);
+        False if it is ending already."""
         if self.ending is not None:
             return False
-        self.ending = Ending(reason, deadline, goodbye)
+        self.ending = Ending(reason, deadline, goodbye, cue)
         return True
 
     def goodbye_heard(self) -> None:

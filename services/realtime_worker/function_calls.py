@@ -1,5 +1,5 @@
-"""The model's function calls on one call: ``end_call``, the tools of TOOLS_FILE, and calls to
-functions nobody declared.
+"""The model's function calls on one call: ``end_call``, ``transfer_call``, the tools of
+TOOLS_FILE, and calls to functions nobody declared.
 
 Each call is answered once, with a ``function_call_output`` on the *current* session. A
 session knows only its own calls: an answer for a call made in a session since replaced (a
@@ -11,6 +11,7 @@ relays, so a slow tool never holds up audio; the call's end cancels them.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import websockets.exceptions
 
@@ -19,11 +20,32 @@ from services.realtime_worker.call_io import CallIO
 from services.realtime_worker.conversation import Conversation
 from services.realtime_worker.live_session import LiveSession, SessionHolder
 from services.realtime_worker.tool_runner import run_tool
-from services.realtime_worker.tools import Tool
+from services.realtime_worker.tools import Tool, tool_error_output
+from services.realtime_worker.transfer_tool import (
+    TRANSFER_CALL,
+    Transfer,
+    handoff_cue,
+    parse_transfer,
+)
+from services.realtime_worker.turn_state import EndReason
+from shared.records import transfer_commands
 
-__all__ = ["FunctionCalls"]
+__all__ = ["FunctionCalls", "LastWords"]
 
 END_CALL_OUTPUT = '{"ok": true, "note": "The call ends after your goodbye."}'
+TRANSFER_OUTPUT = (
+    '{"ok": true, "note": "The caller is transferred once you have told them you are '
+    'connecting them."}'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LastWords:
+    """The model ended the call (``end_call``, ``transfer_call``): the call ends for
+    ``reason`` once its last words, asked for with ``cue`` if it has not said them, are heard."""
+
+    reason: EndReason
+    cue: str | None = None  # None: the reason's own goodbye
 
 
 class FunctionCalls:
@@ -40,11 +62,12 @@ class FunctionCalls:
         self._tools = {tool.name: tool for tool in tools}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def answer(self, calls: list[rt.FunctionCall]) -> bool:
+    async def answer(self, calls: list[rt.FunctionCall]) -> LastWords | None:
         """Answer the calls a response made (from the model's relay: never waits for a
-        session switch); True when one of them was ``end_call``. Raises ConnectionClosed when
-        the current session has just dropped (the relay then replaces it)."""
-        ended = False
+        session switch); what ends the call, when one of them does (``end_call``, a valid
+        ``transfer_call``). Raises ConnectionClosed when the current session has just dropped
+        (the relay then replaces it)."""
+        ended: LastWords | None = None
         for call in calls:
             if call.name in self._tools:
                 task = asyncio.create_task(self._run_tool(call), name=f"tool-{call.name}")
@@ -54,12 +77,49 @@ class FunctionCalls:
             self._call.log.info("model called %s(%s)", call.name, call.arguments[:200])
             if call.name == rt.END_CALL:
                 await self._output(self._holder.current, call, END_CALL_OUTPUT)
-                ended = True
+                ended = ended or LastWords(EndReason.MODEL)
+                continue
+            if call.name == TRANSFER_CALL and self._call.profile.transfer_targets:
+                ended = await self._transfer(call) or ended
                 continue
             output = f'{{"error": "there is no function named {call.name[:64]}"}}'
             await self._output(self._holder.current, call, output)
             await self._holder.current.send(rt.response_create(self._call_id("tool")))
         return ended
+
+    async def _transfer(self, call: rt.FunctionCall) -> LastWords | None:
+        """Accept a valid transfer (recorded; the call ends once the handoff is heard), or
+        answer what is wrong and let the model go on."""
+        io, profile = self._call, self._call.profile
+        request = parse_transfer(call.arguments, profile.transfer_targets, profile.warm_transfer)
+        if isinstance(request, Transfer) and self._conversation.ending is not None:
+            request = "the call is ending already"
+        if not isinstance(request, Transfer):
+            io.metrics.transfers.labels(profile.agent, "refused").inc()
+            io.log.warning("refused the model's transfer: %s", request)
+            await self._output(self._holder.current, call, tool_error_output(call.name, request))
+            await self._holder.current.send(rt.response_create(self._call_id("tool")))
+            return None
+        kind = "warm" if request.warm else "cold"
+        io.metrics.transfers.labels(profile.agent, kind).inc()
+        io.write(
+            transfer_commands(
+                io.ctx.keys,
+                io.call_sid,
+                request.target,
+                request.address,
+                request.summary,
+                request.warm,
+            )
+        )
+        io.log.info(
+            "transferring the call (%s) to %s (%s) once the handoff has been heard",
+            kind,
+            request.target,
+            request.address,
+        )
+        await self._output(self._holder.current, call, TRANSFER_OUTPUT)
+        return LastWords(EndReason.TRANSFER, handoff_cue(request))
 
     def cancel(self) -> None:
         """The call is over: tools still running are not waited for."""

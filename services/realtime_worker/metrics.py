@@ -38,6 +38,9 @@ class WorkerMetrics:
     redis_reconnects: Counter
     speech_to_clear: Histogram
     tool_calls: Counter
+    call_setup: Counter
+    transfers: Counter
+    calls_by_agent: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -168,6 +171,26 @@ class WorkerMetrics:
                 "Calls the model made to tools from TOOLS_FILE, by tool and outcome (ok, "
                 "timeout, unreachable, http_error, bad_arguments).",
                 ["tool", "outcome"],
+                registry=registry,
+            ),
+            call_setup=Counter(
+                "switchboard_worker_call_setup",
+                "Answers of the set-up hook (CALL_SETUP_URL), by outcome: ok, timeout, error, "
+                "bad_answer (all but ok: the agent's defaults were used).",
+                ["outcome"],
+                registry=registry,
+            ),
+            transfers=Counter(
+                "switchboard_worker_transfers",
+                "Transfers to a person the model asked for, by agent and outcome: accepted "
+                "(cold or warm), or refused (bad arguments, unknown target: the call goes on).",
+                ["agent", "outcome"],
+                registry=registry,
+            ),
+            calls_by_agent=Counter(
+                "switchboard_worker_agent_calls",
+                "Calls (or returns from a failed transfer) this worker began serving, by agent.",
+                ["agent"],
                 registry=registry,
             ),
         )

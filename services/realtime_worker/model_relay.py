@@ -322,10 +322,11 @@ class ModelRelay:
         self.store(finished.turn)
         self._count_usage(event.token_usage)
         session.call_ids.update(call.call_id for call in event.function_calls)
-        if await self._functions.answer(finished.calls):
+        last_words = await self._functions.answer(finished.calls)
+        if last_words is not None:
             # A model that already said goodbye with the call is not asked to say it again.
             goodbye = finished.reply.audio_bytes == 0
-            await self.begin_ending(EndReason.MODEL, goodbye=goodbye)
+            await self.begin_ending(last_words.reason, goodbye=goodbye, cue=last_words.cue)
         if finished.while_ending:
             self.conversation.goodbye_heard()
             self.check_ending()
@@ -364,19 +365,25 @@ class ModelRelay:
     def persona_response(self, kind: str, cue: str) -> str:
         """``response.create`` for a cue, under the session's own instructions too: the
         override replaces them for the response (docs/protocols.md §3.4)."""
-        instructions = rt.response_instructions(self._call.settings.instructions, cue)
+        instructions = rt.response_instructions(self._call.profile.instructions, cue)
         return rt.response_create(self._call.next_event_id(kind), instructions)
 
-    async def begin_ending(self, reason: EndReason, *, goodbye: bool) -> None:
+    async def begin_ending(
+        self, reason: EndReason, *, goodbye: bool, cue: str | None = None
+    ) -> bool:
+        """Start ending the call once the goodbye (asked for with ``cue``, by default the
+        reason's) has been heard; False when it is ending already."""
         io = self._call
         deadline = io.clock.monotonic() + io.timing.wrap_up_timeout_s
-        if not self.conversation.begin_ending(reason, deadline, goodbye=goodbye):
-            return
-        io.log.info("ending the call (%s) once the model's goodbye has been heard", reason)
+        cue = cue or GOODBYE_CUES[reason]
+        if not self.conversation.begin_ending(reason, deadline, goodbye=goodbye, cue=cue):
+            return False
+        io.log.info("ending the call (%s) once the model's last words have been heard", reason)
         if goodbye:
             # A session that drops now gets its goodbye asked for again once replaced.
-            await self.send(self.persona_response("goodbye", GOODBYE_CUES[reason]))
+            await self.send(self.persona_response("goodbye", cue))
         self.check_ending()
+        return True
 
     def check_ending(self) -> None:
         """Hang up once the goodbye is over and every byte of it has been played."""
@@ -397,12 +404,12 @@ class ModelRelay:
         conversation = self.conversation
         if conversation.ending is not None or conversation.active_response is not None:
             return
-        settings = self._call.settings
+        profile = self._call.profile
         reason = cap_reached(
             (self._call.clock.wall_ms() - self._started_ms) / 1000,
             conversation.usage.total,
-            max_duration_s=settings.max_call_duration_s,
-            max_tokens=settings.max_tokens_per_call,
+            max_duration_s=profile.max_call_duration_s,
+            max_tokens=profile.max_tokens_per_call,
         )
         if reason is not None:
             await self.begin_ending(reason, goodbye=True)
@@ -417,7 +424,7 @@ class ModelRelay:
         self._codec.drop_reply()
         ending = self.conversation.ending
         if ending is not None and ending.goodbye_pending and io.end_reason is None:
-            await self.send(self.persona_response("goodbye", GOODBYE_CUES[ending.reason]))
+            await self.send(self.persona_response("goodbye", ending.cue))
 
     # --- session events -----------------------------------------------------------------------
 

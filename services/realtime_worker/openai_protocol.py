@@ -81,6 +81,7 @@ __all__ = [
     "response_instructions",
     "session_update",
     "truncate",
+    "system_text_item",
     "user_text_item",
 ]
 
@@ -208,6 +209,15 @@ def response_instructions(session_instructions: str, cue: str) -> str:
 
 def user_text_item(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def system_text_item(text: str) -> dict[str, Any]:
+    """A note for the model from the worker (a transfer that did not go through)."""
+    return {
+        "type": "message",
+        "role": "system",
+        "content": [{"type": "input_text", "text": text}],
+    }
 
 
 def assistant_text_item(text: str) -> dict[str, Any]:

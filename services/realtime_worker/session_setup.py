@@ -11,14 +11,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import websockets.exceptions
 from websockets.asyncio.client import ClientConnection
 
 from services.realtime_worker import openai_protocol as rt
+from services.realtime_worker.call_profile import CallProfile
 from services.realtime_worker.settings import WorkerSettings
-from services.realtime_worker.tools import Tool, session_tools
+from services.realtime_worker.tools import session_tools
 from services.realtime_worker.transcode import call_codec
+from services.realtime_worker.transfer_tool import transfer_tool
 from shared.errors import FormatMismatchError, RealtimeSessionError
 from shared.records import Turn
 
@@ -35,17 +38,20 @@ __all__ = [
 Connector = Callable[[WorkerSettings], Awaitable[ClientConnection]]
 
 
-def session_options(settings: WorkerSettings, tools: Sequence[Tool] = ()) -> rt.SessionOptions:
+def session_options(settings: WorkerSettings, profile: CallProfile) -> rt.SessionOptions:
     """What every session of a call is configured with (``session.update``): the worker's,
     and the doctor's, which checks exactly what the worker would send."""
+    builtin: tuple[dict[str, Any], ...] = (rt.END_CALL_TOOL,)
+    if profile.transfer_targets:
+        builtin += (transfer_tool(profile.transfer_targets),)
     return rt.SessionOptions(
         model=settings.realtime_model,
-        instructions=settings.instructions,
-        voice=settings.voice,
+        instructions=profile.instructions,
+        voice=profile.voice,
         transcription_model=settings.transcription_model,
         turn_detection=settings.vad,
         interrupt_response=settings.barge_in,
-        tools=session_tools((rt.END_CALL_TOOL,), tuple(tools)),
+        tools=session_tools(builtin, profile.tools),
         audio_format=call_codec(settings).wire_format,
     )
 
@@ -60,11 +66,14 @@ class OpenedSession:
 async def open_session(
     connect: Connector,
     settings: WorkerSettings,
-    options: rt.SessionOptions,
+    options: rt.SessionOptions | Awaitable[rt.SessionOptions],
     turns: Sequence[Turn],
     next_event_id: Callable[[str], str],
 ) -> OpenedSession:
     """A new session, its format confirmed and the ``turns`` seeded.
+
+    ``options`` may still be in the making (the call's set-up hook): they are awaited once the
+    socket is open, so connecting and asking the hook overlap.
 
     Raises ``FormatMismatchError`` when the server confirms another format,
     ``RealtimeSessionError`` when it refuses the session or closes during setup (its ``code``
@@ -76,19 +85,28 @@ async def open_session(
         created = await _next_session_event(ws)
         if created.updated:
             raise RealtimeSessionError("session.updated before session.created", "protocol")
+        if not isinstance(options, rt.SessionOptions):
+            options = await options
         await ws.send(rt.session_update(next_event_id("session"), options))
         confirmed = await _next_session_event(ws)
         check_formats(confirmed, options.audio_format)
         for turn in turns:
             # Text items: a client cannot create assistant audio. The server answers
             # conversation.item.added; nothing waits for it.
-            make = rt.user_text_item if turn.role == "user" else rt.assistant_text_item
-            await ws.send(rt.conversation_item_create(next_event_id("seed"), make(turn.text)))
+            item = _SEED_ITEMS[turn.role](turn.text)
+            await ws.send(rt.conversation_item_create(next_event_id("seed"), item))
     except BaseException:
         with contextlib.suppress(Exception):
             await ws.close()
         raise
     return OpenedSession(ws, confirmed, len(turns))
+
+
+_SEED_ITEMS = {
+    "user": rt.user_text_item,
+    "assistant": rt.assistant_text_item,
+    "system": rt.system_text_item,
+}
 
 
 async def _next_session_event(ws: ClientConnection) -> rt.SessionConfirmed:

@@ -24,7 +24,7 @@ from services.realtime_worker.conversation import Conversation
 from services.realtime_worker.live_session import LiveSession, SessionHolder
 from services.realtime_worker.model_relay import ModelRelay
 from services.realtime_worker.reconnect import CloseInfo, ReconnectBudget, drop_reason
-from services.realtime_worker.session_setup import OpenedSession, open_session
+from services.realtime_worker.session_setup import OpenedSession, open_session, session_options
 from services.realtime_worker.transcode import CallTranscoder
 from shared.errors import FormatMismatchError, RealtimeSessionError, is_retryable
 from shared.keys import CallField
@@ -68,7 +68,6 @@ class SessionSwitcher:
         holder: SessionHolder,
         conversation: Conversation,
         relay: ModelRelay,
-        options: rt.SessionOptions,
         transcoder: CallTranscoder | None,
         start_backlog: StartBacklog,
     ) -> None:
@@ -76,7 +75,6 @@ class SessionSwitcher:
         self._holder = holder
         self._conversation = conversation
         self._relay = relay
-        self._options = options
         self._transcoder = transcoder
         self._start_backlog = start_backlog
         timing = call.timing
@@ -89,22 +87,34 @@ class SessionSwitcher:
         self.formats: tuple[str, str] | None = None  # as the current session confirmed them
         self.session_started = call.clock.monotonic()
 
-    async def open_first(self) -> int:
-        """Open the call's first session on this worker; the turns it was seeded with."""
-        async with asyncio.timeout(self._call.settings.realtime_connect_timeout_s):
-            opened = await self._open()
+    async def open_first(self, profile_ready: Awaitable[None]) -> int:
+        """Open the call's first session on this worker, configured once ``profile_ready``
+        (the set-up hook, bounded by its timeout) has settled the call's profile; the turns it
+        was seeded with."""
+
+        async def options() -> rt.SessionOptions:
+            await profile_ready
+            return session_options(self._call.settings, self._call.profile)
+
+        pending = options()
+        try:
+            async with asyncio.timeout(self._call.settings.realtime_connect_timeout_s):
+                opened = await self._open(pending)
+        finally:
+            pending.close()  # never awaited if connecting failed first
         self._holder.install(opened.ws)
         return opened.seeded
 
-    async def _open(self) -> OpenedSession:
-        """A new session: its format confirmed (and recorded), seeded with the turns so far.
-        Raises as ``open_session``."""
+    async def _open(self, options: Awaitable[rt.SessionOptions] | None = None) -> OpenedSession:
+        """A new session (configured with ``options``, by default the call's profile's): its
+        format confirmed (and recorded), seeded with the turns so far. Raises as
+        ``open_session``."""
         io = self._call
         settings = io.settings
         opened = await open_session(
             io.ctx.connect,
             settings,
-            self._options,
+            options or session_options(settings, io.profile),
             self._conversation.transcript.turns(),
             io.next_event_id,
         )
@@ -116,12 +126,13 @@ class SessionSwitcher:
         }
         io.ctx.writer.command(*set_fields_command(io.ctx.keys, io.call_sid, formats))
         io.log.info(
-            "realtime session %s ready: %s in, %s out (model %s, voice %s)",
+            "realtime session %s ready: %s in, %s out (model %s, agent %s, voice %s)",
             confirmed.session_id,
             confirmed.input_format,
             confirmed.output_format,
             settings.realtime_model,
-            settings.voice,
+            io.profile.agent,
+            io.profile.voice,
         )
         if self._transcoder is not None:
             io.log.info(

@@ -8,8 +8,10 @@ from urllib.parse import urlsplit
 
 from services.realtime_worker.tools import Tool, ToolsFile, load_tools
 from services.realtime_worker.transcode import QUALITIES
+from shared.agents import DEFAULT_AGENT, Agent, Agents, check_voice
 from shared.config import (
     Settings,
+    agents_file_var,
     boolean,
     drain_timeout_var,
     float_in,
@@ -42,13 +44,10 @@ DEFAULT_INSTRUCTIONS = (
     "You are a friendly, concise assistant answering a phone call. Speak naturally, keep "
     "answers short, and ask one question at a time."
 )
-_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 
 
-def _voice(raw: str) -> str:
-    if raw in _VOICES or raw.startswith("voice_"):
-        return raw
-    raise ValueError("expected one of " + ", ".join(_VOICES) + ", or a custom voice id voice_…")
+def _optional_http_url(raw: str) -> str | None:
+    return str(url("https", "http")(raw)) if raw else None
 
 
 def _tools_file(raw: str) -> ToolsFile | None:
@@ -87,7 +86,7 @@ class WorkerSettings(Settings):
         text,
         "Realtime model. Models are retired often: check OpenAI's deprecations page.",
     )
-    voice: str = variable("VOICE", "marin", _voice, "Voice of the model.")
+    voice: str = variable("VOICE", "marin", check_voice, "Voice of the model.")
     instructions: str = variable(
         "INSTRUCTIONS", DEFAULT_INSTRUCTIONS, text, "System prompt of every call."
     )
@@ -220,7 +219,8 @@ class WorkerSettings(Settings):
         "",
         text,
         "Instruction for the model to speak first when a call starts (e.g. 'Greet the caller "
-        "and ask how you can help.'); empty: the caller speaks first.",
+        "and ask how you can help.'); empty: the caller speaks first. (An agent's greeting in "
+        "AGENTS_FILE is the words themselves.)",
     )
     max_call_duration_s: float = variable(
         "MAX_CALL_DURATION",
@@ -252,8 +252,34 @@ class WorkerSettings(Settings):
         "most 30); checked at start-up. Empty: no further tools.",
     )
 
+    agents_file: Agents | None = agents_file_var()
+    call_setup_url: str | None = variable(
+        "CALL_SETUP_URL",
+        "",
+        _optional_http_url,
+        "Set-up hook: the worker POSTs {call_sid, from, to, direction, agent} here as a call "
+        "arrives, and may be answered JSON overriding the agent's instructions, greeting and "
+        "variables for that call (README, 'Set-up hook'). Empty: off.",
+    )
+    call_setup_timeout_s: float = variable(
+        "CALL_SETUP_TIMEOUT",
+        "1",
+        float_in(0.05, 10),
+        "Seconds the set-up hook may take; then the agent's defaults are used (counted). The "
+        "hook runs while the Realtime session opens, so it delays the call by at most this.",
+    )
+
     def _cross_checks(self) -> list[str]:
         problems = []
+        if self.agents_file is not None:
+            problems += self.agents_file.unknown_tools(tool.name for tool in self.tools)
+        setup_s, connect_s = self.call_setup_timeout_s, self.realtime_connect_timeout_s
+        if setup_s is not None and connect_s is not None and setup_s >= connect_s:
+            problems.append(
+                f"CALL_SETUP_TIMEOUT={self.call_setup_timeout_s:g} must be under "
+                f"REALTIME_CONNECT_TIMEOUT={self.realtime_connect_timeout_s:g}: the session "
+                "waits for the hook"
+            )
         if not self.openai_api_key and not self.uses_local_simulator:
             problems.append(
                 "OPENAI_API_KEY is not set: set it to your OpenAI API key (or point "
@@ -266,6 +292,12 @@ class WorkerSettings(Settings):
                 f"LEASE_TTL_MS={self.lease_ttl_ms}, or a busy worker loses its calls"
             )
         return problems
+
+    @property
+    def agents(self) -> Agents:
+        """The agents of AGENTS_FILE; without one, one agent answering every number with
+        the global settings and every tool of TOOLS_FILE."""
+        return self.agents_file or Agents((Agent(DEFAULT_AGENT),))
 
     @property
     def tools(self) -> tuple[Tool, ...]:

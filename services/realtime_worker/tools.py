@@ -30,6 +30,7 @@ import jsonschema
 from jsonschema.exceptions import SchemaError
 
 from services.realtime_worker.openai_protocol import END_CALL
+from services.realtime_worker.transfer_tool import TRANSFER_CALL
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -49,7 +50,7 @@ DEFAULT_TIMEOUT_S: Final = 5.0
 MAX_TIMEOUT_S: Final = 30.0
 MAX_OUTPUT_CHARS: Final = 4000
 MAX_DESCRIPTION_CHARS: Final = 1024
-RESERVED: Final = frozenset({END_CALL})  # built in: a tools file cannot redefine it
+RESERVED: Final = frozenset({END_CALL, TRANSFER_CALL})  # built in: a tools file cannot redefine
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _FIELDS: Final = frozenset({"name", "description", "parameters", "url", "timeout_s"})
 

@@ -63,6 +63,7 @@ class EndReason(StrEnum):
     MODEL = "model_ended"
     MAX_DURATION = "max_duration"
     MAX_TOKENS = "max_tokens"
+    TRANSFER = "transfer"  # the model handed the call to a person
 
 
 def cap_reached(
@@ -84,6 +85,7 @@ class Ending:
     reason: EndReason
     deadline: float
     goodbye_pending: bool  # a goodbye response was asked for and has not finished yet
+    cue: str = ""  # what the goodbye response is asked to say (asked again on a new session)
 
     def ready(self, *, response_active: bool, all_heard: bool, now: float) -> bool:
         """Whether to hang up now."""

@@ -27,12 +27,14 @@ import httpx
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from services.realtime_worker.call_profile import CallParty
 from services.realtime_worker.call_session import CallSession
 from services.realtime_worker.context import LeaseClock, WorkerContext
 from services.realtime_worker.metrics import WorkerMetrics
 from services.realtime_worker.realtime_client import open_realtime
 from services.realtime_worker.session_setup import Connector
 from services.realtime_worker.settings import WorkerSettings
+from shared.agents import DEFAULT_AGENT, Agent
 from shared.backoff import Backoff
 from shared.errors import DecodeError, is_retryable
 from shared.keys import WORKER_GROUP, CallField, CallState, Keys
@@ -95,7 +97,8 @@ class Worker:
         )
         # Checked by WorkerSettings already; one HTTP client (its connection pool) per worker.
         tools = settings.tools
-        self._http = httpx.AsyncClient(follow_redirects=False) if tools else None
+        needs_http = bool(tools) or settings.call_setup_url is not None
+        self._http = httpx.AsyncClient(follow_redirects=False) if needs_http else None
         self.ctx = WorkerContext(
             settings=settings,
             keys=self.keys,
@@ -112,6 +115,7 @@ class Worker:
             metrics=self.metrics,
             lease_clock=LeaseClock(settings.lease_ttl_ms / 1000),
             tools=tools,
+            agents=settings.agents,
             http=self._http,
             connect=realtime_connect,
         )
@@ -258,11 +262,15 @@ class Worker:
         if sid in self.sessions:
             return
         record = await load_call(self.redis, self.keys, sid)
-        if record is None or record.ended:
+        if record is None or not record.with_ai:
             logger.info(
-                "skipped dispatched call %s: %s", sid, "unknown" if record is None else "ended"
+                "skipped dispatched call %s: %s",
+                sid,
+                "unknown" if record is None else record.get(CallField.STATE),
             )
             return
+        agent_name = record.get(CallField.AGENT) or DEFAULT_AGENT
+        agent = self.ctx.agents.named(agent_name)
         if not await acquire_lease(
             self.redis, self.keys.lease(sid), self.settings.worker_id, self.settings.lease_ttl_ms
         ):
@@ -273,13 +281,31 @@ class Worker:
         # handed the call off. No StreamStarted will come again.
         takeover = record.state is CallState.LIVE and bool(record.get(CallField.EDGE_ID))
         created = record.get(CallField.CREATED_MS) or ""
+        party = CallParty(
+            sid,
+            caller=record.get(CallField.FROM) or "",
+            called=record.get(CallField.TO) or "",
+            direction=record.get(CallField.DIRECTION) or "inbound",
+        )
         session = CallSession(
             self.ctx,
             sid,
             record.get(CallField.IN_CURSOR) or "0-0",
+            agent=agent or Agent(agent_name),
+            party=party,
+            setup=record.get(CallField.SETUP),
             takeover=takeover,
+            resumed=message.reason == CallDispatch.TRANSFER_FAILED,
             started_ms=int(created) if created.isdigit() else None,
         )
+        if agent is None:
+            # The edge read another AGENTS_FILE (a deployment half rolled out): no agent
+            # here is better than the wrong one, and the caller hears why the call ends.
+            session.io.fail(
+                "unknown_agent",
+                f"the call is for agent {agent_name!r}, which this worker's AGENTS_FILE does "
+                "not define: edges and workers must read the same file",
+            )
         self.sessions[sid] = session
         self.metrics.active_calls.inc()
         session.log.info(

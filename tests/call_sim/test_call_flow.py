@@ -13,8 +13,8 @@ import pytest
 
 from services.call_sim import CallConfig, CallFailed, place_call, place_calls
 from services.call_sim.__main__ import main
-from services.devstack import free_port
 from tests.call_sim.fake_edge import MARK_EVERY, FakeEdge, running
+from tests.support.ports import allocator
 
 pytestmark = pytest.mark.anyio
 
@@ -124,7 +124,7 @@ async def test_a_clean_close_follows_the_redirect_in_both_modes_and_resends_noth
     abrupt_drop: str,
 ) -> None:
     audio = speech(15, seed=2)
-    dead = f"http://127.0.0.1:{free_port()}"  # refuses connections, like a crashed edge
+    dead = f"http://127.0.0.1:{allocator()}"  # refuses connections, like a crashed edge
     first = FakeEdge(PUBLIC, TOKEN, drop_first_stream_after=6)
     async with running(first) as edge:
         report = await place_call(config([edge.url, dead], audio, abrupt_drop=abrupt_drop))
@@ -155,7 +155,7 @@ async def test_a_clean_close_follows_the_redirect_in_both_modes_and_resends_noth
 
 async def test_an_unreachable_edge_is_skipped_and_hangup_ends_the_call() -> None:
     audio = speech(10, seed=3)
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{allocator()}"
     async with running(
         FakeEdge(PUBLIC, TOKEN, drop_first_stream_after=3, hangup_on_resume=True)
     ) as edge:

@@ -17,30 +17,24 @@ import pytest
 from services.config_catalog import all_variables
 from services.edge.settings import EdgeSettings
 from services.realtime_worker.settings import WorkerSettings
-from tests.deploy.support import (
+from tests.support.deploy import (
+    COMPOSE,
     COMPOSE_ONLY_VARIABLES,
+    COMPOSE_PATH,
     ROOT,
+    SERVICES,
+    STAGES,
     default_of,
     edge_routes,
+    environment,
     interpolate,
     interpolation_names,
-    load_yaml,
     read_env_file,
     variables_read_by,
 )
-from tests.deploy.test_dockerfile import STAGES
 
-COMPOSE_PATH = ROOT / "docker-compose.yml"
-COMPOSE: dict[str, Any] = load_yaml(COMPOSE_PATH)
-SERVICES: dict[str, Any] = COMPOSE["services"]
 SWITCHBOARD = {"edge": "edge", "realtime-worker": "worker"}
 ENV_EXAMPLE = read_env_file(ROOT / ".env.example")
-
-
-def environment(service: str) -> dict[str, str]:
-    env = SERVICES[service].get("environment", {})
-    assert isinstance(env, dict), f"{service}: use the mapping form of environment"
-    return {k: str(v) for k, v in env.items()}
 
 
 def resolved(service: str, env: dict[str, str]) -> dict[str, str]:

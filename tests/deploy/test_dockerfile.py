@@ -6,66 +6,18 @@ import fnmatch
 import importlib.util
 import json
 import re
-from dataclasses import dataclass, field
 
 import pytest
 
 from services.config_catalog import all_variables
-from tests.deploy.support import ROOT, default_of
+from tests.support.deploy import ROOT, STAGES, Stage, default_of
 
-DOCKERFILE = (ROOT / "Dockerfile").read_text()
 SERVICE_TARGETS = {
     "edge": "services.edge",
     "worker": "services.realtime_worker",
     "sim": "services.realtime_sim",
 }
 COMPILERS = re.compile(r"\b(gcc|g\+\+|clang|build-essential|make|cc|libc6-dev)\b")
-
-
-@dataclass
-class Stage:
-    name: str
-    base: str
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-    def all(self, keyword: str) -> list[str]:
-        return [args for kw, args in self.instructions if kw == keyword]
-
-
-def parse(text: str) -> list[Stage]:
-    """Stages of a Dockerfile: comments dropped, continuation lines joined."""
-    logical: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        logical.append(pending + line)
-        pending = ""
-    args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for line in logical:
-        keyword, _, rest = line.partition(" ")
-        keyword, rest = keyword.upper(), rest.strip()
-        if keyword == "ARG" and not stages:
-            name, _, value = rest.partition("=")
-            args[name] = value
-        elif keyword == "FROM":
-            match = re.fullmatch(r"(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", rest, re.I)
-            assert match, f"cannot read FROM {rest}"
-            base = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), match[1])
-            stages.append(Stage(match[2] or f"stage{len(stages)}", base))
-        else:
-            stages[-1].instructions.append((keyword, rest))
-    return stages
-
-
-STAGES = {stage.name: stage for stage in parse(DOCKERFILE)}
 
 
 def chain(name: str) -> list[Stage]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from services.config_catalog import all_variables
-from tests.deploy.support import COMPOSE_ONLY_VARIABLES, ROOT, read_env_file
+from tests.support.deploy import COMPOSE_ONLY_VARIABLES, ROOT, read_env_file
 
 TEXT = (ROOT / ".env.example").read_text()
 # Set lines (`VAR=`) and documented defaults (`# VAR=default`).

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.deploy.support import DEPLOY, ROOT
+from tests.support.deploy import DEPLOY, ROOT
 
 # Not scanned: the tests (they say "generated" in prose) and what runs leave behind.
 SKIP_TOP = {"tests", "demo-output", "bench-results", "build", "dist", "node_modules"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import yaml
 
 from services.edge.settings import EdgeSettings
 from services.realtime_worker.settings import WorkerSettings
-from tests.deploy.support import (
+from tests.support.deploy import (
     DEPLOY,
     K8S_BASE,
     K8S_OVERLAY,
@@ -63,6 +64,28 @@ def settings_env(component: str) -> dict[str, str]:
     return env
 
 
+def with_mounted_config_maps(component: str, env: dict[str, str], root: Path) -> dict[str, str]:
+    """``env`` with every path under a ConfigMap volume's mount pointing at a copy of that
+    ConfigMap's files under ``root``: what the pod would read there."""
+    spec = deployment(component)["spec"]["template"]["spec"]
+    volumes = {
+        v["name"]: v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v
+    }
+    mounted = dict(env)
+    for mount in container(component).get("volumeMounts", []):
+        if mount["name"] not in volumes:
+            continue
+        local = root / mount["name"]
+        local.mkdir(parents=True)
+        for filename, text in find(DOCS, "ConfigMap", volumes[mount["name"]])["data"].items():
+            (local / filename).write_text(text)
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        for name, value in env.items():
+            if value.startswith(prefix):
+                mounted[name] = str(local / value.removeprefix(prefix))
+    return mounted
+
+
 def port_number(component: str, port: int | str) -> int:
     if isinstance(port, int):
         return port
@@ -96,12 +119,14 @@ def test_every_manifest_parses_and_names_its_kind() -> None:
 
 
 @pytest.mark.parametrize("component", sorted(COMPONENTS))
-def test_configuration_is_valid_for_the_code(component: str) -> None:
+def test_configuration_is_valid_for_the_code(component: str, tmp_path: Path) -> None:
     env = settings_env(component)
     unknown = set(env) - variables_read_by(component)
     assert not unknown, f"{component} is given variables it does not read: {unknown}"
     settings_class = EdgeSettings if component == "edge" else WorkerSettings
-    settings_class.from_env(env)  # raises ConfigError naming any bad value
+    # raises ConfigError naming any bad value (the agents file included)
+    settings = settings_class.from_env(with_mounted_config_maps(component, env, tmp_path))
+    assert [agent.name for agent in settings.agents.agents] == ["support", "reception"]
     leaked = set(config_map(component)) & secret_variables()
     assert not leaked, f"secrets belong in Secrets, not ConfigMaps: {leaked}"
 

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.support import (
+from tests.support.deploy import (
     DEPLOY,
+    SERVICES,
     check_promql,
+    environment,
     load_json,
     load_yaml,
     registered_metrics,
 )
-from tests.deploy.test_compose import SERVICES, environment
 
 PROMETHEUS = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
 ALERTS = load_yaml(DEPLOY / "prometheus" / "alerts.yml")

@@ -19,7 +19,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from tests.deploy.support import DEPLOY, ROOT
+from tests.support.deploy import DEPLOY, ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 LOCK_TEXT = (ROOT / "uv.lock").read_text()
@@ -217,7 +217,7 @@ def test_each_export_is_exactly_what_its_extras_need(filename: str) -> None:
 
 def test_no_dev_tool_ships_in_an_image() -> None:
     dev_tools = set(closure(("sim", "dev"))) - set(closure(("sim",)))
-    assert {"pytest", "mypy", "ruff", "uv", "hypothesis", "fakeredis", "pyyaml"} <= dev_tools
+    assert {"pytest", "mypy", "ruff", "uv", "hypothesis", "fakeredis"} <= dev_tools
     for filename in IMAGE_EXPORTS:
         shipped = {pin.name for pin in pins(filename)}  # under any marker
         assert not shipped & dev_tools, f"{filename} ships {shipped & dev_tools}"

@@ -17,8 +17,10 @@ from services.doctor.checks import Check, signature_checks
 from services.edge.settings import EdgeSettings
 from services.realtime_sim import BehaviourConfig, Fault, SimulatorConfig, run_simulator
 from services.realtime_worker import openai_protocol as rt
+from services.realtime_worker.call_profile import CallParty, call_profile
 from services.realtime_worker.session_setup import session_options
 from services.realtime_worker.settings import WorkerSettings
+from shared.agents import DEFAULT_AGENT, Agent
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "doctor-test-auth-token"
@@ -285,7 +287,9 @@ async def test_the_doctor_sends_exactly_the_session_a_worker_would(tmp_path: Pat
             )
 
     await probes._converse(Socket(), settings, False, probes._Session())  # type: ignore[arg-type]
-    worker = json.loads(rt.session_update("x", session_options(settings, settings.tools)))
+    # What a worker sends for a call to the default agent (no AGENTS_FILE).
+    profile = call_profile(settings, Agent(DEFAULT_AGENT), CallParty("CA1"), tools=settings.tools)
+    worker = json.loads(rt.session_update("x", session_options(settings, profile)))
     assert sent[0]["session"] == worker["session"]
     session = worker["session"]
     assert [tool["name"] for tool in session["tools"]] == ["end_call", "lookup_order"]

@@ -5,22 +5,12 @@ recognises audio that is not μ-law speech in the first second it sends."""
 from __future__ import annotations
 
 import pytest
-import redis
 
 from services.call_sim import place_call
-from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
-from tests.e2e.test_calls import CALLER_AUDIO
+from tests.support.calls import CALLER_AUDIO
+from tests.support.stack import StackFactory, call_config, call_record, metric_value, scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
-
-
-def call_record(url: str, prefix: str, call_sid: str) -> dict[str, str]:
-    client = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        record: dict[str, str] = client.hgetall(f"{prefix}:call:{call_sid}")  # type: ignore[assignment]
-        return record
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("fault", ["pcm16", "ignore-session-update"])
@@ -34,7 +24,7 @@ async def test_a_session_that_is_not_mulaw_ends_the_call_naming_the_format(
     worker_log = stack.workers[0].log()
     assert "confirmed input 'audio/pcm'" in worker_log
     assert "Twilio needs 'audio/pcmu' both ways" in worker_log
-    record = call_record(stack.config.redis_url, stack.config.key_prefix, report.call_sid)
+    record = call_record(stack, report.call_sid)
     assert "audio/pcm" in record["error"]
     worker_metrics = scrape(f"http://127.0.0.1:{stack.workers[0].port}")
     errors = "switchboard_worker_realtime_errors_total"
@@ -55,7 +45,7 @@ async def test_double_base64_audio_is_named_by_the_edge(make_stack: StackFactory
     assert f"call={report.call_sid}" in errors[0] and "base64_text" in errors[0]
     metrics = scrape(stack.edge_urls[0])
     assert metric_value(metrics, "switchboard_edge_format_mismatch_total", kind="base64_text") == 1
-    record = call_record(stack.config.redis_url, stack.config.key_prefix, report.call_sid)
+    record = call_record(stack, report.call_sid)
     assert record["audio_check"] == "base64_text"
 
 

@@ -8,92 +8,31 @@ import base64
 import json
 import random
 import secrets
-import xml.etree.ElementTree as ET
 from typing import Any
 
-import httpx
 import pytest
-from twilio.request_validator import RequestValidator
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from services.call_sim import place_call
-from services.devstack import DEMO_AUTH_TOKEN, PUBLIC_URL, Stack
-from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
+from services.devstack import Stack
+from tests.support.raw_twilio import (
+    answer_call,
+    closed_code,
+    media_message,
+    signed,
+    start_message,
+    ws_url,
+)
+from tests.support.stack import (
+    StackFactory,
+    call_config,
+    metric_value,
+    scrape,
+    wait_for_audio_out,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
-
-MEDIA_URL = PUBLIC_URL.replace("https://", "wss://") + "/twilio/media"
-VALIDATOR = RequestValidator(DEMO_AUTH_TOKEN)
-
-
-async def answer_call(stack: Stack, call_sid: str) -> str:
-    """Post a signed inbound-call webhook like Twilio; the stream token from the TwiML."""
-    params = {
-        "CallSid": call_sid,
-        "AccountSid": "AC" + secrets.token_hex(16),
-        "From": "+15550100",
-        "To": "+15550199",
-        "CallStatus": "ringing",
-        "Direction": "inbound",
-    }
-    signature = VALIDATOR.compute_signature(PUBLIC_URL + "/twilio/voice", params)
-    async with httpx.AsyncClient() as client:
-        response = await client.post(
-            stack.edge_urls[0] + "/twilio/voice",
-            data=params,
-            headers={"X-Twilio-Signature": signature},
-        )
-    response.raise_for_status()
-    parameter = ET.fromstring(response.text).find("./Connect/Stream/Parameter[@name='token']")
-    assert parameter is not None, response.text
-    return parameter.attrib["value"]
-
-
-def ws_url(stack: Stack) -> str:
-    return stack.edge_urls[0].replace("http://", "ws://") + "/twilio/media"
-
-
-def signed() -> dict[str, str]:
-    return {"X-Twilio-Signature": VALIDATOR.compute_signature(MEDIA_URL, {})}
-
-
-def start_message(call_sid: str, stream_sid: str, token: str) -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "sequenceNumber": "1",
-            "streamSid": stream_sid,
-            "start": {
-                "accountSid": "AC" + "0" * 32,
-                "streamSid": stream_sid,
-                "callSid": call_sid,
-                "tracks": ["inbound"],
-                "customParameters": {"token": token},
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            },
-        }
-    )
-
-
-def media_message(stream_sid: str, payload: str, seq: int) -> str:
-    return json.dumps(
-        {
-            "event": "media",
-            "sequenceNumber": str(seq),
-            "streamSid": stream_sid,
-            "media": {"track": "inbound", "chunk": str(seq), "timestamp": "0", "payload": payload},
-        }
-    )
-
-
-async def closed_code(ws: ClientConnection) -> int | None:
-    """Read (and discard) until the edge closes the socket; its close code."""
-    with pytest.raises(ConnectionClosed):
-        async with asyncio.timeout(10):
-            while True:
-                await ws.recv()
-    return ws.close_code
 
 
 async def unsigned_upgrade(stack: Stack) -> None:
@@ -142,7 +81,7 @@ async def test_bad_input_is_refused_and_counted_while_a_healthy_call_stays_bit_e
     stack = make_stack(workers=1, sim_mode="echo")
     healthy_audio = random.Random(7).randbytes(5 * 8000)
     healthy = asyncio.create_task(place_call(call_config(stack, healthy_audio)))
-    await asyncio.sleep(0.5)
+    await wait_for_audio_out(stack, 1)  # the healthy call is under way
     await unsigned_upgrade(stack)
     await wrong_token(stack)
     echoed = await garbage_then_a_working_stream(stack)

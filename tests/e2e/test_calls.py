@@ -5,41 +5,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import random
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from services.call_sim import CallReport, place_call, place_calls
-from services.devstack import Stack
 from shared.audio import FRAME_BYTES, SILENCE_BYTE
-from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
+from tests.support.calls import CALLER_AUDIO, REPLY_TEXT, wait_for_sessions
+from tests.support.stack import StackFactory, call_config, metric_value, scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
-
-CALLER_AUDIO = Path("services/call_sim/assets/caller.ulaw").read_bytes()
-REPLY_TEXT = (
-    "Thanks for calling Switchboard. Your order shipped this morning, and it will arrive on "
-    "Thursday. Is there anything else I can help you with?"
-)
-
-
-def sim_sessions(stack: Stack) -> list[dict[str, object]]:
-    lines = stack.sim_record.read_text().splitlines() if stack.sim_record.exists() else []
-    return [json.loads(line) for line in lines if line]
-
-
-def wait_for_sessions(stack: Stack, count: int, timeout_s: float = 10) -> list[dict[str, object]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        sessions = sim_sessions(stack)
-        if len(sessions) >= count:
-            return sessions
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} realtime sessions, got {len(sim_sessions(stack))}")
 
 
 async def test_echo_five_concurrent_calls_two_workers_bit_exact(make_stack: StackFactory) -> None:
@@ -85,7 +62,7 @@ async def test_conversation_reply_is_bit_exact_and_logged(make_stack: StackFacto
     assert report.problems() == []
     (session,) = wait_for_sessions(stack, 1)
     model_audio = base64.b64decode(str(session["audio_out_b64"]))
-    assert len(session["deltas"]) > 2  # type: ignore[arg-type]
+    assert len(session["deltas"]) > 2
     # Exactly the model's bytes, then μ-law silence completing the last 20 ms frame.
     received = report.received_audio
     assert received[: len(model_audio)] == model_audio

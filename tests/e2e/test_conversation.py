@@ -5,89 +5,26 @@ realtime simulator (conversation mode), and back."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import threading
-import time
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from services.call_sim import place_call
-from services.devstack import Stack
-from services.realtime_sim.reply import default_reply_audio
-from shared.audio import FRAME_BYTES, SILENCE_BYTE
-from tests.e2e.conftest import StackFactory, call_config
+from tests.support.calls import (
+    CALLER_AUDIO,
+    REPLY_AUDIO,
+    SILENCE,
+    item_audio,
+    padded,
+    sim_session,
+    tokens_reported,
+    wait_for_call_end,
+)
+from tests.support.stack import ADMIN_TOKEN, StackFactory, call_config, read_api, worker_log
+from tests.support.tool_server import ToolServer, tools_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
-
-CALLER_AUDIO = Path("services/call_sim/assets/caller.ulaw").read_bytes()
-ADMIN_TOKEN = "e2e-admin-token-0123456789"
-SILENCE = bytes([SILENCE_BYTE])
-
-
-def sim_session(stack: Stack, timeout_s: float = 10) -> dict[str, Any]:
-    """The one realtime session of the test's call, once the simulator has written it."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if stack.sim_record.exists():
-            lines = [line for line in stack.sim_record.read_text().splitlines() if line]
-            if lines:
-                (only,) = lines
-                session: dict[str, Any] = json.loads(only)
-                return session
-        time.sleep(0.05)
-    raise AssertionError("the realtime simulator recorded no session")
-
-
-def item_audio(session: dict[str, Any]) -> dict[str, bytes]:
-    """The model's audio per item, in the order the items were sent."""
-    audio = base64.b64decode(session["audio_out_b64"])
-    items: dict[str, bytes] = {}
-    offset = 0
-    for delta in session["deltas"]:
-        items[delta["item_id"]] = (
-            items.get(delta["item_id"], b"") + audio[offset : offset + delta["bytes"]]
-        )
-        offset += delta["bytes"]
-    return items
-
-
-def padded(audio: bytes) -> bytes:
-    """As the edge sends an item: whole 20 ms frames, the last one padded with silence."""
-    return audio + SILENCE * (-len(audio) % FRAME_BYTES)
-
-
-def read_api(stack: Stack, path: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        stack.edge_urls[0] + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    )
-    with urllib.request.urlopen(request, timeout=2) as response:
-        body: dict[str, Any] = json.loads(response.read())
-        return body
-
-
-def wait_for_call_end(stack: Stack, call_sid: str, timeout_s: float = 10) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body = read_api(stack, f"/calls/{call_sid}")
-        if "ended_by" in body["call"]:
-            return body
-        time.sleep(0.05)
-    raise AssertionError(f"call {call_sid} has no summary: {body}")
-
-
-def tokens_reported(session: dict[str, Any]) -> int:
-    return sum(
-        block[side][kind]
-        for block in session["usage"]
-        for side in ("input_token_details", "output_token_details")
-        for kind in ("text_tokens", "audio_tokens")
-    )
 
 
 async def test_caller_barges_in_reply_is_cleared_and_truncated_to_what_was_heard(
@@ -166,95 +103,6 @@ async def test_model_ends_the_call_after_its_goodbye_has_been_heard(
 
 
 # --- tools from TOOLS_FILE, DTMF, caps --------------------------------------------------------
-
-REPLY_AUDIO = default_reply_audio()[: 2 * 8000]  # a 2 s reply keeps these calls short
-
-
-class ToolServer:
-    """A tiny HTTP endpoint for the worker's tool calls, in a thread: /ok answers, /broken
-    fails with 500, /slow answers after 3 s."""
-
-    ANSWER = "Order 42 ships tomorrow."
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, Any]]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append((self.path, body))
-                if self.path == "/slow":
-                    time.sleep(3)
-                status, text = (500, "boom") if self.path == "/broken" else (200, owner.ANSWER)
-                data = text.encode()
-                with contextlib.suppress(OSError):  # the worker may have given up (/slow)
-                    self.send_response(status)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ToolServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def tools_stack(
-    make_stack: StackFactory,
-    tmp_path: Path,
-    server: ToolServer,
-    path: str,
-    timeout_s: float,
-    sim_args: list[str] | None = None,
-) -> Stack:
-    tools = [
-        {
-            "name": "lookup_order",
-            "description": "Look up an order by its number.",
-            "parameters": {
-                "type": "object",
-                "properties": {"order": {"type": "string"}},
-                "required": ["order"],
-            },
-            "url": server.url + path,
-            "timeout_s": timeout_s,
-        }
-    ]
-    tools_file = tmp_path / "tools.json"
-    tools_file.write_text(json.dumps(tools))
-    reply = tmp_path / "reply.ulaw"
-    reply.write_bytes(REPLY_AUDIO)
-    return make_stack(
-        workers=1,
-        worker_env={"TOOLS_FILE": str(tools_file)},
-        edge_env={"ADMIN_TOKEN": ADMIN_TOKEN},
-        sim_args=[
-            "--reply-audio",
-            str(reply),
-            "--call-tool",
-            "lookup_order",
-            "--tool-arguments",
-            '{"order": "42"}',
-            *(sim_args or []),
-        ],
-    )
-
-
-def worker_log(stack: Stack) -> str:
-    return "".join(p.log() for p in stack.processes() if p.name.startswith("worker"))
 
 
 async def test_a_configured_tool_is_called_and_its_answer_reaches_the_model(

@@ -19,8 +19,8 @@ from websockets.asyncio.client import connect
 from services.call_sim import CallConfig, CallReport, place_call
 from services.devstack import PUBLIC_URL, RedisHandle, Stack, StackConfig, start_redis_server
 from services.edge.stream_token import derive_token_key, issue_token
-from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
-from tests.e2e.test_bad_input import (
+from tests.support.calls import CALLER_AUDIO, segments_of, sim_sessions
+from tests.support.raw_twilio import (
     VALIDATOR,
     answer_call,
     closed_code,
@@ -29,8 +29,13 @@ from tests.e2e.test_bad_input import (
     start_message,
     ws_url,
 )
-from tests.e2e.test_calls import CALLER_AUDIO, sim_sessions
-from tests.e2e.test_restarts import segments_of
+from tests.support.stack import (
+    StackFactory,
+    call_config,
+    metric_value,
+    scrape,
+    wait_for_audio_out,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -77,7 +82,7 @@ async def test_each_hostile_outcome_is_defined_and_counted(make_stack: StackFact
         frame = base64.b64encode(b"\x42" * 160).decode()
         for seq in range(400):  # 8 s of audio in one burst: only MEDIA_BURST_MS gets through
             await ws.send(media_message(stream_sid, frame, seq))
-        await asyncio.sleep(0.5)
+        # The edge handles a socket's messages in order: the stop comes after the whole burst.
         await ws.send(json.dumps({"event": "stop", "streamSid": stream_sid, "stop": {}}))
         assert await closed_code(ws) == 1000
 
@@ -214,7 +219,7 @@ async def test_a_hostile_realtime_session_harms_no_call(make_stack: StackFactory
     # then drops the socket mid-response (close 1011). The first call's session is well-behaved.
     stack = make_stack(workers=1, sim_mode="echo", sim_args=["--hostile-every", "2"])
     healthy = healthy_call(stack, 6, seed=31)
-    await asyncio.sleep(1.0)  # the healthy call holds session 1
+    await wait_for_audio_out(stack, 1)  # the healthy call's session (session 1) echoes
     hostile_audio = random.Random(32).randbytes(4 * 8000)
     hostile = await place_call(call_config(stack, hostile_audio))
     report = await healthy

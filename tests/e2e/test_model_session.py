@@ -11,31 +11,30 @@ from pathlib import Path
 import pytest
 
 from services.call_sim import place_call
-from services.devstack import Stack
 from services.realtime_worker.settings import WorkerSettings
-from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
-from tests.e2e.test_calls import wait_for_sessions
-from tests.e2e.test_conversation import (
-    ADMIN_TOKEN,
+from tests.support.calls import (
     CALLER_AUDIO,
     REPLY_AUDIO,
-    ToolServer,
     item_audio,
     padded,
-    tools_stack,
+    segments_of,
     wait_for_call_end,
-    worker_log,
+    wait_for_sessions,
 )
-from tests.e2e.test_restarts import segments_of
+from tests.support.stack import (
+    ADMIN_TOKEN,
+    StackFactory,
+    call_config,
+    metric_value,
+    worker_log,
+    worker_metrics,
+)
+from tests.support.tool_server import ToolServer, tools_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 FAILURE_MESSAGE = "Sorry, something went wrong on our side and we have to end this call."
 RECONNECTS = "switchboard_worker_session_reconnects_total"
-
-
-def worker_metrics(stack: Stack) -> str:
-    return scrape(f"http://127.0.0.1:{stack.workers[0].port}")
 
 
 @pytest.mark.parametrize(

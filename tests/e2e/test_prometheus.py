@@ -5,11 +5,11 @@ rules use is exported by the running processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -19,9 +19,10 @@ import pytest
 import yaml
 
 from services.call_sim import place_call
-from services.devstack import free_port, wait_for
-from tests.e2e.conftest import StackFactory, call_config, scrape
-from tests.e2e.test_calls import CALLER_AUDIO
+from tests.support.calls import CALLER_AUDIO
+from tests.support.ports import allocator
+from tests.support.stack import StackFactory, call_config, scrape
+from tests.support.waiting import eventually, eventually_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -50,6 +51,14 @@ def dashboard_and_alert_metrics() -> set[str]:
     for text in texts:
         names.update(re.findall(r"\b(switchboard_[a-zA-Z0-9_]+)", text))
     return names
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def start_prometheus(folder: Path, port: int) -> subprocess.Popen[bytes]:
@@ -95,11 +104,11 @@ async def test_prometheus_stores_per_call_bytes_equal_to_what_the_caller_receive
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
+    port = allocator()
     base = f"http://127.0.0.1:{port}"
     prometheus = start_prometheus(tmp_path, port)
     try:
-        wait_for(lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=1), 20, "prometheus")
+        eventually_sync(lambda: answers(f"{base}/-/ready"), 20, "prometheus ready")
         report = await place_call(call_config(stack, CALLER_AUDIO, hold_s=10.0))
         assert report.problems() == []
         received = len(report.received_audio)
@@ -112,16 +121,16 @@ async def test_prometheus_stores_per_call_bytes_equal_to_what_the_caller_receive
 
         series = f'switchboard_call_audio_out_bytes_total{{call_sid="{report.call_sid}"}}'
         promql = f"max_over_time({series}[5m])"
-        deadline = time.monotonic() + 10
-        stored = None
-        while time.monotonic() < deadline:
-            result = query(base, promql)
-            if result:
-                stored = float(result[0]["value"][1])
-                if stored == received:
-                    break
-            await asyncio.sleep(0.5)
-        assert stored == received
+        stored: list[float | None] = [None]
+
+        async def scraped_in_full() -> bool:
+            result = await asyncio.to_thread(query, base, promql)
+            stored[0] = float(result[0]["value"][1]) if result else None
+            return stored[0] == received
+
+        with contextlib.suppress(AssertionError):
+            await eventually(scraped_in_full, 10, "the series at its final value")
+        assert stored[0] == received
     finally:
         prometheus.terminate()
         prometheus.wait(timeout=10)

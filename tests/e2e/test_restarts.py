@@ -6,7 +6,6 @@ import asyncio
 import random
 import signal
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,51 +15,25 @@ from services.call_sim import CallReport, caller_frames, place_call
 from services.devstack import (
     Stack,
     StackConfig,
-    free_port,
     start_redis_server,
 )
 from shared.keys import CallField, CallState, Keys
-from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
-from tests.e2e.test_calls import wait_for_sessions
+from tests.support.calls import lost_within, segments_of, wait_for_sessions
+from tests.support.ports import allocator
+from tests.support.stack import (
+    StackFactory,
+    call_config,
+    call_holder,
+    edge_ready,
+    metric_value,
+    scrape,
+    wait_for_audio_out,
+)
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 FAST_FAILOVER = {"LEASE_TTL_MS": "1500", "HEARTBEAT_INTERVAL_MS": "500"}
-
-
-def segments_of(
-    received: bytes, sent: bytes, min_len: int = 160, replay: int = 0
-) -> list[tuple[int, int]]:
-    """Split ``received`` into runs that each appear, in order, as a contiguous run of
-    ``sent``: the proof that what came back is the caller's own audio, unaltered, with at most
-    a gap where the failover was. A run may start up to ``replay`` bytes before the end of the
-    previous one (audio re-sent after an edge died). Returns each run's (start, end) in
-    ``sent``."""
-    runs: list[tuple[int, int]] = []
-    position, cursor = 0, 0
-    while position < len(received):
-        probe = received[position : position + min_len]
-        start = sent.find(probe, max(0, cursor - replay))
-        assert start >= 0, f"received bytes {position}.. are not the caller's audio in order"
-        length = len(probe)
-        while (
-            position + length < len(received)
-            and start + length < len(sent)
-            and received[position + length] == sent[start + length]
-        ):
-            length += 1
-        runs.append((start, start + length))
-        position, cursor = position + length, start + length
-    return runs
-
-
-async def wait_until(check: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_worker_killed_mid_call_another_worker_takes_over(
@@ -69,9 +42,8 @@ async def test_worker_killed_mid_call_another_worker_takes_over(
     stack = make_stack(workers=2, sim_mode="echo", worker_env=FAST_FAILOVER)
     audio = random.Random(11).randbytes(12 * 8000)
     task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
-    await wait_until(lambda: any("claimed (" in w.log() for w in stack.workers), 10, "a claim")
-    await asyncio.sleep(2.0)
-    victim = next(w for w in stack.workers if "claimed (" in w.log())
+    victim = await call_holder(stack)
+    await wait_for_audio_out(stack, 2 * 8000)  # the caller has heard 2 s of the echo
     victim.signal(signal.SIGKILL)
     report: CallReport = await task
     assert victim.popen.wait(timeout=5) == -signal.SIGKILL
@@ -92,11 +64,6 @@ async def test_worker_killed_mid_call_another_worker_takes_over(
     assert len(wait_for_sessions(stack, 2)) == 2
 
 
-def lost_within(ranges: list[tuple[int, int]], length: int) -> int:
-    """How many bytes of the first ``length`` of the caller's audio ``ranges`` cover."""
-    return sum(max(0, min(end, length) - start) for start, end in ranges)
-
-
 async def test_edge_killed_mid_call_twilio_redirect_reaches_another_edge(
     make_stack: StackFactory,
 ) -> None:
@@ -110,7 +77,7 @@ async def test_edge_killed_mid_call_twilio_redirect_reaches_another_edge(
         stack, audio, hold_s=1.0, abrupt_drop="continue", reconnect_delay_s=reconnect_delay_s
     )
     task = asyncio.create_task(place_call(config))
-    await asyncio.sleep(3.0)
+    await wait_for_audio_out(stack, 2 * 8000)  # the call is well under way on the first edge
     first_edge = stack.edges[0]
     first_edge.signal(signal.SIGKILL)
     report = await task
@@ -145,7 +112,7 @@ async def test_edge_killed_mid_call_ends_it_in_end_mode_with_31903(
     stack = make_stack(edges=2, workers=1, sim_mode="echo", worker_env={"EDGE_GRACE": "1"})
     audio = random.Random(16).randbytes(8 * 8000)
     task = asyncio.create_task(place_call(call_config(stack, audio, abrupt_drop="end")))
-    await asyncio.sleep(2.0)
+    await wait_for_audio_out(stack, 8000)  # the call is under way on the first edge
     first_edge = stack.edges[0]
     first_edge.signal(signal.SIGKILL)
     report = await task
@@ -161,7 +128,7 @@ async def test_edge_killed_mid_call_ends_it_in_end_mode_with_31903(
     keys, client = Keys(stack.config.key_prefix), redis.Redis.from_url(stack.config.redis_url)
     try:
         call_key = keys.call(report.call_sid)
-        await wait_until(
+        await eventually(
             lambda: client.hget(call_key, CallField.STATE) == CallState.ENDED.value.encode(),
             15,
             "the worker to end the call",
@@ -180,10 +147,11 @@ async def test_edge_drain_moves_live_calls_to_another_edge_and_exits_zero(
     audio = random.Random(13).randbytes(6 * 8000)
     config = call_config(stack, audio, hold_s=1.0, abrupt_drop=abrupt_drop)
     task = asyncio.create_task(place_call(config))
-    await asyncio.sleep(2.0)
+    await wait_for_audio_out(stack, 8000)  # the call is under way on the first edge
     draining = stack.edges[0]
     draining.signal(signal.SIGTERM)
-    await asyncio.sleep(0.3)
+    url = stack.edge_urls[0]
+    await eventually(lambda: asyncio.to_thread(lambda: not edge_ready(url)), 10, "draining")
     # While draining: not ready, and new calls hear the busy message.
     busy = await place_call(call_config(stack, b"\xff" * 1600, edge_urls=[stack.edge_urls[0]]))
     assert busy.said and "cannot take your call" in busy.said[0]
@@ -210,7 +178,7 @@ async def test_no_worker_capacity_caller_hears_the_busy_message(
         edge_env={"DISPATCH_TIMEOUT": "2"},
     )
     first = asyncio.create_task(place_call(call_config(stack, b"\x11" * 8000 * 6, hold_s=0)))
-    await asyncio.sleep(1.0)
+    await call_holder(stack)  # the only worker's only place is taken
     second = await place_call(call_config(stack, b"\x22" * 8000 * 3, hold_s=0))
     assert second.said and "cannot take your call" in second.said[0]
     assert second.received_audio == b""
@@ -221,7 +189,7 @@ async def test_no_worker_capacity_caller_hears_the_busy_message(
 
 
 async def test_redis_restart_calls_go_on_and_new_calls_are_accepted(tmp_path: Path) -> None:
-    port = free_port()
+    port = allocator()
     redis_server = start_redis_server(port)
     stack = Stack(
         StackConfig(
@@ -236,13 +204,14 @@ async def test_redis_restart_calls_go_on_and_new_calls_are_accepted(tmp_path: Pa
         stack.start()
         audio = random.Random(14).randbytes(12 * 8000)
         task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
-        await asyncio.sleep(3.0)
+        await wait_for_audio_out(stack, 2 * 8000)  # the call is well under way
         redis_server.close()  # Redis keeps nothing on disk: it comes back empty
-        await asyncio.sleep(2.0)
-        assert not ready(stack.edge_urls[0])
+        url = stack.edge_urls[0]
+        await asyncio.sleep(2.0)  # the outage lasts 2 s at least
+        await eventually(lambda: asyncio.to_thread(lambda: not edge_ready(url)), 10, "unready")
         restarted_at = time.monotonic()
         redis_server = start_redis_server(port)
-        await wait_until(lambda: ready(stack.edge_urls[0]), 5, "the edge to be ready again")
+        await eventually(lambda: asyncio.to_thread(edge_ready, url), 5, "the edge ready again")
         assert time.monotonic() - restarted_at < 5
         later = await place_call(call_config(stack, random.Random(15).randbytes(2 * 8000)))
         report = await task
@@ -261,14 +230,6 @@ async def test_redis_restart_calls_go_on_and_new_calls_are_accepted(tmp_path: Pa
     assert all(code == 0 for code in codes.values()), codes
 
 
-def ready(edge_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{edge_url}/readyz", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("mode", ["handoff", "finish"])
 async def test_worker_sigterm_drains_without_cutting_the_call(
     make_stack: StackFactory, mode: str
@@ -276,9 +237,8 @@ async def test_worker_sigterm_drains_without_cutting_the_call(
     stack = make_stack(workers=2, sim_mode="echo", worker_env={**FAST_FAILOVER, "DRAIN_MODE": mode})
     audio = random.Random(18).randbytes(8 * 8000)
     task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
-    await wait_until(lambda: any("claimed (" in w.log() for w in stack.workers), 10, "a claim")
-    await asyncio.sleep(2.0)
-    draining = next(w for w in stack.workers if "claimed (" in w.log())
+    draining = await call_holder(stack)
+    await wait_for_audio_out(stack, 2 * 8000)  # the caller has heard 2 s of the echo
     draining.signal(signal.SIGTERM)
     report = await task
     assert draining.popen.wait(timeout=20) == 0

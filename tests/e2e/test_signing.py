@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from services.call_sim import place_call
 from services.call_sim.signing import SETTINGS_HEADER, new_shared_key_id
-from tests.e2e.conftest import StackFactory, call_config, metric_value, scrape
+from tests.support.stack import StackFactory, call_config, metric_value, scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

@@ -11,8 +11,8 @@ import pytest
 
 from services.call_sim import place_call
 from shared.audio import linear_to_ulaw, ulaw_to_linear
-from tests.e2e.conftest import StackFactory, call_config
-from tests.e2e.test_calls import CALLER_AUDIO, wait_for_sessions
+from tests.support.calls import CALLER_AUDIO, wait_for_sessions
+from tests.support.stack import StackFactory, call_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

@@ -8,8 +8,8 @@ import pytest
 
 from shared.keys import RECENT_CALLS_MAX, CallField
 from shared.records import Turn, encode_turn
-from tests.edge import twilio_frames as tf
-from tests.edge.conftest import Edge, make_settings, running_edge
+from tests.support import twilio_frames as tf
+from tests.support.edge_app import Edge, make_settings, running_edge
 
 TOKEN = "admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

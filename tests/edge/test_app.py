@@ -13,8 +13,8 @@ from twilio.request_validator import RequestValidator
 from services.edge.stream_token import derive_token_key, verify_token
 from shared.keys import CALL_KEY_TTL_S, CallField, CallState
 from shared.messages import CallDispatch, Message
-from tests.edge import twilio_frames as tf
-from tests.edge.conftest import (
+from tests.support import twilio_frames as tf
+from tests.support.edge_app import (
     AUTH_TOKEN,
     PUBLIC_URL,
     Edge,

@@ -28,8 +28,8 @@ from shared.messages import (
     StreamDetached,
     StreamStarted,
 )
-from tests.edge import twilio_frames as tf
-from tests.edge.conftest import (
+from tests.support import twilio_frames as tf
+from tests.support.edge_app import (
     AUTH_TOKEN,
     Edge,
     make_settings,
@@ -37,8 +37,8 @@ from tests.edge.conftest import (
     receive_json,
     running_edge,
     send,
-    wait_for,
 )
+from tests.support.waiting import eventually_sync
 
 REJECTED = "switchboard_edge_rejected_requests_total"
 MALFORMED = "switchboard_edge_malformed_input_total"
@@ -135,7 +135,7 @@ def test_second_stream_for_an_attached_call_is_refused(edge: Edge) -> None:
         close = _refused(edge, token)
         assert close["reason"] == "already_attached"
         send(first, tf.media(b"\x01" * 160))  # the first stream is unaffected
-        wait_for(lambda: len(_audio_of(edge)) == 1)
+        eventually_sync(lambda: len(_audio_of(edge)) == 1)
         send(first, tf.stop())
         assert receive(first)["type"] == "websocket.close"
 
@@ -169,7 +169,7 @@ def test_garbage_before_start_is_counted_and_start_still_attaches(edge: Edge) ->
         send(ws, bad)
         send(ws, {"event": "some-future-event"})
         send(ws, tf.start(token))
-        wait_for(lambda: edge.record().get(CallField.STATE) == CallState.LIVE)
+        eventually_sync(lambda: edge.record().get(CallField.STATE) == CallState.LIVE)
         send(ws, tf.stop())
         assert receive(ws)["type"] == "websocket.close"
     for kind in ("not_json", "not_object", "before_start", "binary", "bad_base64"):
@@ -210,7 +210,7 @@ def test_a_whole_call_from_the_callers_side(edge: Edge) -> None:
 
     total = sum(map(len, chunks))
     assert edge.metric("switchboard_edge_audio_in_bytes_total") == total
-    wait_for(lambda: edge.record().get(CallField.STATE) == CallState.ENDED)
+    eventually_sync(lambda: edge.record().get(CallField.STATE) == CallState.ENDED)
     record = edge.record()
     assert record[CallField.END_REASON] == "caller_hangup"
     assert record[CallField.BYTES_IN] == str(total)
@@ -233,7 +233,7 @@ def test_malformed_messages_mid_call_are_dropped_and_the_call_goes_on(edge: Edge
         send(ws, tf.media(stream_sid="MZ" + "0" * 32))
         send(ws, tf.start(token))
         send(ws, tf.media(b"\x42" * 160, timestamp="100"))
-        wait_for(lambda: _audio_of(edge))
+        eventually_sync(lambda: _audio_of(edge))
         send(ws, tf.stop())
         assert receive(ws)["code"] == 1000
     assert [m.audio for m in _audio_of(edge)] == [b"\x42" * 160]
@@ -255,7 +255,7 @@ def test_a_flood_of_garbage_ends_that_call_only(edge: Edge) -> None:
         for _ in range(media_stream.MAX_MALFORMED):
             ws.send_text("garbage")
         assert receive(ws) == {"type": "websocket.close", "code": 1000, "reason": ""}
-    wait_for(lambda: edge.record().get(CallField.STATE) == CallState.ENDED)
+    eventually_sync(lambda: edge.record().get(CallField.STATE) == CallState.ENDED)
     assert edge.record()[CallField.END_REASON] == "malformed_input"
     assert edge.inbound()[-1] == CallStopped("malformed_input")
     assert edge.metric(MALFORMED, kind="not_json") == media_stream.MAX_MALFORMED
@@ -267,7 +267,7 @@ def test_a_flood_of_garbage_ends_that_call_only(edge: Edge) -> None:
     other_token = edge.answer(other)
     with edge.stream() as ws:
         send(ws, tf.start(other_token, call_sid=other))
-        wait_for(lambda: edge.record(other).get(CallField.STATE) == CallState.LIVE)
+        eventually_sync(lambda: edge.record(other).get(CallField.STATE) == CallState.LIVE)
         send(ws, tf.stop())
         assert receive(ws)["code"] == 1000
 
@@ -276,8 +276,8 @@ def test_socket_lost_without_stop_detaches_for_failover(edge: Edge) -> None:
     token = edge.answer()
     with edge.call(token) as ws:
         send(ws, tf.media(b"\x01" * 160))
-        wait_for(lambda: _audio_of(edge))
-    wait_for(lambda: isinstance(edge.inbound()[-1], StreamDetached))
+        eventually_sync(lambda: _audio_of(edge))
+    eventually_sync(lambda: isinstance(edge.inbound()[-1], StreamDetached))
     assert edge.inbound()[-1] == StreamDetached("edge-test", "stream_closed")
     record = edge.record()
     assert record[CallField.STATE] == CallState.LIVE  # Twilio may bring it to another edge
@@ -290,7 +290,7 @@ def test_reattach_after_a_lost_worker_dispatches_the_call_again(edge: Edge) -> N
     token = edge.answer()
     edge.redis.hset(edge.keys.call(tf.CALL_SID), CallField.WORKER_ID, "worker-gone")
     with edge.call(token) as ws:
-        wait_for(lambda: len(edge.entries(edge.keys.dispatch)) == 2)
+        eventually_sync(lambda: len(edge.entries(edge.keys.dispatch)) == 2)
         send(ws, tf.stop())
         receive(ws)
     redispatch = edge.entries(edge.keys.dispatch)[-1]
@@ -324,7 +324,7 @@ def test_worker_audio_goes_out_as_whole_frames_then_the_mark(edge: Edge) -> None
         )
         send(ws, tf.stop())
         assert receive(ws)["type"] == "websocket.close"
-    wait_for(lambda: edge.record().get(CallField.BYTES_OUT) == str(3 * FRAME_BYTES))
+    eventually_sync(lambda: edge.record().get(CallField.BYTES_OUT) == str(3 * FRAME_BYTES))
     # The per-call series goes away with the call.
     labels = {"call_sid": tf.CALL_SID}
     assert edge.registry.get_sample_value("switchboard_call_audio_out_bytes_total", labels) is None
@@ -339,7 +339,7 @@ def test_barge_in_clears_twilio_and_voids_waiting_marks(edge: Edge) -> None:
         edge.publish(ClearPlayback("item_1"))
         assert receive_json(ws) == {"event": "clear", "streamSid": tf.STREAM_SID}
         # The held remainder never reached Twilio, so its mark is reported played at once.
-        wait_for(lambda: MarkPlayed("m_waiting") in edge.inbound())
+        eventually_sync(lambda: MarkPlayed("m_waiting") in edge.inbound())
         # The next item starts on a fresh frame, not after the dropped 40 bytes.
         edge.publish(OutboundAudio(b"\x02" * 160, "item_2", time.time()))
         assert _frame_audio(receive_json(ws)) == b"\x02" * 160
@@ -355,7 +355,7 @@ def test_worker_hangup_closes_the_stream(edge: Edge) -> None:
         assert _frame_audio(receive_json(ws)) == b"\x03" * 160
         assert receive(ws) == {"type": "websocket.close", "code": 1000, "reason": ""}
     assert edge.metric("switchboard_edge_calls_total", outcome="worker_hangup") == 1
-    wait_for(lambda: edge.record().get(CallField.BYTES_OUT) == "160")
+    eventually_sync(lambda: edge.record().get(CallField.BYTES_OUT) == "160")
 
 
 def test_malformed_worker_message_is_dropped(edge: Edge) -> None:
@@ -383,7 +383,7 @@ def test_relay_latency_worker_to_edge_is_observed_per_audio_message(edge: Edge) 
         edge.publish(OutboundAudio(b"\x01" * 160, "item_1", time.time() - 0.02))
         edge.publish(OutboundAudio(b"\x01" * 160, "item_1", time.time() + 5))  # a skewed clock
         receive_json(ws), receive_json(ws)
-        wait_for(lambda: edge.metric(f"{RELAY}_count", hop="worker_to_edge") == 2)
+        eventually_sync(lambda: edge.metric(f"{RELAY}_count", hop="worker_to_edge") == 2)
         total = edge.metric(f"{RELAY}_sum", hop="worker_to_edge")
         assert 0.02 <= total < 1.0  # the skewed one counts as 0
         assert edge.metric(f"{RELAY}_bucket", hop="worker_to_edge", le="0.0005") == 1
@@ -401,7 +401,7 @@ def test_mark_round_trip_is_observed_and_cleared_marks_are_not(edge: Edge) -> No
         assert receive_json(ws)["event"] == "mark"
         time.sleep(0.05)  # Twilio plays the audio queued ahead of the mark
         send(ws, tf.mark("m1"))
-        wait_for(lambda: edge.metric(f"{MARK_RT}_count") == 1)
+        eventually_sync(lambda: edge.metric(f"{MARK_RT}_count") == 1)
         assert 0.05 <= edge.metric(f"{MARK_RT}_sum") < 1.0
         edge.publish(OutboundAudio(b"\x02" * 160, "item_2", time.time()))
         edge.publish(PlaybackMark("m2"))
@@ -411,7 +411,7 @@ def test_mark_round_trip_is_observed_and_cleared_marks_are_not(edge: Edge) -> No
         assert receive_json(ws)["event"] == "clear"
         send(ws, tf.mark("m2"))  # echoed at once after the clear: no audio was queued
         send(ws, tf.mark("never_sent"))
-        wait_for(lambda: MarkPlayed("never_sent") in edge.inbound())
+        eventually_sync(lambda: MarkPlayed("never_sent") in edge.inbound())
         send(ws, tf.stop())
         receive(ws)
     assert edge.metric(f"{MARK_RT}_count") == 1
@@ -438,12 +438,14 @@ def test_webhook_to_first_audio_is_observed_once_per_call(edge: Edge) -> None:
     created_ms = int(edge.record()[CallField.CREATED_MS])
     edge.redis.hset(edge.keys.call(tf.CALL_SID), CallField.CREATED_MS, created_ms - 1500)
     with edge.call(token) as ws:
-        time.sleep(0.1)
+        # A later message, relayed to the worker, proves the edge is done with the start.
+        send(ws, tf.mark("after_start"))
+        eventually_sync(lambda: MarkPlayed("after_start") in edge.inbound())
         assert edge.metric(f"{FIRST_AUDIO}_count") == 0
         for _ in range(2):
             edge.publish(OutboundAudio(b"\x01" * 160, "item_1", time.time()))
             receive_json(ws)
-        wait_for(lambda: edge.metric(f"{FIRST_AUDIO}_count") == 1)
+        eventually_sync(lambda: edge.metric(f"{FIRST_AUDIO}_count") == 1)
         assert 1.5 <= edge.metric(f"{FIRST_AUDIO}_sum") < 5.0
         send(ws, tf.stop())
         receive(ws)

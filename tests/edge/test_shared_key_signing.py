@@ -11,8 +11,8 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 
-from tests.edge import twilio_frames as tf
-from tests.edge.conftest import (
+from tests.support import twilio_frames as tf
+from tests.support.edge_app import (
     MEDIA_URL,
     PUBLIC_URL,
     Edge,
@@ -21,8 +21,8 @@ from tests.edge.conftest import (
     send,
     stream_token,
     voice_params,
-    wait_for,
 )
+from tests.support.waiting import eventually_sync
 
 SHARED = "shared-key-secret-0123456789abcdef"
 OLD_SHARED = "shared-key-secret-previous-fedcba98"
@@ -129,7 +129,7 @@ def test_a_stream_upgrade_signed_with_the_shared_key_attaches(keyed: Edge) -> No
     with keyed.client.websocket_connect("/twilio/media", headers=headers) as ws:
         send(ws, tf.connected())
         send(ws, tf.start(token))
-        wait_for(lambda: keyed.record().get("state") == "live")
+        eventually_sync(lambda: keyed.record().get("state") == "live")
         send(ws, tf.stop())
 
 

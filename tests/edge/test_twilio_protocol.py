@@ -30,7 +30,7 @@ from services.edge.twilio_protocol import (
     parse_message,
 )
 from shared.errors import TwilioProtocolError
-from tests.edge import twilio_frames as tf
+from tests.support import twilio_frames as tf
 
 AUDIO = bytes(range(256)) * 2
 

@@ -4,65 +4,23 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 import pytest
 
-from services.realtime_sim.behaviour import BehaviourConfig, Mode, SimSession
-from services.realtime_sim.record import SessionRecord
+from services.realtime_sim.behaviour import Mode
 from services.realtime_sim.reply import DEFAULT_REPLY_TEXT, default_reply_audio
 from services.realtime_worker import openai_protocol as rt
 from shared.audio import FRAME_BYTES
-
-from .support import Event, check_server_events, frames, pcmu_update, quiet, tone, types
-
-CALLER = tone(1200) + quiet(700)
-
-
-class Driver:
-    """A SimSession plus everything it produced, every event checked against the SDK types."""
-
-    def __init__(
-        self,
-        mode: Mode = Mode.CONVERSATION,
-        *,
-        model: str = "gpt-realtime",
-        serial: int = 1,
-        **config: Any,
-    ) -> None:
-        self.record = SessionRecord("s", mode.value, "/v1/realtime", False)
-        self.session = SimSession(
-            BehaviourConfig(mode=mode, speed=1000, **config), self.record, model, serial
-        )
-        self.events = check_server_events(self.session.open())
-
-    def send(self, text: str) -> list[Event]:
-        out = check_server_events(self.session.receive(text))
-        self.events += out
-        return out
-
-    def speak(self, audio: bytes) -> list[Event]:
-        out: list[Event] = []
-        for frame in frames(audio):
-            out += self.send(rt.audio_append(frame))
-        return out
-
-    def steps(self, limit: int | None = None) -> list[Event]:
-        out: list[Event] = []
-        while limit is None or limit > 0:
-            step = self.session.next_reply_step()
-            if step is None:
-                break
-            batch, pause = step
-            assert pause >= 0
-            out += check_server_events(batch)
-            limit = None if limit is None else limit - 1
-        self.events += out
-        return out
-
-
-def of_type(events: list[Event], kind: str) -> list[Event]:
-    return [e for e in events if e["type"] == kind]
+from tests.support.realtime_sim import (
+    CALLER,
+    Driver,
+    Event,
+    of_type,
+    pcmu_update,
+    quiet,
+    tone,
+    types,
+)
 
 
 def test_session_created_has_the_server_defaults() -> None:

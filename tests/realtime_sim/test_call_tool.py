@@ -9,11 +9,9 @@ import pytest
 
 from services.realtime_sim.__main__ import build_parser, config_from_args
 from services.realtime_worker import openai_protocol as rt
+from tests.support.realtime_sim import CALLER, Driver, of_type, types
 
-from .support import types
-from .test_behaviour import CALLER, Driver, of_type
-
-LOOKUP = {
+LOOKUP: dict[str, object] = {
     "type": "function",
     "name": "lookup_order",
     "description": "Find an order.",

@@ -13,8 +13,7 @@ from services.realtime_sim.client_events import (
     validate_server_event,
 )
 from services.realtime_worker import openai_protocol as rt
-
-from .support import options
+from tests.support.realtime_sim import options
 
 
 def worker_events() -> list[str]:
@@ -136,7 +135,7 @@ def test_tables_cover_the_whole_unions() -> None:
 
 
 def test_server_validator_allows_only_the_known_session_extras() -> None:
-    event = {
+    event: dict[str, Any] = {
         "type": "session.created",
         "event_id": "event_1",
         "session": {

@@ -15,9 +15,7 @@ from services.realtime_sim.failures import (
     max_duration_close,
 )
 from services.realtime_worker import openai_protocol as rt
-
-from .support import pcmu_update, quiet, types
-from .test_behaviour import CALLER, Driver, of_type
+from tests.support.realtime_sim import CALLER, Driver, of_type, pcmu_update, quiet, types
 
 
 def test_plan_server_error_and_drop_fire_once_at_their_thresholds() -> None:

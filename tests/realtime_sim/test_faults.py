@@ -11,9 +11,7 @@ from services.realtime_sim.behaviour import Mode
 from services.realtime_sim.faults import Fault, encode_delta, ulaw_to_pcm16_24k
 from services.realtime_worker import openai_protocol as rt
 from shared.audio_check import classify_outbound
-
-from .support import pcmu_update, tone
-from .test_behaviour import CALLER, Driver, of_type
+from tests.support.realtime_sim import CALLER, Driver, of_type, pcmu_update, tone
 
 
 def _reply_audio(d: Driver) -> bytes:

@@ -7,9 +7,7 @@ import json
 from services.realtime_sim.failures import Failures
 from services.realtime_sim.late_transcripts import HeldTranscripts
 from services.realtime_worker import openai_protocol as rt
-
-from .support import pcmu_update, types
-from .test_behaviour import CALLER, Driver
+from tests.support.realtime_sim import CALLER, Driver, pcmu_update, types
 
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 FAILED = "conversation.item.input_audio_transcription.failed"

@@ -8,9 +8,7 @@ import pytest
 
 from services.realtime_sim.behaviour import Mode
 from services.realtime_worker import openai_protocol as rt
-
-from .support import pcmu_update, tone, types
-from .test_behaviour import CALLER, Driver, of_type
+from tests.support.realtime_sim import CALLER, Driver, of_type, pcmu_update, tone, types
 
 SESSION_INSTRUCTIONS = "You are a helpful phone agent."  # pcmu_update's
 

@@ -6,26 +6,29 @@ import base64
 import hashlib
 import json
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.realtime_sim import BehaviourConfig, Mode, SimulatorConfig, run_simulator
 from services.realtime_sim.reply import DEFAULT_REPLY_TEXT, default_reply_audio
 from services.realtime_worker import openai_protocol as rt
 from shared.audio import FRAME_BYTES
-
-from .support import Client, Event, frames, pcmu_update, quiet, tone, types
+from tests.support.realtime_sim import (
+    CALLER,
+    Event,
+    client,
+    configured,
+    frames,
+    pcmu_update,
+    records,
+    tone,
+    types,
+)
 
 pytestmark = pytest.mark.anyio
-
-CALLER = tone(1200) + quiet(700)
 
 
 def config(tmp_path: Path, mode: Mode = Mode.CONVERSATION, **kwargs: Any) -> SimulatorConfig:
@@ -35,31 +38,6 @@ def config(tmp_path: Path, mode: Mode = Mode.CONVERSATION, **kwargs: Any) -> Sim
         record_path=tmp_path / "sessions.jsonl",
         **kwargs,
     )
-
-
-@asynccontextmanager
-async def client(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[Client]:
-    async with connect(url, additional_headers=headers, compression=None) as ws:
-        yield Client(ws)
-
-
-async def records(path: Path, count: int = 1) -> list[dict[str, Any]]:
-    """The session records, once ``count`` of them are written."""
-    with anyio.fail_after(5):
-        while True:
-            file = anyio.Path(path)
-            lines = (await file.read_text()).splitlines() if await file.exists() else []
-            if len(lines) >= count:
-                return [json.loads(line) for line in lines]
-            await anyio.sleep(0.01)
-
-
-async def configured(c: Client) -> None:
-    assert (await c.recv())["type"] == "session.created"
-    await c.send(pcmu_update())
-    updated = await c.recv()
-    assert updated["type"] == "session.updated"
-    assert updated["session"]["audio"]["output"]["format"] == {"type": "audio/pcmu"}
 
 
 def audio_of(events: list[Event]) -> bytes:

@@ -19,9 +19,16 @@ from services.realtime_sim import (
     run_simulator,
 )
 from services.realtime_worker import openai_protocol as rt
-
-from .support import Client, frames, quiet, types
-from .test_server import CALLER, client, configured, records
+from tests.support.realtime_sim import (
+    CALLER,
+    Client,
+    client,
+    configured,
+    frames,
+    quiet,
+    records,
+    types,
+)
 
 pytestmark = pytest.mark.anyio
 

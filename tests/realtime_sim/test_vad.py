@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from services.realtime_sim.vad import EnergyVad, SpeechStarted, SpeechStopped, VadSettings
-
-from .support import quiet, tone
+from tests.support.realtime_sim import quiet, tone
 
 
 def feed_in(vad: EnergyVad, audio: bytes, size: int) -> list[object]:

@@ -17,9 +17,7 @@ from services.realtime_sim.values import (
 )
 from services.realtime_worker import openai_protocol as rt
 from services.realtime_worker.settings import DEFAULT_REALTIME_MODEL, WorkerSettings
-
-from .support import pcmu_update, types
-from .test_behaviour import Driver
+from tests.support.realtime_sim import Driver, pcmu_update, types
 
 TOOL: dict[str, Any] = {
     "type": "function",

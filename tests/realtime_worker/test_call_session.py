@@ -26,7 +26,7 @@ from shared.messages import (
 from tests.support.realtime import PCM24, PCMU, FakeRealtime, session_event
 from tests.support.strict_events import check_client_event
 from tests.support.waiting import eventually
-from tests.support.worker import SID, Harness, worker_settings
+from tests.support.worker import SID, Harness, inbound_handled, worker_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -265,10 +265,8 @@ async def test_resumes_reading_after_the_saved_cursor(
     )
     session = CallSession(harness.ctx, SID, ids[1].decode())
     task = asyncio.create_task(session.run())
-    await eventually(lambda: len(ws.appended_audio()) == 160)
-    await asyncio.sleep(0.05)
+    await inbound_handled(session, ids[2])
     assert ws.appended_audio() == b"\x02" * 160
-    assert session.in_cursor == ids[2].decode()
     session.stop("worker_stopped")
     await asyncio.wait_for(task, 2.0)
     assert (await harness.record())[CallField.IN_CURSOR] == ids[2].decode()

@@ -16,10 +16,12 @@ from services.realtime_worker.call_session import CallSession
 from shared.keys import CALL_KEY_TTL_S, TURNS_MAX, CallField, CallState
 from shared.messages import Hangup, InboundAudio, MarkPlayed, StreamStarted
 from shared.records import Turn, load_turns, now_ms, turn_commands
+from tests.support.clock import ManualClock
+from tests.support.fake_redis import execute
 from tests.support.realtime import FakeRealtime
 from tests.support.strict_events import check_client_event
 from tests.support.waiting import eventually
-from tests.support.worker import SID, Harness
+from tests.support.worker import SID, Harness, WatchdogLooks, inbound_handled
 
 pytestmark = pytest.mark.anyio
 
@@ -108,7 +110,9 @@ async def test_takeover_seeds_turns_and_skips_stale_backlog(
     harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     harness.set_timing(watchdog_interval_s=0.01)
-    harness.configure(takeover_backlog_ms=3000, stream_start_timeout_s=0.1)
+    harness.configure(takeover_backlog_ms=3000, stream_start_timeout_s=1)
+    clock = ManualClock()
+    harness.set_clock(clock)
     ws = FakeRealtime()
     harness.use(ws)
     for turn in (
@@ -116,8 +120,7 @@ async def test_takeover_seeds_turns_and_skips_stale_backlog(
         Turn("assistant", "Sure, where to?", 2),
         Turn("user", "The station.", 3),
     ):
-        for command in turn_commands(harness.keys, SID, turn):
-            await harness.redis.execute_command(*command)
+        await execute(harness.redis, turn_commands(harness.keys, SID, turn))
     now = time.time()
     # What the dead worker left unread: 3 frames older than the window, 2 younger, a mark.
     first_id, *_ = await harness.send_inbound(
@@ -128,6 +131,7 @@ async def test_takeover_seeds_turns_and_skips_stale_backlog(
     )
     caplog.set_level(logging.INFO, logger="switchboard.worker.call")
     session = CallSession(harness.ctx, SID, first_id.decode(), takeover=True)
+    looks = WatchdogLooks(session, monkeypatch)
     task = asyncio.create_task(session.run())
 
     await eventually(lambda: len(ws.appended_audio()) == 320)
@@ -157,7 +161,8 @@ async def test_takeover_seeds_turns_and_skips_stale_backlog(
     await harness.send_inbound(InboundAudio(_frame(5), 100, now - 20))
     await eventually(lambda: len(ws.appended_audio()) == 480)
     # No StreamStarted came, and none was needed: the call is still up after the timeout.
-    await asyncio.sleep(0.2)
+    clock.advance(2.0)
+    await looks.taken()
     assert session.end_reason is None
     await _stop(session, task)
 
@@ -205,7 +210,9 @@ async def test_new_stream_within_the_grace_keeps_the_call_and_its_session(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness.set_timing(watchdog_interval_s=0.01)
-    harness.configure(edge_grace_s=0.3)
+    harness.configure(edge_grace_s=3)
+    clock = ManualClock()
+    harness.set_clock(clock)
     opened: list[FakeRealtime] = []
 
     async def open_ws() -> FakeRealtime:
@@ -217,17 +224,22 @@ async def test_new_stream_within_the_grace_keeps_the_call_and_its_session(
         StreamStarted("MZ1", "edge-1", time.time()), InboundAudio(_frame(0), 0, time.time())
     )
     session = CallSession(harness.ctx, SID, "0-0")
+    looks = WatchdogLooks(session, monkeypatch)
     task = asyncio.create_task(session.run())
     await eventually(lambda: len(opened) == 1 and len(opened[0].appended_audio()) == 160)
-    await asyncio.sleep(0.2)  # edge-1 was killed: no detach, no stop
+    clock.advance(2.0)  # edge-1 was killed: no detach, no stop
+    await looks.taken()
     # Twilio followed the <Redirect>: the stream is back on edge-2, no StreamDetached before.
-    await harness.send_inbound(
+    *_, last = await harness.send_inbound(
         StreamStarted("MZ2", "edge-2", time.time()), InboundAudio(_frame(1), 0, time.time())
     )
-    await asyncio.sleep(0.2)  # past the first grace
+    await inbound_handled(session, last)
+    clock.advance(2.0)  # past the first grace (3 s after edge-1's last frame)
+    await looks.taken()
     assert session.end_reason is None
     assert opened[0].appended_audio() == _frame(0) + _frame(1)
     assert len(opened) == 1  # the same Realtime session carries on
+    clock.advance(2.0)
     await asyncio.wait_for(task, 2.0)  # and edge-2 going silent ends it in its turn
     assert session.end_reason == "edge_lost"
 
@@ -236,11 +248,14 @@ async def test_redis_outage_is_not_edge_silence(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     harness.set_timing(watchdog_interval_s=0.01)
-    harness.configure(edge_grace_s=0.1)
+    harness.configure(edge_grace_s=1)
+    clock = ManualClock()
+    harness.set_clock(clock)
     ws = FakeRealtime()
     harness.use(ws)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", time.time()))
     session = CallSession(harness.ctx, SID, "0-0")
+    looks = WatchdogLooks(session, monkeypatch)
     task = asyncio.create_task(session.run())
     await eventually(lambda: session.stream_seen)
 
@@ -248,7 +263,9 @@ async def test_redis_outage_is_not_edge_silence(
         raise redis.exceptions.ConnectionError("Connection refused")
 
     monkeypatch.setattr(harness.redis, "xread", redis_down)
-    await asyncio.sleep(0.4)
+    await eventually(lambda: not harness.reader.healthy)
+    clock.advance(5.0)  # far past the grace: nothing has arrived from the edge since
+    await looks.taken()
     assert not harness.reader.healthy
     assert session.end_reason is None
     await _stop(session, task)
@@ -285,15 +302,25 @@ async def test_rollover_at_a_pause_loses_and_duplicates_no_caller_audio(
     )
     first.push_event(type="response.created", response={"id": "resp_1"})  # the model speaks
 
-    frames = [_frame(i) for i in range(40)]
+    frames = [_frame(i) for i in range(60)]
+    sent_at: list[float] = []  # on the session's clock
 
     async def caller() -> None:
         for i, frame in enumerate(frames):
             await harness.send_inbound(InboundAudio(frame, 20 * i, time.time()))
+            sent_at.append(harness.ctx.clock.monotonic())
             await asyncio.sleep(0.01)
 
+    def relayed_well_past_session_max() -> bool:
+        """Whether the first session got a frame sent 0.1 s past SESSION_MAX: a rollover
+        begun then would hold the caller's audio for the new session instead."""
+        due = session.sessions.session_started + 0.3 + 0.1
+        late = [i for i, at in enumerate(sent_at) if at > due]
+        return bool(late) and len(first.appended_audio()) >= 160 * (late[0] + 1)
+
     talking = asyncio.create_task(caller())
-    await asyncio.sleep(0.4)  # past SESSION_MAX, but a response is in progress: no rollover
+    # Past SESSION_MAX, but a response is in progress: no rollover.
+    await eventually(relayed_well_past_session_max)
     assert opened == [first]
     first.push_event(
         type="response.output_audio_transcript.done",
@@ -304,11 +331,13 @@ async def test_rollover_at_a_pause_loses_and_duplicates_no_caller_audio(
     first.push_event(type="response.done", response={"id": "resp_1", "status": "completed"})
     await eventually(lambda: len(opened) == 2)  # the pause: a new session opens
     await eventually(lambda: len(second.sent) == 1)
-    await asyncio.sleep(0.05)  # caller audio keeps arriving while the switch is pending
+    # Caller audio keeps arriving while the switch is pending, and waits in the inbox.
+    await eventually(lambda: len(session.caller.inbox) >= 2)
     assert second.appended_audio() == b""
     second.push(json.dumps(_updated()))
     await talking
-    await eventually(lambda: len(first.appended_audio()) + len(second.appended_audio()) == 6400)
+    total = 160 * len(frames)
+    await eventually(lambda: len(first.appended_audio()) + len(second.appended_audio()) == total)
     assert first.appended_audio() + second.appended_audio() == b"".join(frames)
     assert first.appended_audio() and second.appended_audio()
     await eventually(lambda: first.closed)

@@ -32,7 +32,7 @@ from tests.support.scripted_call import ScriptedCall as Call
 from tests.support.scripted_call import running_call
 from tests.support.strict_events import check_client_event
 from tests.support.waiting import eventually
-from tests.support.worker import SID, Harness
+from tests.support.worker import SID, Harness, inbound_handled
 
 pytestmark = pytest.mark.anyio
 
@@ -67,7 +67,9 @@ async def test_barge_in_clears_truncates_to_what_was_heard_drops_late_audio_canc
     first, _second = await call.marks()
     call.clock.now = 101.0
     await h.send_inbound(MarkPlayed(first))  # the first second has been played
-    await eventually(lambda: session.playback.get("item_1").echoed_bytes == 8000)  # type: ignore[union-attr]
+    await eventually(
+        lambda: (item := session.playback.get("item_1")) is not None and item.echoed_bytes == 8000
+    )
 
     call.clock.now = 101.25
     call.ws.push_event(type="input_audio_buffer.speech_started", audio_start_ms=900, item_id="u1")
@@ -90,7 +92,7 @@ async def test_barge_in_clears_truncates_to_what_was_heard_drops_late_audio_canc
     await eventually(lambda: session.active_response is None)
     # A second speech start: nothing is playing any more.
     call.ws.push_event(type="input_audio_buffer.speech_started", audio_start_ms=1900, item_id="u2")
-    await asyncio.sleep(0.1)
+    await call.ws.handled()
     await h.writer.flush()
     assert await h.outbound() == out
     assert session.bytes_from_model == 16_000
@@ -135,7 +137,8 @@ async def test_no_cancel_when_the_server_cancelled_itself(call: Call) -> None:
         "resp_1", "cancelled", status_details={"type": "cancelled", "reason": "turn_detected"}
     )
     await eventually(lambda: call.session.active_response is None)
-    await asyncio.sleep(0.15)  # past the grace period
+    # The cancel loop, past the grace period, has taken the interrupted response and decided.
+    await eventually(lambda: call.session.model._cancel_target is None)
     assert [e["audio_end_ms"] for e in call.sent("conversation.item.truncate")] == [500]
     assert call.sent("response.cancel") == []
 
@@ -185,7 +188,7 @@ async def test_barge_in_off(harness: Harness, monkeypatch: pytest.MonkeyPatch) -
     )
     await eventually(lambda: session.bytes_from_model == 8000)
     ws.push_event(type="input_audio_buffer.speech_started", audio_start_ms=0, item_id="u1")
-    await asyncio.sleep(0.05)
+    await ws.handled()
     assert not [e for e in ws.sent if e["type"] == "conversation.item.truncate"]
     session.stop("test over")
     await asyncio.wait_for(task, 3.0)
@@ -247,11 +250,10 @@ async def test_dtmf_off(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> No
     harness.configure(dtmf=False)
     ws = FakeRealtime()
     harness.use(ws)
-    await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0), DtmfPressed("4"))
+    _, key = await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0), DtmfPressed("4"))
     session = CallSession(harness.ctx, SID, "0-0")
     task = asyncio.create_task(session.run())
-    await eventually(lambda: session.stream_seen)
-    await asyncio.sleep(0.05)
+    await inbound_handled(session, key)
     assert [e["type"] for e in ws.sent] == ["session.update"]
     session.stop("test over")
     await asyncio.wait_for(task, 3.0)
@@ -281,8 +283,9 @@ async def test_greeting_is_asked_for_right_after_the_session(
     harness.use(ws2)
     again = CallSession(harness.ctx, SID, "0-0", takeover=True)
     task = asyncio.create_task(again.run())
-    await eventually(lambda: len(ws2.sent) == 1)
-    await asyncio.sleep(0.05)
+    # The caller's side is relayed only once the session is past its greeting (or none).
+    (mark,) = await harness.send_inbound(MarkPlayed("no_such_mark"))
+    await inbound_handled(again, mark)
     assert [e["type"] for e in ws2.sent] == ["session.update"]
     again.stop("test over")
     await asyncio.wait_for(task, 3.0)
@@ -332,9 +335,8 @@ async def _goodbye_and_hang_up(call: Call, reason: str) -> None:
     await eventually(lambda: session.bytes_from_model == before + 2400)
     await eventually(lambda: session.active_response is None)
     marks = [m for m in await call.marks() if m.startswith("item_bye:")]
-    await h.send_inbound(MarkPlayed(marks[0]))
-    await asyncio.sleep(0.1)
-    assert not call.task.done()  # type: ignore[union-attr]  # part of the goodbye still plays
+    await call.inbound(MarkPlayed(marks[0]))
+    assert session.end_reason is None  # part of the goodbye still plays
     await h.send_inbound(MarkPlayed(marks[1]))
     await call.finish()
     await h.writer.flush()
@@ -398,7 +400,7 @@ async def test_end_call_answers_asks_for_goodbye_and_hangs_up_once_heard(call: C
     await eventually(lambda: call.session.bytes_from_model == 2400)
     call.clock.now = 101.0
     call.ws.push_event(type="input_audio_buffer.speech_started", audio_start_ms=0, item_id="u1")
-    await asyncio.sleep(0.05)
+    await call.ws.handled()
     assert call.sent("conversation.item.truncate") == []
     call.done("resp_bye")
     await eventually(lambda: call.session.active_response is None)

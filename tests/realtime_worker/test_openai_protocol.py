@@ -695,3 +695,23 @@ def test_audio_round_trips_through_base64_once(
         }
     )
     assert rt.parse_server_event(frame) == rt.OutputAudioDelta(response_id, item_id, audio)
+
+
+def test_function_calls_are_the_well_formed_function_call_items_only() -> None:
+    done = rt.ResponseDone(
+        "resp_1",
+        "completed",
+        None,
+        None,
+        [
+            {"type": "message", "id": "item_1", "call_id": "c0", "name": "end_call"},
+            {"type": "function_call", "call_id": "c1", "arguments": "{}"},  # no name
+            {"type": "function_call", "call_id": 2, "name": "end_call"},  # id not a string
+            {"type": "function_call", "call_id": "c3", "name": "end_call", "arguments": {}},
+            {"type": "function_call", "call_id": "c4", "name": "lookup", "arguments": '{"a": 1}'},
+        ],
+    )
+    assert done.function_calls == [
+        rt.FunctionCall("c3", "end_call", ""),  # arguments that are not a string: none
+        rt.FunctionCall("c4", "lookup", '{"a": 1}'),
+    ]

@@ -28,10 +28,17 @@ def _tracker(ready_at: float = 0.0) -> PlaybackTracker:
     return tracker
 
 
+def _marked(tracker: PlaybackTracker, item_id: str, size: int, now: float) -> str:
+    """Publish ``size`` bytes that are due a mark (``MARK_EVERY_BYTES`` or more); its name."""
+    mark = tracker.audio_sent(item_id, "resp_1", size, now)
+    assert mark is not None
+    return mark
+
+
 def test_mark_names_are_unique_and_name_their_item() -> None:
     tracker = _tracker()
-    first = tracker.audio_sent("item:a", "resp_1", 800, 0.0)
-    second = tracker.audio_sent("item:a", "resp_1", 800, 0.0)
+    first = _marked(tracker, "item:a", 800, 0.0)
+    second = _marked(tracker, "item:a", 800, 0.0)
     assert first != second
     assert mark_item(first) == mark_item(second) == "item:a"
 
@@ -52,8 +59,7 @@ def test_small_deltas_get_a_mark_every_100_ms_and_one_at_the_end() -> None:
 
 def test_an_item_is_not_all_heard_while_audio_is_unmarked() -> None:
     tracker = _tracker()
-    mark = tracker.audio_sent("item_1", "resp_1", 800, 0.0)
-    assert mark is not None
+    mark = _marked(tracker, "item_1", 800, 0.0)
     tracker.audio_sent("item_1", "resp_1", 160, 0.0)
     tracker.mark_played(mark, 0.1)
     assert not tracker.all_heard()  # 20 ms published after the last mark
@@ -77,7 +83,7 @@ def test_heard_is_interpolated_from_the_first_byte_before_any_echo() -> None:
 
 def test_an_echo_resets_the_clock_and_marks_are_consumed_in_order() -> None:
     tracker = _tracker()
-    marks = [tracker.audio_sent("item_1", "resp_1", 1600, 0.0) for _ in range(3)]  # 3 × 200 ms
+    marks = [_marked(tracker, "item_1", 1600, 0.0) for _ in range(3)]  # 3 × 200 ms
     item = tracker.get("item_1")
     assert item is not None
     # Playback started late (Twilio was still playing something): the echo says where it is.
@@ -105,7 +111,7 @@ def test_audio_before_the_stream_attaches_starts_playing_when_it_does() -> None:
 
 def test_marks_echoed_after_a_clear_mean_nothing() -> None:
     tracker = _tracker()
-    mark = tracker.audio_sent("item_1", "resp_1", 1600, 0.0)
+    mark = _marked(tracker, "item_1", 1600, 0.0)
     item = tracker.get("item_1")
     assert item is not None
     item.interrupted = True
@@ -117,7 +123,7 @@ def test_all_heard_waits_for_every_mark() -> None:
     tracker = _tracker()
     last = ""
     for _ in range(2):
-        last = tracker.audio_sent("item_1", "resp_1", 800, 0.0)
+        last = _marked(tracker, "item_1", 800, 0.0)
     assert not tracker.all_heard()
     tracker.mark_played(last, 0.2)
     assert tracker.all_heard()
@@ -218,3 +224,16 @@ def test_ending_waits_for_the_goodbye_to_be_done_and_heard_or_the_deadline() -> 
     assert Ending(EndReason.MAX_TOKENS, 30.0, True).ready(
         response_active=True, all_heard=False, now=30.0
     )
+
+
+def test_a_stream_attached_again_restarts_only_the_items_no_echo_has_placed() -> None:
+    tracker = _tracker()
+    mark = _marked(tracker, "item_1", 800, 0.0)  # 100 ms, then its mark…
+    tracker.audio_sent("item_1", "resp_1", 8000, 0.0)  # … and 1 s more
+    tracker.audio_sent("item_2", "resp_2", 8000, 0.0)  # 1 s, no echo yet
+    item_1, item_2 = tracker.get("item_1"), tracker.get("item_2")
+    assert item_1 is not None and item_2 is not None
+    tracker.mark_played(mark, 0.5)
+    tracker.stream_ready(2.0)  # the stream came back (another edge)
+    assert item_2.heard_ms(2.25) == 250  # played from the new stream's start
+    assert item_1.heard_ms(1.0) == 100 + 500  # still placed by its echo at 0.5 s

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import time
 
@@ -119,8 +120,12 @@ async def test_a_dropped_session_is_replaced_seeded_and_given_the_callers_audio(
 async def test_a_fourth_drop_within_a_minute_ends_the_call(harness: Harness) -> None:
     opener = Opener()
     session, task = await start_session(harness, opener, realtime_reconnects=3)
+
+    def session_open(count: int) -> bool:
+        return len(opener.opened) == count and len(opener.opened[-1].sent) >= 1
+
     for n in range(1, 5):
-        await eventually(lambda n=n: len(opener.opened) == n and len(opener.opened[-1].sent) >= 1)
+        await eventually(functools.partial(session_open, n))
         opener.opened[-1].drop(1011, "internal error")
     await asyncio.wait_for(task, 3.0)
     assert len(opener.opened) == 4

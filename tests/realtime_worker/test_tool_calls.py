@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -189,7 +189,10 @@ async def test_a_slow_tool_never_blocks_audio_and_waits_for_the_reply_in_progres
     await eventually(lambda: call.session.bytes_from_model == 1600)
     release.set()
     await eventually(lambda: len(call.sent("conversation.item.create")) == 1)
-    await asyncio.sleep(0.05)
+    # More of resp_2, handled: the loop has run the tool's task since, and it still waits.
+    call.audio("resp_2", "item_2", 160)
+    await call.ws.handled()
+    assert call.session.bytes_from_model == 1760
     assert call.sent("response.create") == []  # not while resp_2 is under way
     call.done("resp_2")
     await eventually(lambda: len(call.sent("response.create")) == 1)
@@ -240,7 +243,7 @@ async def test_an_answer_after_a_reconnect_recreates_the_call_in_the_new_session
     )
     await eventually(lambda: endpoint.requests != [])  # the tool is running
     first.drop(1011, "internal error")
-    await eventually(lambda: session.holder.current.ws is second)
+    await eventually(lambda: cast(object, session.holder.current.ws) is second)
     release.set()
     await eventually(lambda: any(e["type"] == "response.create" for e in second.sent))
     created = [e["item"] for e in second.sent if e["type"] == "conversation.item.create"]

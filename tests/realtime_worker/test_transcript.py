@@ -136,3 +136,14 @@ def test_whatever_order_the_texts_arrive_in_the_store_reads_in_conversation_orde
         item, role = items[n]
         store.apply(t.fill(item, role, f"text {n}", 100))
     assert [turn.text for turn in store.turns] == [f"text {n}" for n in range(6)]
+
+
+def test_a_reply_started_twice_keeps_its_one_place() -> None:
+    t = Transcript()
+    t.assistant_started("a1", 1)
+    t.user_spoke("u1", "a1", 2)
+    t.assistant_started("a1", 3)  # the item again: not a second reply at the end
+    t.fill("u1", "user", "Stop.", 4)
+    t.fill("a1", "assistant", "Our hours …", 5)
+    assert roles_texts(t.turns()) == [("assistant", "Our hours …"), ("user", "Stop.")]
+    assert [turn.at_ms for turn in t.turns()] == [1, 2]

@@ -12,10 +12,11 @@ from fakeredis.aioredis import FakeRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.realtime_worker import worker as worker_module
+from shared import records
 from shared.keys import CallField, CallState, Keys
 from shared.messages import ENTRY_FIELD, CallDispatch, InboundAudio, StreamStarted, encode
 from shared.records import create_call
-from tests.support.fake_redis import polling_client
+from tests.support.fake_redis import polling_client, stream_entries
 from tests.support.waiting import eventually
 from tests.support.worker_process import KEYS, WORKER, Sockets, start_worker, stop_worker
 
@@ -29,6 +30,13 @@ async def redis() -> AsyncIterator[FakeRedis]:
     await client.aclose()
 
 
+async def pending(redis: FakeRedis, worker: worker_module.Worker, count: int) -> bool:
+    """Whether ``count`` dispatch entries are claimed but not acknowledged, once the worker's
+    writes are in."""
+    await worker.ctx.writer.flush()
+    return bool((await redis.xpending(KEYS.dispatch, "workers"))["pending"] == count)
+
+
 async def test_claims_a_call_and_releases_it_on_stop(redis: FakeRedis, sockets: Sockets) -> None:
     await create_call(redis, KEYS, "CA1", {CallField.FROM: "+1"})
     await redis.xadd(KEYS.inbound("CA1"), {ENTRY_FIELD: encode(StreamStarted("MZ", "e", 0.0))})
@@ -37,10 +45,8 @@ async def test_claims_a_call_and_releases_it_on_stop(redis: FakeRedis, sockets: 
     await eventually(lambda: "CA1" in worker.sessions and len(sockets) == 1)
     await eventually(lambda: len(sockets[0].sent) == 1)  # session.update
     assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()
-    await worker.ctx.writer.flush()
+    await eventually(lambda: pending(redis, worker, 0))  # acknowledged once claimed
     assert await redis.hget(KEYS.call("CA1"), CallField.WORKER_ID) == WORKER.encode()
-    pending = await redis.xpending(KEYS.dispatch, "workers")
-    assert pending["pending"] == 0  # acknowledged
     assert worker.registry.get_sample_value("switchboard_worker_active_calls") == 1
 
     # The heartbeat keeps the lease alive well past its TTL.
@@ -97,12 +103,8 @@ async def test_skips_unknown_ended_held_and_malformed_dispatches(
     )
     assert set(worker.sessions) == {"CAok"}
     assert await redis.get(KEYS.lease("CAheld")) == b"worker-2"
-    for _ in range(100):  # acknowledged through the writer once the whole batch is claimed
-        await worker.ctx.writer.flush()
-        if (await redis.xpending(KEYS.dispatch, "workers"))["pending"] == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert (await redis.xpending(KEYS.dispatch, "workers"))["pending"] == 0
+    # Acknowledged through the writer once the whole batch is claimed.
+    await eventually(lambda: pending(redis, worker, 0))
     await stop_worker(running)
 
 
@@ -112,7 +114,8 @@ async def test_takes_no_more_calls_than_max_calls(redis: FakeRedis, sockets: Soc
     running = await start_worker(redis, sockets, max_calls=2)
     worker = running.worker
     await eventually(lambda: len(worker.sessions) == 2)
-    await asyncio.sleep(0.2)
+    # The claim loop, full, waits for room: it reads no more dispatches until a call ends.
+    await eventually(lambda: not worker._room.is_set())
     assert set(worker.sessions) == {"CA1", "CA2"}
     assert not await redis.exists(KEYS.lease("CA3"))
     # A call ends: the third one is claimed.
@@ -143,27 +146,21 @@ async def test_heartbeat_saves_the_inbound_cursor(redis: FakeRedis, sockets: Soc
         KEYS.inbound("CA1"), {ENTRY_FIELD: encode(StreamStarted("MZ", "e", 0.0))}
     )
 
-    async def saved() -> bytes | None:
-        value: bytes | None = await redis.hget(KEYS.call("CA1"), CallField.IN_CURSOR)
-        return value
+    async def saved() -> bool:
+        return bool(await redis.hget(KEYS.call("CA1"), CallField.IN_CURSOR) == entry_id)
 
-    for _ in range(150):
-        if await saved() == entry_id:
-            break
-        await asyncio.sleep(0.02)
-    assert await saved() == entry_id
+    await eventually(saved, what="the cursor saved by the heartbeat")
     await stop_worker(running)
 
 
 async def test_one_failed_claim_does_not_hold_up_the_rest_of_its_batch(
     redis: FakeRedis, sockets: Sockets, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_load_call = worker_module.load_call
 
     async def load_call(client: Any, keys: Keys, sid: str) -> Any:
         if sid == "CAbad":
             raise RedisConnectionError("lost the connection mid-claim")
-        return await real_load_call(client, keys, sid)
+        return await records.load_call(client, keys, sid)
 
     monkeypatch.setattr(worker_module, "load_call", load_call)
     await create_call(redis, KEYS, "CAfirst", {})
@@ -172,13 +169,9 @@ async def test_one_failed_claim_does_not_hold_up_the_rest_of_its_batch(
     running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: set(worker.sessions) == {"CAfirst", "CAlast"})
-    for _ in range(100):
-        await worker.ctx.writer.flush()
-        if (await redis.xpending(KEYS.dispatch, "workers"))["pending"] == 1:
-            break
-        await asyncio.sleep(0.02)
-    pending = await redis.xpending_range(KEYS.dispatch, "workers", "-", "+", 10)
-    assert len(pending) == 1  # only the failed claim stays unacknowledged
-    entry = await redis.xrange(KEYS.dispatch, pending[0]["message_id"], pending[0]["message_id"])
-    assert b"CAbad" in entry[0][1][ENTRY_FIELD]
+    await eventually(lambda: pending(redis, worker, 1))
+    unacknowledged: Any = await redis.xpending_range(KEYS.dispatch, "workers", "-", "+", 10)
+    assert len(unacknowledged) == 1  # only the failed claim stays unacknowledged
+    fields = dict(await stream_entries(redis, KEYS.dispatch))[unacknowledged[0]["message_id"]]
+    assert b"CAbad" in fields[ENTRY_FIELD]
     await stop_worker(running)

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
 import fakeredis
 import pytest
+import redis.exceptions as redis_exceptions
 from fakeredis.aioredis import FakeRedis
 
 from shared.keys import CallField, CallState
 from shared.messages import (
-    ENTRY_FIELD,
     CallDispatch,
     Hangup,
     InboundAudio,
     StreamStarted,
-    decode,
-    encode,
 )
 from shared.records import Turn, create_call, load_turns, turn_commands
-from tests.support.fake_redis import polling_client
+from tests.support.fake_redis import add_message, execute, polling_client, stream_messages
 from tests.support.waiting import eventually
 from tests.support.worker_process import KEYS, WORKER, Sockets, start_worker, stop_worker
 
@@ -44,16 +43,11 @@ async def _live_call(redis: FakeRedis, sid: str) -> None:
     """A call whose stream is attached on edge-1 (what the edge writes on attach)."""
     await create_call(redis, KEYS, sid, {CallField.FROM: "+1"})
     await redis.hset(KEYS.call(sid), mapping={CallField.STATE: "live", CallField.EDGE_ID: "edge-1"})
-    await redis.xadd(KEYS.inbound(sid), {ENTRY_FIELD: _enc(StreamStarted("MZ", "edge-1", 0.0))})
-
-
-def _enc(message: StreamStarted | InboundAudio) -> bytes:
-    return encode(message)
+    await add_message(redis, KEYS.inbound(sid), StreamStarted("MZ", "edge-1", 0.0))
 
 
 async def _dispatches(redis: FakeRedis) -> list[CallDispatch]:
-    entries = await redis.xrange(KEYS.dispatch)
-    found = [decode(fields[ENTRY_FIELD]) for _, fields in entries]
+    found = await stream_messages(redis, KEYS.dispatch)
     return [m for m in found if isinstance(m, CallDispatch)]
 
 
@@ -66,8 +60,8 @@ async def test_handoff_drain_releases_leases_and_dispatches_again(
     await eventually(lambda: "CA1" in worker.sessions and len(sockets) == 1)
     session = worker.sessions["CA1"]
     assert session.takeover and session.stream_seen  # live on an edge: a takeover
-    audio_id = await redis.xadd(
-        KEYS.inbound("CA1"), {ENTRY_FIELD: _enc(InboundAudio(b"\x01" * 160, 0, time.time()))}
+    audio_id = await add_message(
+        redis, KEYS.inbound("CA1"), InboundAudio(b"\x01" * 160, 0, time.time())
     )
     await eventually(lambda: session.in_cursor == audio_id.decode())
 
@@ -78,8 +72,8 @@ async def test_handoff_drain_releases_leases_and_dispatches_again(
     record = await redis.hgetall(KEYS.call("CA1"))
     assert record[CallField.STATE.encode()] == CallState.LIVE.encode()  # not ended
     assert record[CallField.IN_CURSOR.encode()] == audio_id
-    outbound = await redis.xrange(KEYS.outbound("CA1"))
-    assert not any(isinstance(decode(f[ENTRY_FIELD]), Hangup) for _, f in outbound)
+    outbound = await stream_messages(redis, KEYS.outbound("CA1"))
+    assert not any(isinstance(message, Hangup) for message in outbound)
     assert worker.registry.get_sample_value("switchboard_worker_handoffs_total") == 1
 
     # Another worker takes it over at once, from the saved cursor.
@@ -94,8 +88,9 @@ async def test_handoff_drain_releases_leases_and_dispatches_again(
 
 
 async def test_finish_drain_waits_for_calls_then_hands_off_the_rest(
-    redis: FakeRedis, sockets: Sockets
+    redis: FakeRedis, sockets: Sockets, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="switchboard.worker")
     await _live_call(redis, "CA1")
     await _live_call(redis, "CA2")
     running = await start_worker(redis, sockets, drain_mode="finish", drain_timeout_s=0.5)
@@ -103,7 +98,7 @@ async def test_finish_drain_waits_for_calls_then_hands_off_the_rest(
     await eventually(lambda: len(worker.sessions) == 2)
     started = time.monotonic()
     running.stop.set()
-    await asyncio.sleep(0.1)
+    await eventually(lambda: "letting 2 calls finish" in caplog.text, what="the drain begun")
     assert set(worker.sessions) == {"CA1", "CA2"}  # still serving while draining
     worker.sessions["CA1"].stop("caller_hangup")  # one call ends by itself
     assert running.task is not None
@@ -121,9 +116,16 @@ async def test_claim_loop_recreates_the_group_after_redis_restarts_empty(
     running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: bool(worker.ctx.reader.healthy))
-    await asyncio.sleep(0.05)
+
+    async def group_exists() -> bool:
+        try:
+            return bool(await redis.xinfo_groups(KEYS.dispatch))
+        except redis_exceptions.ResponseError:  # no such key yet
+            return False
+
+    await eventually(group_exists, what="the claim loop's consumer group")
     await redis.flushall()  # the group and the dispatch stream are gone: NOGROUP
-    await asyncio.sleep(0.1)
+    await eventually(lambda: "claiming calls failed" in caplog.text, what="the claim failing")
     await create_call(redis, KEYS, "CA1", {})
     await eventually(lambda: "CA1" in worker.sessions, within_s=5.0)
     assert running.task is not None and not running.task.done()
@@ -136,8 +138,7 @@ async def test_redis_restart_keeps_the_call_and_restores_its_state(
     redis: FakeRedis, sockets: Sockets
 ) -> None:
     await _live_call(redis, "CA1")
-    for command in turn_commands(KEYS, "CA1", Turn("user", "Hello.", 1)):
-        await redis.execute_command(*command)
+    await execute(redis, turn_commands(KEYS, "CA1", Turn("user", "Hello.", 1)))
     running = await start_worker(redis, sockets)
     worker = running.worker
     await eventually(lambda: "CA1" in worker.sessions and len(sockets) == 1)
@@ -146,11 +147,11 @@ async def test_redis_restart_keeps_the_call_and_restores_its_state(
     await eventually(lambda: session.in_cursor != "0-0")
 
     await redis.flushall()  # Redis restarted empty: lease, record and turns are gone
-    for _ in range(200):
-        if await redis.get(KEYS.lease("CA1")) == WORKER.encode():
-            break
-        await asyncio.sleep(0.01)
-    assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()  # taken back, not "lost"
+
+    async def lease_held() -> bool:
+        return bool(await redis.get(KEYS.lease("CA1")) == WORKER.encode())
+
+    await eventually(lease_held, what="the lease taken back")  # taken back, not "lost"
     await worker.ctx.writer.flush()
     record = await redis.hgetall(KEYS.call("CA1"))
     assert record[CallField.WORKER_ID.encode()] == WORKER.encode()

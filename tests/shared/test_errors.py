@@ -24,8 +24,8 @@ from shared.errors import (
 def test_hierarchy() -> None:
     for cls in (DecodeError, TwilioProtocolError, RealtimeProtocolError):
         assert issubclass(cls, ProtocolError)
-    for cls in (ConfigError, ProtocolError, FormatMismatchError, RealtimeSessionError):
-        assert issubclass(cls, SwitchboardError)
+    for kind in (ConfigError, ProtocolError, FormatMismatchError, RealtimeSessionError):
+        assert issubclass(kind, SwitchboardError)
     assert not issubclass(FormatMismatchError, ProtocolError)
 
 

@@ -76,11 +76,15 @@ def test_keys_are_immutable() -> None:
 
 
 def test_enums_are_their_wire_strings() -> None:
-    assert CallState.DISPATCHED == "dispatched"
-    assert CallState.LIVE == "live"
-    assert CallState.ENDED == "ended"
-    assert CallField.IN_CURSOR == "in_cursor"
-    assert CallField.WORKER_ID == "worker_id"
+    # StrEnum members are the strings themselves (written to Redis as they are).
+    wire: list[str] = [
+        CallState.DISPATCHED,
+        CallState.LIVE,
+        CallState.ENDED,
+        CallField.IN_CURSOR,
+        CallField.WORKER_ID,
+    ]
+    assert wire == ["dispatched", "live", "ended", "in_cursor", "worker_id"]
     assert len({f.value for f in CallField}) == len(CallField)
 
 

@@ -106,8 +106,8 @@ def test_call_log_keeps_caller_extra_and_debug_flag(capsys: pytest.CaptureFixtur
     finally:
         logger.removeHandler(keep)
     (record,) = captured
-    assert record.call_sid == "CA9"
-    assert record.frames == 3
+    assert record.__dict__["call_sid"] == "CA9"
+    assert record.__dict__["frames"] == 3
     assert "call=CA9 with extra" in _lines(capsys)[0]
     logger.setLevel(logging.DEBUG)
     try:

@@ -8,8 +8,9 @@ import pytest
 from fakeredis.aioredis import FakeRedis
 
 from shared.keys import CALL_KEY_TTL_S, CallField, CallState, Keys
-from shared.messages import ENTRY_FIELD, CallDispatch, decode
+from shared.messages import CallDispatch
 from shared.records import CallRecord, create_call, load_call, now_ms
+from tests.support.fake_redis import stream_messages
 
 pytestmark = pytest.mark.anyio
 
@@ -34,8 +35,7 @@ async def test_create_call_writes_record_and_dispatches(redis: FakeRedis) -> Non
     created_ms = record.get(CallField.CREATED_MS)
     assert created_ms is not None and before <= int(created_ms) <= now_ms()
     assert 0 < await redis.ttl(KEYS.call(SID)) <= CALL_KEY_TTL_S
-    ((_, fields),) = await redis.xrange(KEYS.dispatch)
-    message = decode(fields[ENTRY_FIELD])
+    (message,) = await stream_messages(redis, KEYS.dispatch)
     assert isinstance(message, CallDispatch)
     assert (message.call_sid, message.reason) == (SID, "new")
     assert abs(message.sent_at - time.time()) < 5
@@ -75,8 +75,10 @@ def test_ended_and_unknown_states() -> None:
     ],
 )
 def test_ended_in_failure(state: CallState, error: str | None, failed: bool) -> None:
-    fields = {CallField.STATE: state} | ({} if error is None else {CallField.ERROR: error})
-    assert CallRecord("CA1", dict(fields)).ended_in_failure is failed
+    fields: dict[str, str] = {CallField.STATE: state}
+    if error is not None:
+        fields[CallField.ERROR] = error
+    assert CallRecord("CA1", fields).ended_in_failure is failed
 
 
 def test_now_ms_is_wall_clock_milliseconds() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from shared.streams import (
     release_lease,
     renew_lease_status,
 )
+from tests.support.fake_redis import add_message, stream_entries, stream_messages
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
@@ -45,10 +47,8 @@ async def running(*coros: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
 
 
 async def _names(redis: FakeRedis, stream: str) -> list[str]:
-    entries = await redis.xrange(stream)
     names = []
-    for _, fields in entries:
-        message = decode(fields[ENTRY_FIELD])
+    for message in await stream_messages(redis, stream):
         assert isinstance(message, MarkPlayed)
         names.append(message.name)
     return names
@@ -85,9 +85,13 @@ async def test_renew_extends_own_leases_and_retakes_missing_ones(redis: FakeRedi
     ]
 
 
+async def lapsed(redis: FakeRedis, key: str) -> bool:
+    return not await redis.exists(key)
+
+
 async def test_lease_taken_by_another_worker_is_reported_lost(redis: FakeRedis) -> None:
     await acquire_lease(redis, "lease", "w1", 30)
-    await asyncio.sleep(0.08)
+    await eventually(lambda: lapsed(redis, "lease"))
     assert await acquire_lease(redis, "lease", "w2", 1000)  # lapsed, and w2 took it
     assert await renew_lease_status(redis, ["lease"], "w1", 1000) == [LeaseStatus.LOST]
     assert await redis.get("lease") == b"w2"
@@ -96,7 +100,7 @@ async def test_lease_taken_by_another_worker_is_reported_lost(redis: FakeRedis) 
 
 async def test_lapsed_unclaimed_lease_is_taken_back(redis: FakeRedis) -> None:
     await acquire_lease(redis, "lease", "w1", 30)
-    await asyncio.sleep(0.08)
+    await eventually(lambda: lapsed(redis, "lease"))
     assert await renew_lease_status(redis, ["lease"], "w1", 1000) == [LeaseStatus.REACQUIRED]
     assert not await acquire_lease(redis, "lease", "w2", 1000)
 
@@ -159,7 +163,7 @@ async def test_writer_stores_raw_audio(redis: FakeRedis) -> None:
     async with running(writer.run()):
         await writer.xadd("in", InboundAudio(audio, 40, 1.0), 100)
         await writer.flush()
-    ((_, fields),) = await redis.xrange("in")
+    ((_, fields),) = await stream_entries(redis, "in")
     assert fields == {ENTRY_FIELD: encode(InboundAudio(audio, 40, 1.0))}
 
 
@@ -167,7 +171,7 @@ async def test_writer_flush_waits_for_writes_queued_before_it(redis: FakeRedis) 
     writer = BatchWriter(redis)
     writer.command("SET", "k", "1")
     flushed = asyncio.create_task(writer.flush())
-    await asyncio.sleep(0.02)
+    await waiting(flushed)
     assert not flushed.done()  # the writer is not running yet
     async with running(writer.run()):
         await asyncio.wait_for(flushed, 1.0)
@@ -264,7 +268,7 @@ async def test_writer_applies_back_pressure(redis: FakeRedis) -> None:
     for i in range(3):
         await writer.xadd("s", MarkPlayed(str(i)), 1000)
     blocked = asyncio.create_task(writer.xadd("s", MarkPlayed("3"), 1000))
-    await asyncio.sleep(0.02)
+    await waiting(blocked)
     assert not blocked.done()
     writer.xadd_nowait("s", MarkPlayed("control"), 1000)  # never waits
     assert writer.pending == 4
@@ -276,7 +280,7 @@ async def test_writer_applies_back_pressure(redis: FakeRedis) -> None:
 
 @pytest.mark.parametrize(("gather_s", "most_round_trips"), [(0.0, 10), (0.2, 2)])
 async def test_writer_gathers_writes_for_redis_batch_ms(
-    redis: FakeRedis, gather_s: float, most_round_trips: int
+    redis: FakeRedis, gather_s: float, most_round_trips: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = BatchWriter(redis, gather_s=gather_s)
     pipelines = 0
@@ -287,7 +291,7 @@ async def test_writer_gathers_writes_for_redis_batch_ms(
         pipelines += 1
         return make_pipeline(transaction=transaction)
 
-    redis.pipeline = counting_pipeline  # type: ignore[method-assign]
+    monkeypatch.setattr(redis, "pipeline", counting_pipeline)
     async with running(writer.run()):
         for i in range(10):  # one frame every 10 ms
             await writer.xadd("s", MarkPlayed(str(i)), 1000)
@@ -299,7 +303,9 @@ async def test_writer_gathers_writes_for_redis_batch_ms(
         assert pipelines >= 5  # without gathering, nearly one round trip per frame
 
 
-async def test_writer_stops_on_a_non_retryable_failure(redis: FakeRedis) -> None:
+async def test_writer_stops_on_a_non_retryable_failure(
+    redis: FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Broken(Exception):
         pass
 
@@ -307,7 +313,7 @@ async def test_writer_stops_on_a_non_retryable_failure(redis: FakeRedis) -> None
         raise Broken("bug")
 
     writer = BatchWriter(redis)
-    redis.pipeline = pipeline  # type: ignore[method-assign]
+    monkeypatch.setattr(redis, "pipeline", pipeline)
     writer.command("SET", "k", "1")
     with pytest.raises(Broken):
         await asyncio.wait_for(writer.run(), 1.0)
@@ -338,11 +344,16 @@ class Sink:
         return result
 
 
+async def waiting(task: asyncio.Task[Any]) -> None:
+    """Until ``task`` has started and is suspended, waiting for something (or has ended)."""
+    coroutine: Any = task.get_coro()
+    await eventually(
+        lambda: task.done() or inspect.getcoroutinestate(coroutine) == inspect.CORO_SUSPENDED
+    )
+
+
 async def _add(redis: FakeRedis, stream: str, *names: str) -> list[bytes]:
-    ids = []
-    for name in names:
-        ids.append(await redis.xadd(stream, {ENTRY_FIELD: encode(MarkPlayed(name))}))
-    return ids
+    return [await add_message(redis, stream, MarkPlayed(name)) for name in names]
 
 
 def _reader(redis: FakeRedis, writer: BatchWriter, **kwargs: Any) -> FanInReader:
@@ -392,19 +403,40 @@ async def test_reader_starts_after_start_id(redis: FakeRedis) -> None:
     reader.subscribe("a", sink, start_id=ids[1])
     async with running(writer.run(), reader.run()):
         await eventually(lambda: len(sink.entries) == 1)
-        await asyncio.sleep(0.05)
-    assert sink.names() == ["new1"]
+        await _add(redis, "a", "new2")  # read after the first: nothing older comes with it
+        await eventually(lambda: len(sink.entries) == 2)
+    assert sink.names() == ["new1", "new2"]
 
 
-async def test_subscribe_wakes_a_blocked_read(redis_server: fakeredis.FakeServer) -> None:
-    # Really blocks in XREAD (not the polling client); see tests/shared/fake_redis.py.
+async def test_subscribe_wakes_a_blocked_read(
+    redis_server: fakeredis.FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Really blocks in XREAD (not the polling client); see tests/support/fake_redis.py.
     redis = FakeRedis(server=redis_server, socket_timeout=None)
     writer = BatchWriter(redis)
     reader = _reader(redis, writer, block_ms=30_000)
+    reads: list[dict[str, Any]] = []  # the streams of each XREAD, as asked
+    in_flight = 0
+    xread = redis.xread
+
+    async def counted_xread(streams: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight
+        reads.append(dict(streams))
+        in_flight += 1
+        try:
+            return await xread(streams, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(redis, "xread", counted_xread)
     first = Sink()
     reader.subscribe("first", first)
     async with running(writer.run(), reader.run()):
-        await asyncio.sleep(0.05)  # the reader now blocks on "first" and the wake stream
+        await writer.flush()  # the subscription's wake-up is in the wake stream
+        newest: Any = await redis.xrevrange("wake", count=1)
+        ((woken_at, _),) = newest
+        # The reader now blocks (30 s) on "first" and the wake stream, past that wake-up.
+        await eventually(lambda: in_flight == 1 and reads[-1].get("wake") == woken_at)
         await _add(redis, "late", "x")
         late = Sink()
         reader.subscribe("late", late)
@@ -426,7 +458,9 @@ async def test_paused_stream_waits_in_redis_until_resumed(redis: FakeRedis) -> N
         await _add(redis, "a", "3", "4")
         await _add(redis, "b", "other")
         await eventually(lambda: len(other.entries) == 1)
-        await asyncio.sleep(0.1)
+        # Another read after that one: "a" stays out of every read while paused.
+        await _add(redis, "b", "other2")
+        await eventually(lambda: len(other.entries) == 2)
         assert sink.names() == ["1", "2"]  # paused: nothing more delivered
         assert sink.calls == 1
         sink.accept = True
@@ -450,15 +484,17 @@ async def test_resume_of_unpaused_or_unknown_stream_is_harmless(redis: FakeRedis
 async def test_unsubscribe_stops_delivery(redis: FakeRedis) -> None:
     writer = BatchWriter(redis)
     reader = _reader(redis, writer, block_ms=20)
-    sink = Sink()
+    sink, other = Sink(), Sink()
     reader.subscribe("a", sink)
     await _add(redis, "a", "1")
     async with running(writer.run(), reader.run()):
         await eventually(lambda: len(sink.entries) == 1)
         reader.unsubscribe("a")
         assert reader.last_id("a") is None
+        reader.subscribe("b", other)
         await _add(redis, "a", "2")
-        await asyncio.sleep(0.1)
+        await _add(redis, "b", "later")  # read after "2" was: the reader has moved past it
+        await eventually(lambda: other.names() == ["later"])
     assert sink.names() == ["1"]
     reader.unsubscribe("a")  # twice is harmless
 

@@ -1,12 +1,17 @@
-"""fakeredis clients whose blocking stream reads can be cancelled safely."""
+"""fakeredis clients whose blocking stream reads can be cancelled safely, and typed readers of
+what the services write to Redis."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import fakeredis
 from fakeredis.aioredis import FakeRedis
+from redis.asyncio import Redis
+
+from shared.messages import ENTRY_FIELD, Message, decode, encode
 
 POLL_S = 0.005
 
@@ -33,3 +38,41 @@ def polling_client(server: fakeredis.FakeServer) -> FakeRedis:
 
         setattr(client, name, poll)
     return client
+
+
+# redis-py types replies loosely (``bytes | str``, optional lists): the tests read them here,
+# as the clients they use (no decode_responses) return them.
+
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+async def stream_entries(redis: Redis, stream: str) -> list[StreamEntry]:
+    """Every entry of ``stream``, oldest first."""
+    reply: Any = await redis.xrange(stream)
+    return [(entry_id, fields) for entry_id, fields in reply]
+
+
+async def stream_messages(redis: Redis, stream: str) -> list[Message]:
+    """The messages of ``stream`` (``shared.messages``), oldest first."""
+    return [decode(fields[ENTRY_FIELD]) for _, fields in await stream_entries(redis, stream)]
+
+
+async def add_message(redis: Redis, stream: str, message: Message) -> bytes:
+    """Append ``message`` to ``stream`` as the services do; its entry id."""
+    entry_id: Any = await redis.xadd(stream, {ENTRY_FIELD: encode(message)})
+    return bytes(entry_id)
+
+
+async def text_hash(redis: Redis, key: str) -> dict[str, str]:
+    """A hash (a call record, say) with its fields and values decoded."""
+    raw: Any = await redis.hgetall(key)
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+async def execute(redis: Redis, commands: Iterable[Sequence[Any]]) -> None:
+    """Run ``commands`` (argument lists, as ``shared.records`` builds them) in one pipeline, as
+    the services' batch writer does."""
+    pipe = redis.pipeline(transaction=False)
+    for args in commands:
+        pipe.execute_command(*args)
+    await pipe.execute()

@@ -13,6 +13,8 @@ from typing import Any
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
+from tests.support.waiting import eventually
+
 __all__ = ["PCM24", "PCMU", "FakeRealtime", "Opener", "session_event"]
 
 PCMU = {"type": "audio/pcmu"}
@@ -48,6 +50,7 @@ class FakeRealtime:
         self._frames: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
         self.confirm_format = confirm_format
         self.dropped: ConnectionClosedError | None = None
+        self.receiving = 0  # receivers waiting on an empty queue (see ``handled``)
         self.push(session_event("session.created", PCM24))
 
     def drop(self, code: int | None = 1011, reason: str = "internal error") -> None:
@@ -64,10 +67,22 @@ class FakeRealtime:
         self.push(json.dumps(event))
 
     async def _next(self) -> str | None:
-        frame = await self._frames.get()
+        self.receiving += 1
+        try:
+            frame = await self._frames.get()
+        finally:
+            self.receiving -= 1
         if isinstance(frame, BaseException):
             raise frame
         return frame
+
+    async def handled(self) -> None:
+        """Until every frame pushed so far has been received and the receiver is back for the
+        next one: the session reads its socket in one loop and handles each event before the
+        next receive, so everything pushed before this call has been handled."""
+        await eventually(
+            lambda: self._frames.empty() and self.receiving > 0, what="the frames handled"
+        )
 
     async def send(self, text: str) -> None:
         if self.dropped is not None:

@@ -11,12 +11,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from services.realtime_worker.call_session import CallSession
-from shared.messages import PlaybackMark, StreamStarted
+from shared.messages import Message, PlaybackMark, StreamStarted
 from tests.support.clock import ManualClock
 from tests.support.realtime import FakeRealtime, Opener
 from tests.support.strict_events import check_client_event
 from tests.support.waiting import eventually
-from tests.support.worker import SID, Harness
+from tests.support.worker import SID, Harness, inbound_handled
 
 __all__ = ["ScriptedCall", "running_call", "start_session"]
 
@@ -56,6 +56,11 @@ class ScriptedCall:
             type="response.done", response={"id": response_id, "status": status, **response}
         )
 
+    async def inbound(self, *messages: Message) -> None:
+        """Send the caller's side of the call, and wait until the session has handled it."""
+        ids = await self.harness.send_inbound(*messages)
+        await inbound_handled(self.session, ids[-1])
+
     async def marks(self) -> list[str]:
         await self.harness.writer.flush()
         return [m.name for m in await self.harness.outbound() if isinstance(m, PlaybackMark)]
@@ -69,16 +74,16 @@ class ScriptedCall:
 
 
 @asynccontextmanager
-async def running_call(harness: Harness) -> AsyncIterator[ScriptedCall]:
+async def running_call(harness: Harness, **session: Any) -> AsyncIterator[ScriptedCall]:
     """A session on a scripted Realtime socket whose stream has started; stopped afterwards.
     The watchdog looks every 10 ms; the playback clock starts at 100.0 and moves when the
-    test says."""
+    test says. ``session``: keyword arguments of ``CallSession`` (its agent, say)."""
     clock = ManualClock()
     harness.set_clock(clock)
     harness.set_timing(watchdog_interval_s=0.01, cancel_grace_s=0.05)
     ws = FakeRealtime()
     harness.use(ws)
-    running = ScriptedCall(harness, ws, CallSession(harness.ctx, SID, "0-0"), clock)
+    running = ScriptedCall(harness, ws, CallSession(harness.ctx, SID, "0-0", **session), clock)
     await harness.send_inbound(StreamStarted("MZ1", "edge-1", 0.0))
     running.task = asyncio.create_task(running.session.run())
     await eventually(lambda: running.session.stream_seen)

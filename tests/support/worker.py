@@ -11,21 +11,32 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import fakeredis
+import pytest
 from fakeredis.aioredis import FakeRedis
 from prometheus_client import CollectorRegistry
 
+from services.realtime_worker.call_session import CallSession
 from services.realtime_worker.context import WorkerContext
 from services.realtime_worker.metrics import WorkerMetrics
 from services.realtime_worker.settings import WorkerSettings
 from shared.clock import Clock
 from shared.keys import CallField, Keys
-from shared.messages import ENTRY_FIELD, Message, decode, encode
+from shared.messages import Message
 from shared.records import create_call
 from shared.streams import BatchWriter, FanInReader, acquire_lease
-from tests.support.fake_redis import polling_client
+from tests.support.fake_redis import add_message, polling_client, stream_messages, text_hash
 from tests.support.realtime import FakeRealtime
+from tests.support.waiting import eventually
 
-__all__ = ["SID", "WORKER", "Harness", "running_harness", "worker_settings"]
+__all__ = [
+    "SID",
+    "WORKER",
+    "Harness",
+    "WatchdogLooks",
+    "inbound_handled",
+    "running_harness",
+    "worker_settings",
+]
 
 SID = "CAtest"
 WORKER = "worker-1"
@@ -80,18 +91,13 @@ class Harness:
         return opener if isinstance(opener, FakeRealtime) else await opener()
 
     async def send_inbound(self, *messages: Message) -> list[bytes]:
-        return [
-            await self.redis.xadd(self.keys.inbound(SID), {ENTRY_FIELD: encode(m)})
-            for m in messages
-        ]
+        return [await add_message(self.redis, self.keys.inbound(SID), m) for m in messages]
 
     async def outbound(self) -> list[Message]:
-        entries = await self.redis.xrange(self.keys.outbound(SID))
-        return [decode(fields[ENTRY_FIELD]) for _, fields in entries]
+        return await stream_messages(self.redis, self.keys.outbound(SID))
 
     async def record(self) -> dict[str, str]:
-        raw = await self.redis.hgetall(self.keys.call(SID))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return await text_hash(self.redis, self.keys.call(SID))
 
     def metric(self, name: str, **labels: str) -> float:
         value = self.registry.get_sample_value(name, labels)
@@ -114,3 +120,32 @@ async def running_harness() -> AsyncIterator[Harness]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await redis.aclose()
+
+
+async def inbound_handled(session: CallSession, entry_id: bytes) -> None:
+    """Until ``session`` has handled the inbound entry ``entry_id`` (and all before it): its
+    caller relay moves its cursor past each entry once it is done with it."""
+    wanted = entry_id.decode()
+    await eventually(lambda: session.in_cursor == wanted, what=f"inbound entry {wanted} handled")
+
+
+class WatchdogLooks:
+    """Counts the looks a session's watchdog takes. Each look ends by asking the model relay
+    whether the call can hang up now (``check_ending``), which nothing else does while no
+    mark and no response arrives: the tests that count looks send neither."""
+
+    def __init__(self, session: CallSession, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        check_ending = session.model.check_ending
+
+        def counted() -> None:
+            self.count += 1
+            check_ending()
+
+        monkeypatch.setattr(session.model, "check_ending", counted)
+
+    async def taken(self, looks: int = 2) -> None:
+        """Until ``looks`` more looks have ended; the last of them began after this call (a
+        look under way when it was made may end first), so it saw the clock as it is now."""
+        wanted = self.count + looks
+        await eventually(lambda: self.count >= wanted, what=f"{looks} looks of the watchdog")

@@ -193,3 +193,67 @@ def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
     return matches[0]
+
+
+# --- the Dockerfile, read as Docker reads it ---------------------------------------------
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    base: str
+    instructions: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [args for kw, args in self.instructions if kw == keyword]
+
+
+def parse(text: str) -> list[Stage]:
+    """Stages of a Dockerfile: comments dropped, continuation lines joined."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical:
+        keyword, _, rest = line.partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        if keyword == "ARG" and not stages:
+            name, _, value = rest.partition("=")
+            args[name] = value
+        elif keyword == "FROM":
+            match = re.fullmatch(r"(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", rest, re.I)
+            assert match, f"cannot read FROM {rest}"
+            base = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), match[1])
+            stages.append(Stage(match[2] or f"stage{len(stages)}", base))
+        else:
+            stages[-1].instructions.append((keyword, rest))
+    return stages
+
+
+STAGES = {stage.name: stage for stage in parse(DOCKERFILE)}
+
+
+# --- docker-compose.yml ------------------------------------------------------------------
+
+COMPOSE_PATH = ROOT / "docker-compose.yml"
+COMPOSE: dict[str, Any] = load_yaml(COMPOSE_PATH)
+SERVICES: dict[str, Any] = COMPOSE["services"]
+
+
+def environment(service: str) -> dict[str, str]:
+    env = SERVICES[service].get("environment", {})
+    assert isinstance(env, dict), f"{service}: use the mapping form of environment"
+    return {k: str(v) for k, v in env.items()}

@@ -1,0 +1,262 @@
+"""Whole stacks for end-to-end tests: their Redis, starting and stopping them, talking to them
+(simulated calls, metrics, the admin API) and reading what their processes logged.
+
+Redis: a private ``redis-server`` on a free port, one per pytest process (an xdist worker runs
+its tests one at a time, so a test measuring Redis sees only its own stack), started on first
+use. ``SWITCHBOARD_TEST_REDIS_URL`` names a Redis to use instead. Either way each stack writes
+under its own random key prefix and deletes only its own keys afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from services.call_sim import CallConfig
+from services.devstack import (
+    PUBLIC_URL,
+    ManagedProcess,
+    RedisHandle,
+    Stack,
+    StackConfig,
+    provide_redis,
+    start_redis_server,
+)
+from tests.support.waiting import eventually
+
+__all__ = [
+    "ADMIN_TOKEN",
+    "REDIS_URL_VARIABLE",
+    "StackFactory",
+    "active_calls",
+    "call_config",
+    "call_holder",
+    "call_record",
+    "e2e_redis",
+    "edge_ready",
+    "metric_value",
+    "read_api",
+    "running_stacks",
+    "scrape",
+    "scrape_async",
+    "wait_for_audio_out",
+    "worker_log",
+    "worker_metrics",
+]
+
+#: The environment variable naming a Redis for the end-to-end tests (instead of a private one).
+REDIS_URL_VARIABLE = "SWITCHBOARD_TEST_REDIS_URL"
+#: The admin API's token in stacks that serve it (``edge_env={"ADMIN_TOKEN": ADMIN_TOKEN}``).
+ADMIN_TOKEN = "e2e-admin-token-0123456789"
+
+StackFactory = Callable[..., Stack]
+
+
+@contextmanager
+def e2e_redis() -> Iterator[RedisHandle]:
+    """The Redis the end-to-end tests share: ``$SWITCHBOARD_TEST_REDIS_URL`` (which must
+    answer), else a private ``redis-server``; a private one is stopped afterwards."""
+    url = os.environ.get(REDIS_URL_VARIABLE)
+    if url:
+        handle = provide_redis(url)
+        if handle.kind != "existing":
+            handle.close()
+            raise RuntimeError(f"{REDIS_URL_VARIABLE}={url} does not answer")
+    else:
+        handle = start_redis_server()
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+#: What makes an edge or a worker measure its coverage (``make test``; coverage's subprocess
+#: patch sets it in the test process). Stacks pass it on: their processes start with a minimal
+#: environment otherwise.
+COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+
+
+def _with_coverage(overrides: dict[str, Any]) -> dict[str, Any]:
+    coverage = {name: os.environ[name] for name in COVERAGE_VARIABLES if name in os.environ}
+    if not coverage:
+        return overrides
+    return overrides | {
+        "edge_env": coverage | overrides.get("edge_env", {}),
+        "worker_env": coverage | overrides.get("worker_env", {}),
+    }
+
+
+def _delete_prefix(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@contextmanager
+def running_stacks(redis_url: str, log_dir: Path) -> Iterator[StackFactory]:
+    """Start stacks with ``factory(workers=2, sim_mode="echo", ...)``; on the way out all are
+    stopped, their processes must have exited 0, and their Redis keys are deleted."""
+    stacks: list[Stack] = []
+
+    def factory(**overrides: Any) -> Stack:
+        config = StackConfig(
+            redis_url=redis_url,
+            log_dir=log_dir / f"stack{len(stacks)}",
+            **_with_coverage(overrides),
+        )
+        stack = Stack(config)
+        stacks.append(stack)
+        stack.start()
+        return stack
+
+    try:
+        yield factory
+    finally:
+        for stack in stacks:  # all at once: each then exits while the others do
+            for process in stack.processes():
+                process.signal(signal.SIGTERM)
+        codes = {}
+        for stack in stacks:
+            codes[stack.config.key_prefix] = stack.stop()
+            _delete_prefix(redis_url, stack.config.key_prefix)
+    for stack in stacks:
+        bad = {name: code for name, code in codes[stack.config.key_prefix].items() if code != 0}
+        assert not bad, f"processes exited with errors: {bad}\n" + "\n".join(
+            f"--- {p.name}\n{p.log()[-2000:]}" for p in stack.processes()
+        )
+
+
+# --- calls ------------------------------------------------------------------------------------
+
+
+#: How long a simulated caller stays on the line, at most, after its audio and hold, for audio
+#: still coming (it leaves once the edge has been quiet for half a second): on a busy machine
+#: an echo or a reply can lag seconds behind, and hanging up on it would fail the test.
+LINGER_S = 8.0
+
+
+def call_config(stack: Stack, audio: bytes, hold_s: float = 1.0, **extra: Any) -> CallConfig:
+    """A simulated call to ``stack``'s edges, signed with the stack's auth token."""
+    fields: dict[str, Any] = {
+        "edge_urls": stack.edge_urls,
+        "public_url": PUBLIC_URL,
+        "auth_token": stack.config.auth_token,
+        "caller_audio": audio,
+        "hold_s": hold_s,
+        "linger_s": LINGER_S,
+    }
+    return CallConfig(**(fields | extra))
+
+
+def call_record(stack: Stack, call_sid: str) -> dict[str, str]:
+    """The call's record (hash) in the stack's Redis, as the processes left it."""
+    client = redis.Redis.from_url(stack.config.redis_url, decode_responses=True)
+    try:
+        record: dict[str, str] = client.hgetall(f"{stack.config.key_prefix}:call:{call_sid}")  # type: ignore[assignment]
+        return record
+    finally:
+        client.close()
+
+
+def read_api(stack: Stack, path: str) -> dict[str, Any]:
+    """A GET on the first edge's admin API (the stack runs with ``ADMIN_TOKEN``)."""
+    request = urllib.request.Request(
+        stack.edge_urls[0] + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=2) as response:
+        body: dict[str, Any] = json.loads(response.read())
+        return body
+
+
+# --- metrics, readiness, logs -----------------------------------------------------------------
+
+
+def scrape(url: str) -> str:
+    """The Prometheus exposition at ``url``/metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:
+        text: str = response.read().decode()
+        return text
+
+
+async def scrape_async(url: str) -> str:
+    """``scrape`` in a thread: the event loop (a call simulator streaming in real time, say)
+    goes on meanwhile."""
+    return await asyncio.to_thread(scrape, url)
+
+
+def worker_metrics(stack: Stack, index: int = 0) -> str:
+    return scrape(f"http://127.0.0.1:{stack.workers[index].port}")
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format; 0 when the series is absent."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
+        if match is None or match.group(1) != name:
+            continue
+        found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
+        if found == wanted:
+            return float(match.group(3))
+    return 0.0
+
+
+def edge_ready(edge_url: str) -> bool:
+    """Whether the edge answers /readyz with 200 (False when it does not answer at all)."""
+    try:
+        with urllib.request.urlopen(f"{edge_url}/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def worker_log(stack: Stack) -> str:
+    """Everything every worker of ``stack`` (still listed in it) logged."""
+    return "".join(p.log() for p in stack.processes() if p.name.startswith("worker"))
+
+
+# --- waiting on what a stack's processes count --------------------------------------------------
+
+
+async def active_calls(worker: ManagedProcess) -> float:
+    """The calls ``worker`` holds now (its ``switchboard_worker_active_calls``)."""
+    text = await scrape_async(f"http://127.0.0.1:{worker.port}")
+    return metric_value(text, "switchboard_worker_active_calls")
+
+
+async def call_holder(stack: Stack, within_s: float = 10.0) -> ManagedProcess:
+    """The worker that holds the stack's one live call, once one has claimed it."""
+
+    async def holders() -> list[ManagedProcess]:
+        return [worker for worker in stack.workers if await active_calls(worker) >= 1]
+
+    (holder,) = await eventually(holders, within_s, "a worker holding the call")
+    return holder
+
+
+async def wait_for_audio_out(
+    stack: Stack, audio_bytes: int, edge: int = 0, within_s: float = 20.0
+) -> None:
+    """Until edge ``edge`` has sent callers ``audio_bytes`` of audio in all (8000 a second):
+    the calls are under way, however slow the machine is to get them going."""
+    url = stack.edge_urls[edge]
+
+    async def sent() -> bool:
+        text = await scrape_async(url)
+        return metric_value(text, "switchboard_edge_audio_out_bytes_total") >= audio_bytes
+
+    await eventually(sent, within_s, f"{audio_bytes} bytes of audio sent by edge {edge}")
