@@ -7,7 +7,7 @@
 #   docker build --target sim    -t switchboard-sim    .   # python -m services.realtime_sim
 #
 # Why per-service targets rather than one image with two entry points: each service gets its own
-# HEALTHCHECK (edge: GET /healthz on PORT; worker: GET /metrics on METRICS_PORT) and its own
+# HEALTHCHECK (edge: GET /healthz on ADMIN_PORT; worker: GET /metrics on METRICS_PORT) and its own
 # exec-form ENTRYPOINT, so `docker run switchboard-worker` needs no command override, and the
 # simulator's extra dependencies (openai, pydantic, twilio) never ship in the production
 # images. The targets share every layer up to `runtime`, so building both costs one build.
@@ -70,11 +70,21 @@ USER 10001:10001
 
 # --- edge: Twilio webhooks and Media Streams (python -m services.edge) --------------------------
 FROM runtime AS edge
-ENV PORT=8080
-EXPOSE 8080
-# /healthz: the process serves HTTP. (/readyz also needs Redis; orchestrators use it for traffic.)
+# PORT: Twilio's routes only (publish this one); ADMIN_PORT: metrics, health, the read API and
+# call control (keep it private: SECURITY.md).
+ENV PORT=8080 \
+    ADMIN_PORT=8081
+EXPOSE 8080 8081
+# /healthz on the admin port (on loopback: ADMIN_HOST, if set, must cover 127.0.0.1): the process
+# serves HTTP. (/readyz also needs Redis; orchestrators use it for traffic.)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ADMIN_PORT', '8081'), timeout=2)"]
+# Where docker-compose.yml mounts RECORDINGS_DIR, owned by the edge's user: an empty named
+# volume mounted there starts with this ownership, so the edge can write it.
+USER root
+RUN mkdir -p /var/lib/switchboard/recordings \
+ && chown 10001:10001 /var/lib/switchboard/recordings
+USER 10001:10001
 # Exec form: python is PID 1 and receives SIGTERM itself (the edge drains for DRAIN_TIMEOUT).
 ENTRYPOINT ["python", "-m", "services.edge"]
 

@@ -43,6 +43,9 @@ COMPOSE_NOTES = {
     "REDIS_URL": "docker compose default: redis://redis:6379/0 (the redis service).",
     "HOST": "docker compose sets 0.0.0.0.",
     "PORT": "docker compose sets 8080 inside the container; see EDGE_PUBLISHED_PORT.",
+    "ADMIN_HOST": "docker compose sets 0.0.0.0: the compose network, where Prometheus scrapes.",
+    "ADMIN_PORT": "docker compose sets 8081 and does not publish it to the host (see "
+    "docker-compose.yml to reach it from this host).",
     "METRICS_PORT": "docker compose sets 9100 (Prometheus scrapes it).",
     "EDGE_ID": "Not passed by docker compose: each replica names itself.",
     "WORKER_ID": "Not passed by docker compose: each replica names itself.",

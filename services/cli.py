@@ -4,13 +4,14 @@
     switchboard doctor --tone        # check a deployment (python -m services.doctor)
     switchboard edge                 # run the edge, configured from the environment
     switchboard worker               # run a realtime worker
+    switchboard call +1555… --from +1555… --agent support   # place a call (POST /calls)
     switchboard demo                 # one simulated call end to end           [sim]
     switchboard realtime-sim --help  # the local Realtime server               [sim]
-    switchboard call-sim --help      # the Twilio call simulator               [sim]
+    switchboard call-sim --help      # the Twilio call simulator
     switchboard bench --quick        # the load benchmark                      [sim]
 
 Every image and every install carries the whole ``services`` package, but the commands marked
-``[sim]`` need the ``sim`` extra's packages (openai, pydantic, twilio), which the edge and
+``[sim]`` need the ``sim`` extra's packages (openai, pydantic), which the edge and
 worker images leave out. Before running one, the script checks that its extra is installed;
 where it is not, it exits 2 with one line saying what to install, instead of an ImportError.
 """
@@ -29,7 +30,7 @@ __all__ = ["COMMANDS", "EXTRAS", "Command", "main", "missing_modules"]
 #: extra → the modules it adds to the runtime dependencies (pyproject.toml's
 #: [project.optional-dependencies]; tests/test_cli.py checks the two agree).
 EXTRAS: Final[dict[str, tuple[str, ...]]] = {
-    "sim": ("openai", "pydantic", "twilio"),
+    "sim": ("openai", "pydantic"),
 }
 
 
@@ -49,11 +50,12 @@ COMMANDS: Final[dict[str, Command]] = {
         "services.edge.__main__", False, "run the edge (configured from the environment)"
     ),
     "worker": Command("services.realtime_worker.__main__", False, "run a realtime worker"),
+    "call": Command("services.call_cli", True, "place an outbound call through an edge"),
     "demo": Command("services.demo", True, "place one simulated call end to end", "sim"),
     "realtime-sim": Command(
         "services.realtime_sim.__main__", True, "run the local Realtime server", "sim"
     ),
-    "call-sim": Command("services.call_sim.__main__", True, "place simulated Twilio calls", "sim"),
+    "call-sim": Command("services.call_sim.__main__", True, "place simulated Twilio calls"),
     "bench": Command(
         "services.bench.__main__",
         True,

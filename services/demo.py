@@ -18,6 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+# The realtime simulator this starts checks events with openai's types (the sim extra):
+# without it, fail here rather than halfway through.
+import openai  # noqa: F401
+
 from services.call_sim import CallConfig, CallReport, place_call
 from services.devstack import DEMO_AUTH_TOKEN, PUBLIC_URL, Stack, StackConfig, provide_redis
 from shared.audio import FRAME_BYTES, SILENCE_BYTE, write_ulaw_wav
@@ -93,8 +97,9 @@ def run_demo(out_dir: Path, redis_url: str) -> None:
     try:
         stack.start()
         _say(
-            f"started the realtime simulator ({stack.sim_url}), edge ({stack.edge_urls[0]}) "
-            "and one realtime worker"
+            f"started the realtime simulator ({stack.sim_url}), edge (Twilio's routes on "
+            f"{stack.edge_urls[0]}, /metrics and /readyz on {stack.edge_admin_urls[0]}) and one "
+            "realtime worker"
         )
         caller_audio = CALLER_AUDIO.read_bytes()
         _say(f"placing a call: the caller speaks for {len(caller_audio) / 8000:.1f} s ...")

@@ -160,8 +160,9 @@ class ManagedProcess:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
-    port: int
+    port: int  # an edge's public port (Twilio's routes)
     terminated: bool = False  # SIGTERM sent
+    admin_port: int | None = None  # an edge's ADMIN_PORT (metrics, health, the read API)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -189,7 +190,13 @@ class ManagedProcess:
 
 
 def spawn(
-    name: str, module: str, args: list[str], env: Mapping[str, str], log_dir: Path, port: int
+    name: str,
+    module: str,
+    args: list[str],
+    env: Mapping[str, str],
+    log_dir: Path,
+    port: int,
+    admin_port: int | None = None,
 ) -> ManagedProcess:
     """Start ``python -m module`` with exactly ``env`` added to a minimal environment."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +210,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C on the demo reaches only the demo
         )
-    return ManagedProcess(name, popen, log_path, port)
+    return ManagedProcess(name, popen, log_path, port, admin_port=admin_port)
 
 
 @dataclass
@@ -234,7 +241,13 @@ class Stack:
 
     @property
     def edge_urls(self) -> list[str]:
+        """Each edge's public port: Twilio's routes only."""
         return [f"http://{LOCALHOST}:{edge.port}" for edge in self.edges]
+
+    @property
+    def edge_admin_urls(self) -> list[str]:
+        """Each edge's admin port: /metrics, /healthz, /readyz, the read API."""
+        return [f"http://{LOCALHOST}:{edge.admin_port}" for edge in self.edges]
 
     @property
     def sim_url(self) -> str:
@@ -265,18 +278,22 @@ class Stack:
 
     def add_edge(self) -> ManagedProcess:
         c = self.config
-        port = free_port()
+        port, admin_port = free_port(), free_port()
+        while admin_port == port:  # the kernel may hand out a port just closed again
+            admin_port = free_port()
         env = {
             **self._common_env(),
             "HOST": LOCALHOST,
             "PORT": str(port),
+            "ADMIN_PORT": str(admin_port),
             "PUBLIC_URL": c.public_url,
             "TWILIO_AUTH_TOKEN": c.auth_token,
             "EDGE_ID": f"edge-{len(self.edges) + 1}-{port}",
             **c.edge_env,
         }
-        edge = spawn(f"edge-{len(self.edges) + 1}", "services.edge", [], env, c.log_dir, port)
-        self._wait(edge, lambda: _http_ok(f"http://{LOCALHOST}:{port}/readyz"), edge.name)
+        name = f"edge-{len(self.edges) + 1}"
+        edge = spawn(name, "services.edge", [], env, c.log_dir, port, admin_port)
+        self._wait(edge, lambda: _http_ok(f"http://{LOCALHOST}:{admin_port}/readyz"), edge.name)
         self.edges.append(edge)
         return edge
 

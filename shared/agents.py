@@ -13,6 +13,11 @@ The file is YAML (so JSON too) holding ``agents:``, a list of::
       warm_transfer: false
       max_call_duration: 600
       max_tokens_per_call: 0
+      voicemail: message               # an answering machine: hang up, or leave a message
+      voicemail_message: "Hi {name}, this is Acme calling about your order. Please call back."
+      fax_or_unknown: greet            # detection says fax or cannot tell: greet, hangup, voicemail
+      record: true                     # Twilio records the call (dual channel)
+      recording_notice: "This call is recorded."   # said before anything else when recorded
 
 Every field but ``name`` and ``numbers`` is optional; a missing one takes the worker's global
 setting (INSTRUCTIONS, VOICE, MAX_CALL_DURATION, MAX_TOKENS_PER_CALL), and an agent without
@@ -36,6 +41,8 @@ import yaml
 __all__ = [
     "ANY_NUMBER",
     "DEFAULT_AGENT",
+    "UNDETERMINED_POLICIES",
+    "VOICEMAIL_POLICIES",
     "VOICES",
     "Agent",
     "Agents",
@@ -81,8 +88,15 @@ _FIELDS: Final = frozenset(
         "warm_transfer",
         "max_call_duration",
         "max_tokens_per_call",
+        "voicemail",
+        "voicemail_message",
+        "fax_or_unknown",
+        "record",
+        "recording_notice",
     }
 )
+VOICEMAIL_POLICIES: Final = ("hangup", "message")
+UNDETERMINED_POLICIES: Final = ("greet", "hangup", "voicemail")
 
 
 class AgentsError(ValueError):
@@ -119,6 +133,13 @@ class Agent:
     warm_transfer: bool = False
     max_call_duration_s: float | None = None
     max_tokens_per_call: int | None = None
+    # Outbound calls with machine detection: what an answering machine gets (hang up, or the
+    # model says voicemail_message after the beep), and what a fax or an undecided line gets.
+    voicemail: str = "hangup"
+    voicemail_message: str | None = None
+    fax_or_unknown: str = "greet"
+    record: bool = False  # Twilio records the call, both channels (<Start><Recording>)
+    recording_notice: str | None = None  # Twilio says it first when the call is recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +267,19 @@ def _agent(entry: dict[str, Any], where: str, problems: list[str]) -> Agent | No
         problems.append(f"{where}: field 'warm_transfer' is true but there are no transfer_targets")
     duration = _number(entry, "max_call_duration", 0, 86_400, where, problems)
     tokens = _number(entry, "max_tokens_per_call", 0, 100_000_000, where, problems, whole=True)
+    voicemail = _choice(entry, "voicemail", VOICEMAIL_POLICIES, where, problems)
+    message = _optional_text(entry, "voicemail_message", where, problems)
+    if message is not None and len(message) > MAX_GREETING_CHARS:
+        problems.append(
+            f"{where}: field 'voicemail_message' is longer than {MAX_GREETING_CHARS} characters"
+        )
+    if voicemail == "message" and message is None:
+        problems.append(f"{where}: field 'voicemail' is message but there is no voicemail_message")
+    undetermined = _choice(entry, "fax_or_unknown", UNDETERMINED_POLICIES, where, problems)
+    record = entry.get("record", False)
+    if not isinstance(record, bool):
+        problems.append(f"{where}: field 'record' must be true or false")
+    notice = _optional_text(entry, "recording_notice", where, problems)
     if name is None or numbers is None:
         return None
     return Agent(
@@ -259,7 +293,22 @@ def _agent(entry: dict[str, Any], where: str, problems: list[str]) -> Agent | No
         warm_transfer=warm is True,
         max_call_duration_s=None if duration is None else float(duration),
         max_tokens_per_call=None if tokens is None else int(tokens),
+        voicemail=voicemail or "hangup",
+        voicemail_message=message,
+        fax_or_unknown=undetermined or "greet",
+        record=record is True,
+        recording_notice=notice,
     )
+
+
+def _choice(
+    entry: dict[str, Any], key: str, choices: tuple[str, ...], where: str, problems: list[str]
+) -> str | None:
+    value = entry.get(key)
+    if value is None or value in choices:
+        return value if isinstance(value, str) else None
+    problems.append(f"{where}: field {key!r} must be one of " + ", ".join(choices))
+    return None
 
 
 def _numbers(value: object, where: str, problems: list[str]) -> tuple[str, ...] | None:

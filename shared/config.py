@@ -16,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
@@ -32,6 +34,7 @@ __all__ = [
     "Variable",
     "agents_file_var",
     "boolean",
+    "call_record_retention_var",
     "drain_timeout_var",
     "float_in",
     "int_in",
@@ -48,6 +51,7 @@ __all__ = [
     "text_or_off",
     "url",
     "variable",
+    "writable_directory",
 ]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -94,6 +98,22 @@ def boolean(raw: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError("expected true or false")
+
+
+def writable_directory(raw: str) -> Path | None:
+    """An existing directory this process can create files in (tried, not guessed: a mounted
+    volume may refuse what its mode bits allow); None when empty."""
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_dir():
+        raise ValueError("expected an existing directory (a mounted volume), or empty for off")
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot create files there: {exc.strerror or exc}") from None
+    return path
 
 
 def int_in(low: int, high: int) -> Parser:
@@ -222,6 +242,16 @@ def drain_timeout_var() -> Any:
         "On SIGTERM, seconds live calls may go on: an edge then closes its streams (Twilio's "
         "<Redirect> moves each call to another edge); a worker with DRAIN_MODE=finish then "
         "hands its remaining calls to other workers.",
+    )
+
+
+def call_record_retention_var() -> Any:
+    return variable(
+        "CALL_RECORD_RETENTION",
+        "86400",
+        int_in(60, 90 * 86_400),
+        "Seconds a call's record and transcript are kept after the call ends; the edge deletes "
+        "the call's own recording (RECORDINGS_DIR) this long after it was last written to.",
     )
 
 

@@ -57,11 +57,25 @@ WAKE_TTL_S = 3600
 class CallState(StrEnum):
     """Lifecycle of a call record (``CallField.STATE``)."""
 
+    # An outbound call (POST /calls): Twilio accepted it, then rings the number. A worker
+    # pre-warms its session meanwhile.
+    QUEUED = "queued"
+    RINGING = "ringing"
     DISPATCHED = "dispatched"  # webhook answered (or back from a transfer); waiting for a
     # worker and the stream
     LIVE = "live"  # the stream is attached to an edge
     TRANSFERRED = "transferred"  # the AI handed the call to a person; Twilio is dialing them
     ENDED = "ended"
+    # How an outbound call that was never answered ended (Twilio's CallStatus).
+    NO_ANSWER = "no-answer"
+    BUSY = "busy"
+    FAILED = "failed"
+
+
+#: The states a call record never leaves.
+FINAL_STATES: frozenset[CallState] = frozenset(
+    {CallState.ENDED, CallState.NO_ANSWER, CallState.BUSY, CallState.FAILED}
+)
 
 
 class CallField(StrEnum):
@@ -105,6 +119,23 @@ class CallField(StrEnum):
     TRANSFER_SUMMARY = "transfer_summary"  # what the model told the person (warm transfer)
     TRANSFER_WARM = "transfer_warm"  # 1: the person hears the summary first
     TRANSFER_STATUS = "transfer_status"  # Twilio's DialCallStatus
+    # An outbound call: what it was placed with, and how Twilio reported it going.
+    VARIABLES = "variables"  # JSON: name → text, filled into the instructions and greeting
+    MACHINE_DETECTION = "machine_detection"  # 1: the model waits for answered_by
+    RING_TIMEOUT = "ring_timeout"  # seconds Twilio rings before no-answer
+    ANSWERED_BY = "answered_by"  # AMD's verdict: human, machine_end_beep, fax, unknown…
+    AMD_MS = "amd_ms"  # how long detection took (MachineDetectionDuration)
+    CALL_STATUS = "call_status"  # Twilio's last CallStatus (completed, no-answer, busy…)
+    TWILIO_ERROR = "twilio_error"  # Twilio's ErrorCode, when it gave one
+    RINGING_MS = "ringing_ms"
+    ANSWERED_MS = "answered_ms"
+    COMPLETED_MS = "completed_ms"
+    CALL_DURATION = "call_duration"  # seconds, Twilio's CallDuration
+    # Twilio's recording of the call (an agent with record: true).
+    RECORDING_SID = "recording_sid"
+    RECORDING_URL = "recording_url"
+    RECORDING_STATUS = "recording_status"
+    RECORDING_DURATION = "recording_duration"
 
     @classmethod
     def tokens(cls, direction: str, modality: str) -> CallField:
@@ -140,6 +171,12 @@ class Keys:
     @property
     def recent_calls(self) -> str:
         return f"{self.prefix}:calls:recent"
+
+    @property
+    def outbound_active(self) -> str:
+        """Outbound calls placed and not over, across all edges (a sorted set: call sid or
+        placement id → when its slot lapses), for OUTBOUND_MAX_CONCURRENT."""
+        return f"{self.prefix}:calls:outbound"
 
     def wake(self, process_id: str) -> str:
         return f"{self.prefix}:proc:{process_id}:wake"

@@ -29,6 +29,7 @@ from shared.errors import DecodeError
 __all__ = [
     "ENTRY_FIELD",
     "AudioDone",
+    "CallAnswered",
     "CallDispatch",
     "CallStopped",
     "ClearPlayback",
@@ -115,6 +116,16 @@ class CallStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """Who answered an outbound call, by Twilio's answering-machine detection: ``human``,
+    ``machine_end_beep``/``_silence``/``_other``, ``machine_start``, ``fax`` or ``unknown``."""
+
+    TAG: ClassVar[int] = 16
+    answered_by: str
+    detection_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundAudio:
     """Model audio for the caller: raw μ-law, any length (the edge re-frames it)."""
 
@@ -157,7 +168,13 @@ class Hangup:
 
 
 InboundMessage = (
-    StreamStarted | StreamDetached | InboundAudio | MarkPlayed | DtmfPressed | CallStopped
+    StreamStarted
+    | StreamDetached
+    | InboundAudio
+    | MarkPlayed
+    | DtmfPressed
+    | CallStopped
+    | CallAnswered
 )
 OutboundMessage = OutboundAudio | PlaybackMark | AudioDone | ClearPlayback | Hangup
 Message = CallDispatch | InboundMessage | OutboundMessage
@@ -170,6 +187,7 @@ _MESSAGE_TYPES: tuple[type[Message], ...] = (
     MarkPlayed,
     DtmfPressed,
     CallStopped,
+    CallAnswered,
     OutboundAudio,
     PlaybackMark,
     AudioDone,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import redis.asyncio as aioredis
@@ -15,6 +15,7 @@ from shared.keys import (
     CALL_KEY_TTL_S,
     DISPATCH_MAXLEN,
     ENDED_STREAM_TTL_S,
+    FINAL_STATES,
     RECENT_CALLS_MAX,
     TURNS_MAX,
     CallField,
@@ -75,12 +76,18 @@ class CallRecord:
 
     @property
     def ended(self) -> bool:
-        return self.state is CallState.ENDED
+        """Over for good: ended, or an outbound call never answered (no-answer, busy, failed)."""
+        return self.state in FINAL_STATES
 
     @property
     def with_ai(self) -> bool:
-        """The call is the AI's to serve: dispatched or live (not transferred, not ended)."""
-        return self.state in (CallState.DISPATCHED, CallState.LIVE)
+        """The call is the AI's to serve: placed and ringing (a pre-warmed outbound call),
+        dispatched or live; not transferred, not over."""
+        return self.state in _WITH_AI
+
+    @property
+    def outbound(self) -> bool:
+        return self.fields.get(CallField.DIRECTION, "").startswith("outbound")
 
     @property
     def ended_in_failure(self) -> bool:
@@ -99,6 +106,11 @@ class CallRecord:
         return cls(call_sid, {k.decode(): v.decode() for k, v in raw.items()})
 
 
+_WITH_AI: Final = frozenset(
+    {CallState.QUEUED, CallState.RINGING, CallState.DISPATCHED, CallState.LIVE}
+)
+
+
 async def load_call(client: aioredis.Redis, keys: Keys, call_sid: str) -> CallRecord | None:
     """The call's record, or None when no such call exists (never posted, or expired)."""
     raw: dict[Any, Any] = await client.hgetall(keys.call(call_sid))
@@ -111,14 +123,16 @@ async def create_call(
     call_sid: str,
     fields: dict[CallField, str],
     clock: Clock = SYSTEM_CLOCK,
+    state: CallState = CallState.DISPATCHED,
 ) -> bool:
-    """Create the record and put the call on the dispatch stream, once per call sid.
+    """Create the record (in ``state``: ``queued`` for an outbound call, whose rules are in
+    ``outbound_records.py``) and put the call on the dispatch stream, once per call sid.
 
     Returns False (and changes nothing) when the record exists already: Twilio retried the
-    webhook, or it is a resume.
+    webhook, or it is a resume, or the answer of an outbound call.
     """
     key = keys.call(call_sid)
-    if not await client.hsetnx(key, CallField.STATE, CallState.DISPATCHED):
+    if not await client.hsetnx(key, CallField.STATE, state):
         return False
     pipe = client.pipeline(transaction=False)
     mapping: dict[Any, Any] = {str(name): value for name, value in fields.items()}
@@ -141,7 +155,7 @@ async def create_call(
 
 # --- the record's transitions ----------------------------------------------------------------
 #
-#   dispatched → live (⇄ detached) → ended
+#   (queued → ringing →) dispatched → live (⇄ detached) → ended     (outbound: outbound_records)
 #                live → transferred → ended            (the person answered, or the caller left)
 #                       transferred → dispatched → …   (the person did not answer: back to the AI)
 #

@@ -93,7 +93,7 @@ def test_the_extras_table_matches_pyproject() -> None:
 def test_a_command_without_its_extra_exits_2_with_one_line(
     name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "twilio", None)  # as if not installed: find_spec → None
+    monkeypatch.setitem(sys.modules, "pydantic", None)  # as if not installed: find_spec → None
     imported: list[str] = []
     fake = SimpleNamespace(import_module=imported.append, util=importlib.util)
     monkeypatch.setattr(cli, "importlib", fake)
@@ -101,7 +101,7 @@ def test_a_command_without_its_extra_exits_2_with_one_line(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
-        f"switchboard {name}: needs the 'sim' extra, not installed here (missing: twilio): "
+        f"switchboard {name}: needs the 'sim' extra, not installed here (missing: pydantic): "
         "pip install 'switchboard[sim]'\n"
     )
     assert imported == [], "nothing of the program was imported"
@@ -130,7 +130,7 @@ def test_usage_marks_the_commands_that_need_an_extra(
     for name, command in COMMANDS.items():
         (line,) = [line for line in lines if line.startswith(f"  {name} ")]
         assert line.endswith("[sim]") == (command.extra == "sim"), line
-    assert "[sim]: needs the sim extra (openai, pydantic, twilio), installed here" in lines
+    assert "[sim]: needs the sim extra (openai, pydantic), installed here" in lines
 
     monkeypatch.setitem(sys.modules, "openai", None)
     assert main(["--help"]) == 0

@@ -363,7 +363,7 @@ def main() -> int:
             time.sleep(3.0)
             redis = start_redis_server(port)
 
-        targets = {"edge-1": stack.edge_urls[0]}
+        targets = {"edge-1": stack.edge_admin_urls[0]}  # /metrics is on the admin port
         for n, worker in enumerate(stack.workers, 1):
             targets[f"worker-{n}"] = f"http://127.0.0.1:{worker.port}"
         try:

@@ -11,6 +11,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+# The realtime simulator this starts checks events with openai's types (the sim extra):
+# without it, fail here rather than halfway through.
+import openai  # noqa: F401
+
 from services.bench.report import plot, table, to_json
 from services.bench.runner import (
     BASELINE,

@@ -5,6 +5,9 @@ streams the caller's audio over a signed Media Streams socket at real-time pace,
 edge sends back through a model of Twilio's playout buffer (echoing marks, honouring ``clear``)
 and checks every message the edge sends against what Twilio accepts. ``python -m
 services.call_sim --help`` runs it from a shell.
+
+Outbound calls: ``services.call_sim.twilio_api`` stands in for Twilio's REST API (create a
+call), and places each call it creates against the app the same way (``outbound.py``).
 """
 
 from services.call_sim.call import caller_frames, place_call, place_calls

@@ -8,6 +8,11 @@ edge drops without a close frame goes on the same way only with ``abrupt_drop="c
 by default it ends the call with Twilio's error 31903 (``stream_end.py``). A ``<Dial>`` rings the
 simulated callee (``dialing.py``), then requests its ``action`` (with DialCallStatus and the
 rest) and follows the answer, or goes on with the next verb when it has none.
+``<Start><Recording>`` and ``<Stop><Recording>`` drive the call's recordings (``recorder.py``).
+
+A call the REST API created (``outbound.py``) runs the same machinery: its first document comes
+from its ``Url`` (or inline ``Twiml``) instead of the number's voice webhook (``FirstDocument``),
+and its party's frames are passed in.
 
 Failures (a refused webhook, an unreachable edge, a timeout) end the call and are recorded in
 ``CallReport.error``; protocol faults are listed in ``CallReport.protocol_violations``. Neither
@@ -29,8 +34,11 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from services.call_sim.callee import CALLEES
 from services.call_sim.caller_audio import Outgoing, caller_frames
 from services.call_sim.dialing import DialContext, run_dial
+from services.call_sim.playback import Played
+from services.call_sim.recorder import CallRecorder, Placed
 from services.call_sim.report import (
     ASSET_AUDIO,
+    CallbackRecord,
     CallConfig,
     CallFailed,
     CallReport,
@@ -55,7 +63,9 @@ from services.call_sim.twiml import (
     Redirect,
     Reject,
     Say,
+    StartRecording,
     StartStream,
+    StopRecording,
     Stream,
     TwimlDocument,
     TwimlError,
@@ -63,9 +73,9 @@ from services.call_sim.twiml import (
     parse_twiml,
     verb_names,
 )
-from shared.audio import SAMPLE_RATE
+from shared.audio import FRAME_BYTES, SAMPLE_RATE
 
-__all__ = ["caller_frames", "place_call", "place_calls"]
+__all__ = ["FirstDocument", "caller_frames", "drive", "place_call", "place_calls"]
 
 logger = logging.getLogger("switchboard.call_sim")
 
@@ -74,6 +84,7 @@ STREAM_USER_AGENT = "Twilio.TmeWs/1.0"
 MAX_TWIML_BYTES = 64 * 1024
 MAX_EDGE_MESSAGE_BYTES = 1 << 20  # Twilio documents no limit; this only bounds a runaway edge
 TIMEOUT_MARGIN_S = 30.0
+TWILIO_API = "https://api.twilio.com"  # where recordings are said to be (RecordingUrl)
 
 
 class _CallError(Exception):
@@ -99,8 +110,31 @@ class _Next:
     dial: DialRecord | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FirstDocument:
+    """Where the call's first TwiML comes from: ``url`` requested with ``method``, CallStatus
+    ``status`` and ``params`` on top of the call's own fields, and ``fallback_url`` (with
+    ErrorCode and ErrorUrl) if that fails; or the inline ``twiml``."""
+
+    url: str | None = None
+    method: str = "POST"
+    status: str = "ringing"
+    params: dict[str, str] = field(default_factory=dict)
+    fallback_url: str | None = None
+    fallback_method: str = "POST"
+    twiml: str | None = None
+
+
 class _Call:
-    def __init__(self, config: CallConfig, audio: bytes, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        config: CallConfig,
+        audio: bytes,
+        http: httpx.AsyncClient,
+        *,
+        frames: list[bytes] | None = None,
+        api_base_url: str = TWILIO_API,
+    ) -> None:
         self.config = config
         self.http = http
         self.ring = EdgeRing(config.edge_urls)
@@ -115,35 +149,70 @@ class _Call:
             call_sid=config.call_sid or new_sid("CA"),
             account_sid=config.account_sid or new_sid("AC"),
         )
-        self.outgoing = Outgoing(caller_frames(audio, config.hold_s))
+        self.outgoing = Outgoing(caller_frames(audio, config.hold_s) if frames is None else frames)
         self.tally = CallTally(origin=self.loop.time())
+        self.recorder = CallRecorder(
+            api_base_url=api_base_url,
+            account_sid=self.report.account_sid,
+            call_sid=self.report.call_sid,
+            send=self.callback,
+        )
+
+    def now_ms(self) -> float:
+        """The call's clock: ms since it began."""
+        return (self.loop.time() - self.tally.origin) * 1000
 
     # --- the verbs ----------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, first: FirstDocument | None = None) -> None:
         config = self.config
-        step = _Next(config.public_url.rstrip("/") + config.voice_path, "POST")
-        status, followed = "ringing", 0
+        if first is None:
+            first = FirstDocument(config.public_url.rstrip("/") + config.voice_path)
+        document = await self._first(first)
+        followed = 0
         while True:
-            params = {**self._params(status), **step.params}
-            try:
-                document = await self._fetch_twiml(step.url, step.method, params)
-            except _CallError as exc:
-                if step.dial is not None:
-                    step.dial.action_http_status = exc.http_status
-                raise
-            if step.dial is not None:
-                step.dial.action_http_status = 200
-                step.dial.action_answer = verb_names(document)
-            next_step = await self._execute(document)
-            if next_step is None:
+            step = await self._execute(document)
+            if step is None:
                 return
             if followed >= config.max_redirects:
                 raise _CallError(f"more than {config.max_redirects} redirects")
             followed += 1
-            if next_step.dial is None:
-                self.report.redirects.append(next_step.url)
-            step, status = next_step, "in-progress"
+            if step.dial is None:
+                self.report.redirects.append(step.url)
+            document = await self._follow(step)
+
+    async def _first(self, first: FirstDocument) -> TwimlDocument:
+        if first.twiml is not None:
+            self.report.twiml.append(first.twiml)
+            try:
+                return parse_twiml(first.twiml)
+            except TwimlError as exc:  # 12100: Document parse failure
+                raise _CallError(f"the call's Twiml: {exc}", 12100) from exc
+        if first.url is None:
+            raise ValueError("a first document needs a url or twiml")
+        params = {**self._params(first.status), **first.params}
+        try:
+            return await self._fetch_twiml(first.url, first.method, params)
+        except _CallError as exc:
+            if first.fallback_url is None:
+                raise
+            self.report.notes.append(f"{exc}: requesting the FallbackUrl")
+            # 11200: HTTP retrieval failure, what Twilio tells the fallback.
+            params = {**params, "ErrorCode": "11200", "ErrorUrl": first.url}
+            return await self._fetch_twiml(first.fallback_url, first.fallback_method, params)
+
+    async def _follow(self, step: _Next) -> TwimlDocument:
+        params = {**self._params("in-progress"), **step.params}
+        try:
+            document = await self._fetch_twiml(step.url, step.method, params)
+        except _CallError as exc:
+            if step.dial is not None:
+                step.dial.action_http_status = exc.http_status
+            raise
+        if step.dial is not None:
+            step.dial.action_http_status = 200
+            step.dial.action_answer = verb_names(document)
+        return document
 
     async def _execute(self, document: TwimlDocument) -> _Next | None:
         """Run the verbs; the document to request next, or None when the call is over."""
@@ -186,6 +255,10 @@ class _Call:
                 return None
             elif isinstance(verb, Say):
                 self.report.said.append(verb.text)
+            elif isinstance(verb, StartRecording):
+                self.recorder.start(verb.spec, self.now_ms())
+            elif isinstance(verb, StopRecording):
+                self.recorder.stop(verb.name, self.now_ms())
             elif isinstance(verb, UnknownVerb):
                 self.report.notes.append(f"skipped unsupported verb <{verb.name}>")
             elif isinstance(verb, StartStream | Pause):
@@ -202,7 +275,7 @@ class _Call:
             "From": self.config.from_number,
             "To": self.config.to_number,
             "CallStatus": status,
-            "Direction": "inbound",
+            "Direction": self.config.direction,
             "ApiVersion": "2010-04-01",
         }
 
@@ -312,8 +385,24 @@ class _Call:
         )
         return record, params
 
+    async def callback(
+        self, kind: str, event: str, url: str, method: str, params: dict[str, str]
+    ) -> CallbackRecord:
+        """A signed callback, best effort as Twilio's own: a failure is noted, never fatal."""
+        record = CallbackRecord(kind, event, url, method, dict(params), self.now_ms())
+        self.report.callbacks.append(record)
+        try:
+            response = await self._request(url, method, params)
+        except _CallError as exc:
+            record.error = str(exc)
+            self.report.notes.append(f"{kind} callback {event}: {exc}")
+            return record
+        record.http_status = response.status_code
+        if not 200 <= response.status_code < 300:
+            self.report.notes.append(f"{kind} callback {event}: HTTP {response.status_code}")
+        return record
+
     async def _status_callback(self, stream: Stream, stream_sid: str, event: str) -> None:
-        """Best effort, as Twilio's own: a failure is noted, never fatal."""
         if stream.status_callback is None or not self.config.status_callbacks:
             return
         params = {
@@ -324,15 +413,9 @@ class _Call:
             "StreamEvent": event,
             "Timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
-        try:
-            response = await self._request(
-                stream.status_callback, stream.status_callback_method, params
-            )
-        except _CallError as exc:
-            self.report.notes.append(f"statusCallback {event}: {exc}")
-            return
-        if not 200 <= response.status_code < 300:
-            self.report.notes.append(f"statusCallback {event}: HTTP {response.status_code}")
+        await self.callback(
+            "stream-status", event, stream.status_callback, stream.status_callback_method, params
+        )
 
     # --- the stream -------------------------------------------------------------------------
 
@@ -403,12 +486,19 @@ class _Call:
         async with ws, asyncio.TaskGroup() as group:
             group.create_task(self._status_callback(stream, stream_sid, "stream-started"))
             outcome = await session.run()
+        sent = bytes(tally.sent[before[0] :])
+        first_frame = self.outgoing.next_index - len(sent) // FRAME_BYTES
+        opened_ms = (session.opened_at - tally.origin) * 1000
         self.report.streams.append(
             StreamAudio(
                 stream_sid,
-                sent=bytes(tally.sent[before[0] :]),
+                sent=sent,
                 received=bytes(tally.received[before[1] :]),
                 heard=bytes(tally.heard[before[2] :]),
+                sent_at_ms=(self.outgoing.due_at(first_frame) - tally.origin) * 1000
+                if sent
+                else None,
+                played=[Played(opened_ms + at_ms, audio) for at_ms, audio in session.played],
             )
         )
         self.report.closed_by = outcome.closed_by
@@ -425,6 +515,17 @@ class _Call:
         )
         await self._status_callback(stream, stream_sid, "stream-stopped")
         return outcome
+
+    def close_recordings(self) -> None:
+        """The call is over: make its recordings from what was said and played on the line."""
+        outgoing = self.outgoing
+        caller = []
+        if outgoing.origin is not None:
+            at_ms = (outgoing.origin - self.tally.origin) * 1000
+            caller.append(Placed(at_ms, b"".join(outgoing.frames)))
+        played = [Placed(*segment) for stream in self.report.streams for segment in stream.played]
+        self.recorder.finish(self.now_ms(), caller, played)
+        self.report.recordings = list(self.recorder.recordings)
 
     def finish(self) -> CallReport:
         report, tally = self.report, self.tally
@@ -470,14 +571,10 @@ async def place_call(config: CallConfig) -> CallReport:
         call = _Call(config, audio, http)
         logger.info("placing call %s to %s", call.report.call_sid, config.edge_urls)
         try:
-            async with asyncio.timeout(budget):
-                await call.run()
-        except TimeoutError:
-            call.report.error = f"the call did not end within {budget:.1f} s"
-        except _CallError as exc:
-            call.report.error = str(exc)
-            if exc.twilio_error is not None and exc.twilio_error not in call.report.twilio_errors:
-                call.report.twilio_errors.append(exc.twilio_error)
+            await drive(call, budget)
+            await call.recorder.announce()
+        finally:
+            call.recorder.cancel()  # only if cancelled: announce awaited them all
     report = call.finish()
     logger.info(
         "call %s ended: %s", report.call_sid, "ok" if report.ok else "; ".join(report.problems())
@@ -485,6 +582,21 @@ async def place_call(config: CallConfig) -> CallReport:
     if config.strict and not report.ok:
         raise CallFailed(report)
     return report
+
+
+async def drive(call: _Call, budget: float, first: FirstDocument | None = None) -> None:
+    """Run ``call`` to its end within ``budget`` seconds, a failure recorded in its report
+    rather than raised, then make its recordings (their callbacks are not sent yet)."""
+    try:
+        async with asyncio.timeout(budget):
+            await call.run(first)
+    except TimeoutError:
+        call.report.error = f"the call did not end within {budget:.1f} s"
+    except _CallError as exc:
+        call.report.error = str(exc)
+        if exc.twilio_error is not None and exc.twilio_error not in call.report.twilio_errors:
+            call.report.twilio_errors.append(exc.twilio_error)
+    call.close_recordings()
 
 
 async def place_calls(configs: list[CallConfig]) -> list[CallReport]:

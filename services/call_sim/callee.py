@@ -20,6 +20,7 @@ __all__ = [
     "API_VERSION",
     "Callee",
     "DialCallStatus",
+    "SIP_RESPONSE_CODES",
     "RingPlan",
     "action_params",
     "child_params",
@@ -33,8 +34,9 @@ CALLEES: Final[tuple[str, ...]] = get_args(Callee)
 # are never produced by the simulator.
 DialCallStatus = Literal["completed", "answered", "busy", "no-answer", "failed", "canceled"]
 API_VERSION: Final = "2010-04-01"
-# DialSipResponseCode per outcome (not settled by Twilio's docs; the usual SIP finals).
-_SIP_CODES: Final[dict[str, str]] = {
+# The SIP final response per outcome: DialSipResponseCode, and SipResponseCode in the status
+# callbacks of calls the REST API created (not settled by Twilio's docs; the usual SIP finals).
+SIP_RESPONSE_CODES: Final[dict[str, str]] = {
     "completed": "200",
     "busy": "486",  # Busy Here
     "no-answer": "487",  # Request Terminated: the INVITE was cancelled at the timeout
@@ -107,5 +109,5 @@ def action_params(
         params["DialCallDuration"] = str(whole_seconds(duration_s))
     if kind == "sip":
         params["DialSipCallId"] = f"{secrets.token_hex(16)}@0.0.0.0"
-        params["DialSipResponseCode"] = _SIP_CODES.get(status, "500")
+        params["DialSipResponseCode"] = SIP_RESPONSE_CODES.get(status, "500")
     return params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from services.call_sim.callee import Callee
+from services.call_sim.playback import Played
+from services.call_sim.recording import Recording
 from services.call_sim.signing import HMAC_SHA256, new_shared_key_id
 from services.call_sim.stream_end import AbruptDrop
 from shared.audio import FRAME_BYTES, SAMPLE_RATE
@@ -18,6 +21,7 @@ __all__ = [
     "CallConfig",
     "CallFailed",
     "CallReport",
+    "CallbackRecord",
     "DialRecord",
     "StreamAudio",
     "Timings",
@@ -77,6 +81,9 @@ class CallConfig:
     callee: Callee = "answer"
     callee_ring_s: float = 1.0
     callee_talk_s: float = 1.0
+    # The Direction every request carries: "inbound" for a call to one of the account's
+    # numbers; "outbound-api" for one the REST API created (twilio_api.py places those).
+    direction: str = "inbound"
 
 
 @dataclass
@@ -89,12 +96,42 @@ class Timings:
 
 @dataclass
 class StreamAudio:
-    """One stream's share of the call's audio (raw μ-law)."""
+    """One stream's share of the call's audio (raw μ-law). ``sent`` is contiguous: its first
+    byte was spoken at ``sent_at_ms``; ``played`` is the playout log (``playback.py``), both on
+    the call's clock (ms since the call began, as ``media_arrivals``)."""
 
     stream_sid: str
     sent: bytes = b""
     received: bytes = b""
     heard: bytes = b""
+    sent_at_ms: float | None = None  # None: nothing was sent
+    played: list[Played] = field(default_factory=list)
+
+
+@dataclass
+class CallbackRecord:
+    """One callback the simulated Twilio requested (best effort: a failure is not fatal)."""
+
+    kind: str  # "stream-status", "call-status", "amd-status" or "recording-status"
+    event: str  # e.g. "stream-started", "ringing", "completed"
+    url: str
+    method: str
+    params: dict[str, str]
+    at_ms: float  # on the call's clock
+    http_status: int | None = None  # None: no answer (see error)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "event": self.event,
+            "url": self.url,
+            "method": self.method,
+            "params": self.params,
+            "at_ms": self.at_ms,
+            "http_status": self.http_status,
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -176,6 +213,8 @@ class CallReport:
     media_arrivals: list[tuple[float, int]] = field(default_factory=list)
     streams: list[StreamAudio] = field(default_factory=list)  # per stream, in order
     dials: list[DialRecord] = field(default_factory=list)  # each <Dial> executed, in order
+    callbacks: list[CallbackRecord] = field(default_factory=list)  # in the order sent
+    recordings: list[Recording] = field(default_factory=list)  # made by <Start><Recording>...
     timings: Timings = field(default_factory=Timings)
 
     @property
@@ -211,11 +250,16 @@ class CallReport:
         return ([f"call failed: {self.error}"] if self.error else []) + self.protocol_violations
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary; audio appears as its length, duration and SHA-256."""
+        """A JSON-ready summary; audio appears as its length, duration and SHA-256, and each
+        stream's sent and heard audio and playout log also in full (base64), so that a test
+        on the far side of a process boundary can compare them bit-exactly."""
 
         def audio(data: bytes) -> dict[str, Any]:
             sha = hashlib.sha256(data).hexdigest()
             return {"bytes": len(data), "seconds": len(data) / 8000, "sha256": sha}
+
+        def b64(data: bytes) -> str:
+            return base64.b64encode(data).decode("ascii")
 
         return {
             "call_sid": self.call_sid,
@@ -244,10 +288,16 @@ class CallReport:
                     "sent_audio": audio(stream.sent),
                     "received_audio": audio(stream.received),
                     "heard_audio": audio(stream.heard),
+                    "sent_at_ms": stream.sent_at_ms,
+                    "sent": b64(stream.sent),
+                    "heard": b64(stream.heard),
+                    "played": [[start_ms, b64(data)] for start_ms, data in stream.played],
                 }
                 for stream in self.streams
             ],
             "dials": [dial.to_dict() for dial in self.dials],
+            "callbacks": [callback.to_dict() for callback in self.callbacks],
+            "recordings": [recording.to_dict() for recording in self.recordings],
             "sent_audio": audio(self.sent_audio),
             "received_audio": audio(self.received_audio),
             "heard_audio": audio(self.heard_audio),

@@ -23,9 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from services.call_sim import messages
 from services.call_sim.caller_audio import Outgoing
 from services.call_sim.outbound_check import OutClear, OutMark, OutMedia, check_outbound
-from services.call_sim.playback import Playback, Played
 from services.call_sim.stream_end import StreamOutcome
 from shared.audio import FRAME_MS
+from shared.playout import Playback, Played
 
 __all__ = ["CallTally", "Outgoing", "StreamOutcome", "StreamSession"]
 

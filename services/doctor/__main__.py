@@ -1,7 +1,7 @@
 """``python -m services.doctor``: check a Switchboard deployment from the operator's seat.
 
 Reads the same environment as the edge and the worker. Checks the configuration (every
-problem, each with its fix), Redis, the edge's /readyz (with --edge-url), Twilio signature
+problem, each with its fix), Redis, the edge's /readyz (with --admin-url), Twilio signature
 settings against PUBLIC_URL, then opens a Realtime session with the worker's own
 session.update and reports the audio formats the server confirmed; with --tone it also sends a
 short μ-law test tone and checks that the reply audio is μ-law. Exit status 1 if any check
@@ -40,7 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="both",
         help="whose settings to check: the edge's, the worker's, or both (default %(default)s)",
     )
-    parser.add_argument("--edge-url", help="base URL of a running edge, to check its /readyz")
+    parser.add_argument(
+        "--admin-url",
+        "--edge-url",  # its name before /readyz moved to the admin port
+        dest="admin_url",
+        help="base URL of a running edge's admin port (ADMIN_PORT, e.g. http://127.0.0.1:8081), "
+        "to check its /readyz",
+    )
     parser.add_argument(
         "--tone", action="store_true", help="send a test tone and check the reply audio"
     )
@@ -66,8 +72,8 @@ async def run_checks(args: argparse.Namespace, environ: Mapping[str, str]) -> li
         checks.append(redis_check(redis_url, version, error))
     else:
         checks.append(Check("redis", "skip", "REDIS_URL is invalid: fix the configuration first"))
-    if args.edge_url:
-        checks.append(await probe_edge(args.edge_url, args.timeout))
+    if args.admin_url:
+        checks.append(await probe_edge(args.admin_url, args.timeout))
     edge = settings.get("edge")
     if isinstance(edge, EdgeSettings):
         checks += signature_checks(edge)

@@ -66,8 +66,9 @@ def _get(url: str, timeout_s: float) -> tuple[int, str]:
         return exc.code, exc.read(4096).decode(errors="replace")
 
 
-async def probe_edge(edge_url: str, timeout_s: float) -> Check:
-    url = edge_url.rstrip("/") + "/readyz"
+async def probe_edge(admin_url: str, timeout_s: float) -> Check:
+    """The edge's /readyz, on its admin port (ADMIN_PORT; the public PORT answers 404)."""
+    url = admin_url.rstrip("/") + "/readyz"
     try:
         # urllib blocks: run it off the event loop.
         status, body = await asyncio.to_thread(_get, url, timeout_s)
@@ -76,10 +77,19 @@ async def probe_edge(edge_url: str, timeout_s: float) -> Check:
             "edge.readyz",
             "fail",
             f"{url} does not answer: {exc}",
-            "check --edge-url, and that the edge runs (python -m services.edge) and is reachable",
+            "check --admin-url (the edge's ADMIN_PORT, default 8081), and that the edge runs "
+            "(python -m services.edge) and is reachable",
         )
     if status == 200:
         return Check("edge.readyz", "pass", f"{url} says ready: {body.strip()}")
+    if status == 404:
+        return Check(
+            "edge.readyz",
+            "fail",
+            f"{url} answers 404: this is not an edge's admin port",
+            "/readyz is served on the edge's ADMIN_PORT (default 8081) only, never on its public "
+            "PORT: pass --admin-url http://<edge>:<ADMIN_PORT>",
+        )
     try:
         reasons = ", ".join(json.loads(body).get("reasons", [])) or body.strip()
     except (ValueError, AttributeError):

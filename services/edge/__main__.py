@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from services.edge.app import create_app
+from services.edge.listeners import Listeners, bind_listeners
 from services.edge.runtime import RuntimeSlot
 from services.edge.server import EdgeServer
 from services.edge.settings import EdgeSettings
@@ -25,13 +26,26 @@ def main() -> int:
         settings.log_level,
         secrets=settings.secret_values(),
     )
-    logging.getLogger("switchboard.edge").info("starting edge: %s", settings.describe())
+    logger = logging.getLogger("switchboard.edge")
+    logger.info("starting edge: %s", settings.describe())
+    try:
+        # Bound before anything starts, so a port in use stops the edge at once.
+        sockets = bind_listeners(settings)
+    except OSError as exc:
+        print(f"switchboard edge: {exc}", file=sys.stderr)
+        return 3  # uvicorn's exit code when it cannot bind
     slot = RuntimeSlot()
-    app = create_app(settings, slot=slot)
+    app = Listeners(create_app(settings, slot=slot), slot, settings.port, settings.admin_port)
+    logger.info(
+        "listening: public port %d (Twilio's /twilio/… only) on %s, admin port %d (/metrics, "
+        "/healthz, /readyz, the read API, call control) on %s",
+        settings.port,
+        settings.host,
+        settings.admin_port,
+        settings.admin_bind_host,
+    )
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         ws="websockets-sansio",
@@ -43,7 +57,7 @@ def main() -> int:
         access_log=False,
         server_header=False,
     )
-    EdgeServer(config, slot, settings.drain_timeout_s).run()
+    EdgeServer(config, slot, settings.drain_timeout_s).run(sockets=sockets)
     return 0
 
 

@@ -6,25 +6,30 @@ ADMIN_TOKEN the routes answer 404, as if they did not exist. Read-only: nothing 
 - ``GET /calls?limit=N``: the newest calls of the recent-calls index (``Keys.recent_calls``),
   newest first, each with its record's summary fields; calls whose record expired are left out.
 - ``GET /calls/{sid}``: the record and the transcript turns.
+- ``GET /calls/{sid}/recording``: the call's own recording, a stereo WAV (RECORDINGS_DIR).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from services.edge.recording_files import layout, wav_chunks
 from services.edge.runtime import EdgeRuntime, runtime_of
 from services.edge.twilio_protocol import CALL_SID_RE
 from shared.errors import is_retryable
-from shared.keys import RECENT_CALLS_MAX, CallField, CallState
+from shared.keys import RECENT_CALLS_MAX, CallField
+from shared.logs import CallLog
+from shared.outbound_records import placed_variables
 from shared.records import CallRecord, load_call, load_turns
 
-__all__ = ["admin_routes", "call_view"]
+__all__ = ["admin_routes", "bearer_is", "call_view"]
 
 logger = logging.getLogger("switchboard.edge.admin")
 
@@ -45,6 +50,14 @@ _NUMERIC = frozenset(
         CallField.TOKENS_INPUT_AUDIO,
         CallField.TOKENS_OUTPUT_TEXT,
         CallField.TOKENS_OUTPUT_AUDIO,
+        CallField.RING_TIMEOUT,
+        CallField.AMD_MS,
+        CallField.RINGING_MS,
+        CallField.ANSWERED_MS,
+        CallField.COMPLETED_MS,
+        CallField.CALL_DURATION,
+        CallField.RECORDING_DURATION,
+        CallField.TWILIO_ERROR,
     }
 )
 
@@ -56,8 +69,20 @@ def call_view(record: CallRecord) -> dict[str, Any]:
         if name in _HIDDEN:
             continue
         view[name] = int(value) if name in _NUMERIC and value.lstrip("-").isdigit() else value
-    view["live"] = record.state is not CallState.ENDED
+    if CallField.VARIABLES in record.fields:
+        view[CallField.VARIABLES] = placed_variables(record)
+    view["live"] = not record.ended
     return view
+
+
+def bearer_is(request: Request, token: str | None) -> bool:
+    """The request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return (
+        token is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), token.encode())
+    )
 
 
 def _refusal(runtime: EdgeRuntime, request: Request) -> Response | None:
@@ -65,10 +90,7 @@ def _refusal(runtime: EdgeRuntime, request: Request) -> Response | None:
     token = runtime.settings.admin_token
     if token is None:
         return JSONResponse({"error": "not found"}, status_code=404)
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
+    if not bearer_is(request, token):
         runtime.metrics.rejected.labels("admin", "bad_token").inc()
         logger.warning(
             "refused %s %s: missing or wrong bearer token", request.method, request.url.path
@@ -143,8 +165,37 @@ def _redis_down(exc: Exception) -> Response:
     return JSONResponse({"error": "redis unavailable"}, status_code=503)
 
 
+async def get_recording(request: Request) -> Response:
+    """The call's own recording (RECORDINGS_DIR) as a stereo WAV, 16-bit PCM at 8 kHz: left the
+    caller, right what they heard (``recording_files.py``); what is written so far of a call
+    still going on. 404 when recording is off or the call has none."""
+    runtime = runtime_of(request)
+    refused = _refusal(runtime, request)
+    if refused is not None:
+        return refused
+    sid = request.path_params["sid"]
+    store = runtime.recordings
+    plan = None
+    if store is not None and CALL_SID_RE.fullmatch(sid):
+        plan = await asyncio.to_thread(layout, store.root / sid)
+    if plan is None:
+        return JSONResponse({"error": "no recording of this call"}, status_code=404)
+    CallLog(logger, sid).info(
+        "serving the call's recording: %d segments, %.1f s", plan.segments, plan.samples / 8000
+    )
+    return StreamingResponse(
+        wav_chunks(plan),
+        media_type="audio/wav",
+        headers={
+            "Content-Length": str(plan.wav_bytes),
+            "Content-Disposition": f'attachment; filename="{sid}.wav"',
+        },
+    )
+
+
 def admin_routes() -> list[Route]:
     return [
+        Route("/calls/{sid}/recording", get_recording, methods=["GET"]),
         Route("/calls", list_calls, methods=["GET"]),
         Route("/calls/{sid}", get_call, methods=["GET"]),
     ]

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -20,7 +21,9 @@ from starlette.routing import Route, WebSocketRoute
 
 from services.edge import twiml
 from services.edge.admin_api import admin_routes
+from services.edge.call_progress_routes import call_progress_routes
 from services.edge.media_endpoint import media_endpoint
+from services.edge.outbound_api import outbound_routes
 from services.edge.runtime import EdgeRuntime, EdgeState, RuntimeSlot, edge_runtime, runtime_of
 from services.edge.settings import EdgeSettings
 from services.edge.transfer_routes import dial_person, transfer_routes
@@ -73,6 +76,8 @@ async def voice_webhook(request: Request) -> Response:
         )
         return _decline(runtime)
     form = dict(params)
+    if form.get("Direction", "").startswith("outbound"):
+        return await _outbound_answered(runtime, call_sid, form, log)
     agent = runtime.settings.agents.for_number(form.get("To", ""))
     if agent is None:
         runtime.metrics.rejected.labels(VOICE_PATH, "no_agent").inc()
@@ -111,7 +116,44 @@ async def voice_webhook(request: Request) -> Response:
             form.get("To"),
             agent.name,
         )
-    return stream_twiml(runtime, call_sid)
+    return stream_twiml(runtime, call_sid, agent)
+
+
+async def _outbound_answered(
+    runtime: EdgeRuntime, call_sid: str, form: dict[str, str], log: CallLog
+) -> Response:
+    """A call placed through ``POST /calls`` was answered: its record (made when Twilio
+    accepted it) names its agent, and a worker has its session warm already. Should Twilio
+    answer before that record is written, the call is recorded here, its agent the one whose
+    number it was placed from (its variables and machine detection are then lost: logged)."""
+    try:
+        record = await load_call(runtime.redis, runtime.keys, call_sid)
+        if record is None:
+            agent = runtime.settings.agents.for_number(form.get("From", ""))
+            if agent is None:
+                log.warning("an outbound call nobody placed was answered: hanging up")
+                return twiml_response(twiml.hangup())
+            log.warning("answered before its record was written: served as agent %s", agent.name)
+            fields = {
+                CallField.FROM: form.get("From", ""),
+                CallField.TO: form.get("To", ""),
+                CallField.ACCOUNT_SID: form.get("AccountSid", ""),
+                CallField.DIRECTION: form.get("Direction", ""),
+                CallField.AGENT: agent.name,
+            }
+            await create_call(runtime.redis, runtime.keys, call_sid, fields, runtime.clock)
+            return stream_twiml(runtime, call_sid, agent)
+    except Exception as exc:
+        if not is_retryable(exc):
+            raise
+        log.error("declined the answered call: redis unavailable (%s)", exc)
+        return _decline(runtime)
+    if not record.with_ai:
+        log.info("outbound call answered, but it is %s: hanging up", record.state)
+        return twiml_response(twiml.hangup())
+    agent = runtime.settings.agents.named(record.get(CallField.AGENT) or "")
+    log.info("outbound call to %s answered (agent %s)", form.get("To"), record.get(CallField.AGENT))
+    return stream_twiml(runtime, call_sid, agent)
 
 
 async def resume_webhook(request: Request) -> Response:
@@ -202,15 +244,17 @@ def create_app(
     redis: aioredis.Redis | None = None,
     registry: CollectorRegistry | None = None,
     slot: RuntimeSlot | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> Starlette:
     """The edge application. ``redis`` and ``registry`` default to fresh ones; ``slot``, if
-    given, holds the runtime while the app runs (for the server's drain, and tests)."""
+    given, holds the runtime while the app runs (for the server's drain, and tests); ``http``
+    is the client for Twilio's REST API (tests pass one with their own transport)."""
     metrics_registry = registry if registry is not None else CollectorRegistry()
     runtime_slot = slot if slot is not None else RuntimeSlot()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[EdgeState]:
-        async with edge_runtime(settings, metrics_registry, redis) as runtime:
+        async with edge_runtime(settings, metrics_registry, redis, http) as runtime:
             if not settings.validate_signature:
                 logger.warning(
                     "TWILIO_VALIDATE_SIGNATURE=false: anyone who can reach this edge can place "
@@ -227,10 +271,12 @@ def create_app(
         Route(RESUME_PATH, resume_webhook, methods=["POST"]),
         Route(STATUS_PATH, stream_status, methods=["POST"]),
         *transfer_routes(),
+        *call_progress_routes(),
         WebSocketRoute(MEDIA_PATH, media_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         *admin_routes(),
+        *outbound_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

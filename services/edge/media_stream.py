@@ -8,6 +8,9 @@ group until either ends:
   call's inbound stream; echoed marks and DTMF follow the same path;
 - redis → twilio: the fan-in reader fills this call's bounded queue from its outbound stream;
   audio is re-framed into whole 20 ms frames and sent with the worker's marks.
+
+With RECORDINGS_DIR set, both loops also tell the stream's recording (``recording_store.py``)
+what the caller sent and what was sent to them, echoed and cleared.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from services.edge.framing import Frame, Framer, Output
 from services.edge.lease_watch import Action, LeaseView
 from services.edge.limits import MediaPacer
+from services.edge.recording_store import StreamRecording
 from services.edge.runtime import EdgeRuntime
 from services.edge.stream_token import TokenError, verify_token
 from services.edge.twilio_protocol import (
@@ -42,9 +46,9 @@ from shared.errors import TwilioProtocolError
 from shared.inbox import Inbox
 from shared.keys import (
     DISPATCH_MAXLEN,
+    FINAL_STATES,
     INBOUND_MAXLEN,
     CallField,
-    CallState,
 )
 from shared.logs import CallLog
 from shared.messages import (
@@ -135,6 +139,8 @@ class EdgeCall:
         self.marks_sent: dict[str, float] = {}  # mark name → when it was sent to Twilio
         # The webhook's time (the record's created_ms), while the call's first audio is due.
         self.first_audio_due_ms: int | None = None
+        # What the caller said and heard, when RECORDINGS_DIR is set (opened once attached).
+        self.recording: StreamRecording | None = None
         self._handlers: dict[type, Callable[[Any], Coroutine[Any, Any, bool]]] = {
             Media: self._on_media,
             Mark: self._on_mark,
@@ -185,6 +191,8 @@ class EdgeCall:
             self.log.info("worker %s no longer holds the call; dispatched it again", worker_id)
         runtime.calls.add(self)
         runtime.metrics.active_calls.inc()
+        if runtime.recordings is not None:
+            self.recording = runtime.recordings.open_stream(self.call_sid, self.stream_sid)
         self.outbox.open(out_cursor or "0-0")
         self.log.info(
             "stream %s attached to edge %s%s",
@@ -239,7 +247,7 @@ class EdgeCall:
             # The record is gone while the caller is still here: Redis restarted empty.
             self._write_live_record()
             self.log.warning("call record was missing (Redis restarted?): wrote it back")
-        elif state == CallState.ENDED:
+        elif state in FINAL_STATES:
             return
         waited_s = now - self.lease_view.waiting_since
         action = self.lease_view.observe(lease_present, now, runtime.settings.dispatch_timeout_s)
@@ -315,9 +323,14 @@ class EdgeCall:
         )
         self.bytes_in += len(audio)
         self.runtime.metrics.audio_in_bytes.inc(len(audio))
+        if self.recording is not None:
+            heard = self.recording.heard
+            heard.caller_audio(event.timestamp_ms, audio, self.last_message_at * 1000)
         return False
 
     async def _on_mark(self, event: Mark) -> bool:
+        if self.recording is not None:
+            self.recording.heard.mark_echoed(event.name, self.last_message_at * 1000)
         sent = self.marks_sent.pop(event.name, None)
         if sent is not None:
             self.runtime.metrics.mark_round_trip.observe(self.clock.monotonic() - sent)
@@ -372,6 +385,8 @@ class EdgeCall:
                 await self._send_outputs(send, self.framer.finish())
             elif isinstance(message, ClearPlayback):
                 await send(clear_message(self.stream_sid))
+                if self.recording is not None:
+                    self.recording.heard.cleared(self.clock.monotonic() * 1000)
                 self.marks_sent.clear()  # Twilio echoes them at once: no audio queued
                 for name in self.framer.clear():  # never reached Twilio: void at once
                     self.runtime.writer.xadd_nowait(
@@ -402,6 +417,8 @@ class EdgeCall:
         for output in outputs:
             if isinstance(output, Frame):
                 await send(media_message(self.stream_sid, output.audio))
+                if self.recording is not None:
+                    self.recording.heard.sent_audio(output.audio, self.clock.monotonic() * 1000)
                 size = len(output.audio)
                 self.bytes_out += size
                 self.frames_out += 1
@@ -415,6 +432,8 @@ class EdgeCall:
                     self.log.debug("sent frame %d to Twilio", self.frames_out)
             else:
                 await send(mark_message(self.stream_sid, output.name))
+                if self.recording is not None:
+                    self.recording.heard.sent_mark(output.name, self.clock.monotonic() * 1000)
                 marks = self.marks_sent
                 if len(marks) >= MAX_MARKS_TIMED:
                     del marks[next(iter(marks))]  # the oldest: its echo was lost
@@ -428,6 +447,8 @@ class EdgeCall:
         self.outbox.close()
         runtime.calls.remove(self)
         runtime.metrics.active_calls.dec()
+        if self.recording is not None:
+            self.recording.close()
         runtime.metrics.calls.labels(self.end_reason).inc()
         runtime.metrics.call_audio_out_bytes.remove(sid)
         keys = runtime.keys

@@ -34,7 +34,16 @@ class EdgeMetrics:
     redis_reconnects: Counter
     mark_round_trip: Histogram
     webhook_to_first_audio: Histogram
+    recording_bytes: Counter
+    recording_segments: Counter
+    recording_dropped_bytes: Counter
+    recordings_deleted: Counter
     transfers: Counter
+    outbound_requests: Counter
+    outbound_status: Counter
+    answered_by: Counter
+    twilio_recordings: Counter
+    listener_refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EdgeMetrics:
@@ -124,12 +133,71 @@ class EdgeMetrics:
                 buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 8, 13, 20, 30, 60),
                 registry=registry,
             ),
+            recording_bytes=Counter(
+                "switchboard_edge_recording_bytes",
+                "Bytes appended to the call recordings under RECORDINGS_DIR (audio and record "
+                "headers).",
+                registry=registry,
+            ),
+            recording_segments=Counter(
+                "switchboard_edge_recording_segments",
+                "Streams recorded under RECORDINGS_DIR (one segment file per stream attached).",
+                registry=registry,
+            ),
+            recording_dropped_bytes=Counter(
+                "switchboard_edge_recording_dropped_bytes",
+                "Recording bytes not written, by reason: queue_full (the disk is slower than "
+                "the calls), write_error. The calls go on.",
+                ["reason"],
+                registry=registry,
+            ),
+            recordings_deleted=Counter(
+                "switchboard_edge_recordings_deleted",
+                "Call recordings deleted by the retention sweep (CALL_RECORD_RETENTION).",
+                registry=registry,
+            ),
             transfers=Counter(
                 "switchboard_edge_transfers",
                 "Transfers to a person, by stage: dialed_cold, dialed_warm, then Twilio's "
                 "DialCallStatus (completed, answered: connected; busy, no-answer, failed, "
                 "canceled: the caller came back to the AI) or caller_left.",
                 ["outcome"],
+                registry=registry,
+            ),
+            listener_refused=Counter(
+                "switchboard_edge_listener_refused",
+                "Requests and WebSocket upgrades answered 404 because their listener does not "
+                "serve their path, by listener: public (anything outside /twilio/: scans, or a "
+                "client that wants ADMIN_PORT), admin (/twilio/…: a proxy pointed at the wrong "
+                "port).",
+                ["listener"],
+                registry=registry,
+            ),
+            outbound_requests=Counter(
+                "switchboard_edge_outbound_requests",
+                "POST /calls, by outcome: placed, unauthorized, read_only_token, invalid, "
+                "limit (OUTBOUND_MAX_CONCURRENT), twilio_refused, twilio_unreachable, "
+                "not_ready.",
+                ["outcome"],
+                registry=registry,
+            ),
+            outbound_status=Counter(
+                "switchboard_edge_outbound_call_status",
+                "Twilio's status callbacks for outbound calls, by CallStatus (initiated, "
+                "ringing, in-progress, completed, no-answer, busy, failed, canceled).",
+                ["status"],
+                registry=registry,
+            ),
+            answered_by=Counter(
+                "switchboard_edge_answered_by",
+                "Outbound calls by who answered, per Twilio's answering-machine detection.",
+                ["answered_by"],
+                registry=registry,
+            ),
+            twilio_recordings=Counter(
+                "switchboard_edge_twilio_recordings",
+                "Twilio's recording status callbacks, by RecordingStatus.",
+                ["status"],
                 registry=registry,
             ),
         )

@@ -8,17 +8,20 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
+import httpx
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
 from services.edge.live_calls import LiveCalls
 from services.edge.metrics import EdgeMetrics
+from services.edge.recording_store import RecordingStore
 from services.edge.settings import EdgeSettings
 from services.edge.signature import SigningKeys
 from services.edge.stream_token import derive_token_key
+from services.edge.twilio_rest import twilio_client
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import is_retryable
 from shared.keys import CALL_KEY_TTL_S, CallField, Keys
@@ -26,6 +29,9 @@ from shared.records import refresh_commands
 from shared.resp import RespPipe
 from shared.streams import BatchWriter, FanInReader, connect
 from shared.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from twilio.rest import Client
 
 __all__ = ["EdgeRuntime", "EdgeState", "RuntimeSlot", "edge_runtime", "runtime_of"]
 
@@ -54,6 +60,8 @@ class EdgeRuntime:
     redis_ok: bool = False
     draining: bool = False
     broken: str | None = None  # a background loop died: /healthz reports it
+    recordings: RecordingStore | None = None  # the calls' own recordings (RECORDINGS_DIR)
+    twilio: Client | None = None  # Twilio's REST API, when the edge places calls (API_TOKEN)
 
     @property
     def ready(self) -> bool:
@@ -152,8 +160,10 @@ async def edge_runtime(
     settings: EdgeSettings,
     registry: CollectorRegistry,
     client: aioredis.Redis | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> AsyncIterator[EdgeRuntime]:
-    """Open Redis, start the background loops, and stop them all on exit."""
+    """Open Redis (and, when the edge places calls, an HTTP client for Twilio's API: ``http``
+    if given), start the background loops, and stop them all on exit."""
     own_client = client is None
     redis_client = client if client is not None else connect(settings.redis_url)
     # The frame path (every audio frame's write and read) has its own lean connections.
@@ -198,6 +208,19 @@ async def edge_runtime(
         token_keys=[derive_token_key(token_secret)],
         signing_keys=signing_keys,
     )
+    own_http = http is None and settings.places_calls
+    twilio_http = httpx.AsyncClient() if own_http else http
+    if settings.places_calls and twilio_http is not None:
+        api_key = None
+        if settings.twilio_api_key_sid and settings.twilio_api_key_secret:
+            api_key = (settings.twilio_api_key_sid, settings.twilio_api_key_secret)
+        runtime.twilio = twilio_client(
+            twilio_http,
+            settings.twilio_api_base_url,
+            settings.twilio_account_sid or "",
+            settings.twilio_auth_token,
+            api_key,
+        )
     loops = {
         "redis-writer": runtime.writer.run(),
         "redis-reader": runtime.reader.run(),
@@ -206,6 +229,15 @@ async def edge_runtime(
         "lease-watch": runtime._lease_watch_loop(),
         "save-cursors": runtime._save_cursors_loop(),
     }
+    if settings.recordings_dir is not None:
+        store = runtime.recordings = RecordingStore(
+            settings.recordings_dir, settings.call_record_retention_s, metrics, runtime.clock
+        )
+        loops |= {
+            "recordings-writer": store.run_writer(),
+            "recordings-flusher": store.run_flusher(),
+            "recordings-sweeper": store.run_sweeper(),
+        }
     tasks = [
         asyncio.create_task(runtime._supervise(name, coro), name=name)
         for name, coro in loops.items()
@@ -218,7 +250,11 @@ async def edge_runtime(
             await asyncio.wait_for(writer.flush(), timeout=2.0)
         except TimeoutError:
             logger.warning("redis writes still pending at shutdown were dropped")
+        if runtime.recordings is not None:
+            await runtime.recordings.drain(timeout_s=5.0)
         await cancel_and_wait(tasks)
+        if own_http and twilio_http is not None:
+            await twilio_http.aclose()
         if own_client:
             await read_pipe.aclose()
             await write_pipe.aclose()

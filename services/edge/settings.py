@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from shared.agents import DEFAULT_AGENT, Agent, Agents, is_e164
@@ -10,6 +12,7 @@ from shared.config import (
     Settings,
     agents_file_var,
     boolean,
+    call_record_retention_var,
     drain_timeout_var,
     float_in,
     int_in,
@@ -21,7 +24,9 @@ from shared.config import (
     redis_batch_var,
     redis_url_var,
     text,
+    url,
     variable,
+    writable_directory,
 )
 
 __all__ = ["EdgeSettings"]
@@ -31,6 +36,26 @@ def _admin_token(raw: str) -> str | None:
     if raw and len(raw) < 16:
         raise ValueError("expected at least 16 characters (e.g. openssl rand -hex 24)")
     return raw or None
+
+
+def _account_sid(raw: str) -> str | None:
+    if raw and not re.fullmatch(r"AC[0-9a-f]{32}", raw):
+        raise ValueError("expected your Twilio Account SID: AC followed by 32 hex digits")
+    return raw or None
+
+
+def _api_key_sid(raw: str) -> str | None:
+    if raw and not re.fullmatch(r"SK[0-9a-f]{32}", raw):
+        raise ValueError("expected a Twilio API key SID: SK followed by 32 hex digits")
+    return raw or None
+
+
+def _prefixes(raw: str) -> tuple[str, ...]:
+    prefixes = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for prefix in prefixes:
+        if not re.fullmatch(r"\+[0-9]{1,15}", prefix):
+            raise ValueError(f"{prefix!r} is not a number prefix: expected e.g. +1,+44")
+    return prefixes
 
 
 def _caller_id(raw: str) -> str | None:
@@ -61,7 +86,26 @@ class EdgeSettings(Settings):
     key_prefix: str = key_prefix_var()
     log_level: str = log_level_var()
     host: str = variable("HOST", "0.0.0.0", text, "Interface the edge listens on.")
-    port: int = variable("PORT", "8080", int_in(1, 65535), "HTTP port of the edge.")
+    port: int = variable(
+        "PORT",
+        "8080",
+        int_in(1, 65535),
+        "Public HTTP port of the edge: only Twilio's routes (/twilio/…); any other path "
+        "answers 404.",
+    )
+    admin_host: str | None = variable(
+        "ADMIN_HOST",
+        "",
+        optional_text,
+        "Interface of ADMIN_PORT. Empty: the same as HOST.",
+    )
+    admin_port: int = variable(
+        "ADMIN_PORT",
+        "8081",
+        int_in(1, 65535),
+        "Private HTTP port of the edge: /metrics, /healthz, /readyz, the read API and call "
+        "control; /twilio/… answers 404 here. Keep it off the internet (SECURITY.md).",
+    )
     public_url: str = variable(
         "PUBLIC_URL",
         None,
@@ -209,14 +253,90 @@ class EdgeSettings(Settings):
         "Unset: the read API is off (404).",
         secret=True,
     )
+    recordings_dir: Path | None = variable(
+        "RECORDINGS_DIR",
+        "",
+        writable_directory,
+        "Directory (a volume shared by every edge) where the edge records each call as the "
+        "caller heard it: the caller's audio and the model's as played, cut where a barge-in "
+        "cut it (docs/recordings.md); GET /calls/{sid}/recording serves it as a stereo WAV. "
+        "Must exist and be writable. Empty: not recorded.",
+    )
+    call_record_retention_s: int = call_record_retention_var()
+    api_token: str | None = variable(
+        "API_TOKEN",
+        None,
+        _admin_token,
+        "Bearer token that may place calls (POST /calls): it spends money, keep it apart from "
+        "ADMIN_TOKEN; at least 16 characters. Unset: POST /calls is off (404).",
+        secret=True,
+    )
+    twilio_account_sid: str | None = variable(
+        "TWILIO_ACCOUNT_SID",
+        "",
+        _account_sid,
+        "Your Twilio Account SID (AC…), needed to place calls (POST /calls).",
+    )
+    twilio_api_key_sid: str | None = variable(
+        "TWILIO_API_KEY_SID",
+        "",
+        _api_key_sid,
+        "A Twilio API key (SK…) to place calls with instead of TWILIO_AUTH_TOKEN; set "
+        "TWILIO_API_KEY_SECRET with it.",
+    )
+    twilio_api_key_secret: str | None = variable(
+        "TWILIO_API_KEY_SECRET",
+        "",
+        optional_text,
+        "The secret of TWILIO_API_KEY_SID.",
+        secret=True,
+    )
+    twilio_api_base_url: str = variable(
+        "TWILIO_API_BASE_URL",
+        "https://api.twilio.com",
+        url("https", "http"),
+        "Address of Twilio's REST API; change it only to point at a stand-in (the call "
+        "simulator's, in tests and the demo).",
+    )
+    outbound_allowed_prefixes: tuple[str, ...] = variable(
+        "OUTBOUND_ALLOWED_PREFIXES",
+        "",
+        _prefixes,
+        "Comma-separated number prefixes POST /calls may dial (e.g. +1,+44); other numbers are "
+        "refused (422). Empty: any E.164 number.",
+    )
+    outbound_max_concurrent: int = variable(
+        "OUTBOUND_MAX_CONCURRENT",
+        "20",
+        int_in(1, 100_000),
+        "Outbound calls placed and not yet over, across all edges (counted in Redis); POST "
+        "/calls beyond it answers 429.",
+    )
+    outbound_ring_timeout_s: int = variable(
+        "OUTBOUND_RING_TIMEOUT",
+        "30",
+        int_in(5, 600),
+        "Seconds Twilio lets an outbound call ring before it counts as no-answer (Timeout).",
+    )
 
     @property
     def agents(self) -> Agents:
         """The agents of AGENTS_FILE; without one, one agent answering every number."""
         return self.agents_file or Agents((Agent(DEFAULT_AGENT),))
 
+    @property
+    def admin_bind_host(self) -> str:
+        """The interface ADMIN_PORT listens on: ADMIN_HOST, else HOST."""
+        return self.admin_host or self.host
+
     def _cross_checks(self) -> list[str]:
         problems = []
+        if self.port is not None and self.port == self.admin_port:
+            problems.append(
+                f"ADMIN_PORT and PORT are both {self.port}: the private admin port (metrics, "
+                "health, the read API, call control) must differ from the public one Twilio "
+                "reaches, e.g. ADMIN_PORT=8081"
+            )
         if self.public_url is None:
             problems.append(
                 "PUBLIC_URL is not set: set it to the https URL Twilio reaches this edge at, "
@@ -240,4 +360,36 @@ class EdgeSettings(Settings):
                 "from (a shared key is never used for it): set STREAM_TOKEN_SECRET to a long "
                 "random string shared by all edges (openssl rand -hex 32)"
             )
+        problems += self._outbound_checks()
         return problems
+
+    def _outbound_checks(self) -> list[str]:
+        problems = []
+        if bool(self.twilio_api_key_sid) != bool(self.twilio_api_key_secret):
+            problems.append(
+                "TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET go together: set both, or neither"
+            )
+        if self.api_token is None:
+            return problems
+        if self.api_token == self.admin_token:
+            problems.append(
+                "API_TOKEN equals ADMIN_TOKEN: the token that places calls must not be the "
+                "read-only one; make API_TOKEN a different random string"
+            )
+        if not self.twilio_account_sid:
+            problems.append(
+                "API_TOKEN is set (POST /calls is on) but TWILIO_ACCOUNT_SID is not: set it to "
+                "your Account SID (AC…) so calls can be placed"
+            )
+        if not self.twilio_auth_token and not self.twilio_api_key_sid:
+            problems.append(
+                "API_TOKEN is set (POST /calls is on) but there are no credentials to place "
+                "calls with: set TWILIO_AUTH_TOKEN, or TWILIO_API_KEY_SID and "
+                "TWILIO_API_KEY_SECRET"
+            )
+        return problems
+
+    @property
+    def places_calls(self) -> bool:
+        """POST /calls is on (its cross-checks passed at start-up)."""
+        return self.api_token is not None

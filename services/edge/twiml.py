@@ -4,20 +4,48 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["connect_stream", "dial", "hangup", "reject", "say", "say_and_hangup"]
+__all__ = [
+    "connect_stream",
+    "dial",
+    "hangup",
+    "reject",
+    "say",
+    "say_and_hangup",
+    "say_verb",
+    "start_recording",
+]
 
 _HEAD = '<?xml version="1.0" encoding="UTF-8"?>'
 
 
-def connect_stream(stream_url: str, token: str, resume_url: str, status_url: str) -> str:
+def connect_stream(
+    stream_url: str, token: str, resume_url: str, status_url: str, before: str = ""
+) -> str:
     """A bidirectional ``<Connect><Stream>`` carrying the call's token, then a ``<Redirect>``
-    that Twilio follows only if the stream ends while the call is still up (edge failover)."""
+    that Twilio follows only if the stream ends while the call is still up (edge failover).
+    ``before``: verbs Twilio runs first (``recording_notice``, ``start_recording``)."""
     return (
-        f"{_HEAD}<Response><Connect><Stream url={quoteattr(stream_url)} "
+        f"{_HEAD}<Response>{before}<Connect><Stream url={quoteattr(stream_url)} "
         f'statusCallback={quoteattr(status_url)}><Parameter name="token" '
         f"value={quoteattr(token)}/></Stream></Connect>"
         f'<Redirect method="POST">{escape(resume_url)}</Redirect></Response>'
     )
+
+
+def start_recording(status_url: str) -> str:
+    """``<Start><Recording>``: Twilio records both sides, one per channel, from here to the
+    end of the call (before ``<Connect>``: a recording started after it misses the stream), and
+    reports the recording to ``status_url``."""
+    return (
+        f'<Start><Recording channels="dual" track="both" '
+        f"recordingStatusCallback={quoteattr(status_url)} "
+        f'recordingStatusCallbackMethod="POST" '
+        f'recordingStatusCallbackEvent="in-progress completed absent"/></Start>'
+    )
+
+
+def say_verb(text: str) -> str:
+    return f"<Say>{escape(text)}</Say>"
 
 
 def hangup() -> str:

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 __all__ = [
+    "AMD_PATH",
+    "CALL_STATUS_PATH",
     "MEDIA_PATH",
+    "RECORDING_STATUS_PATH",
     "RESUME_PATH",
     "STATUS_PATH",
     "TRANSFER_STATUS_PATH",
@@ -25,6 +28,9 @@ STATUS_PATH = "/twilio/stream-status"
 MEDIA_PATH = "/twilio/media"
 TRANSFER_STATUS_PATH = "/twilio/transfer/status"  # <Dial action>: how the transfer went
 WHISPER_PATH = "/twilio/transfer/whisper"  # what the person hears first (warm transfer)
+CALL_STATUS_PATH = "/twilio/outbound/status"  # an outbound call's progress (StatusCallback)
+AMD_PATH = "/twilio/outbound/amd"  # who answered it (AsyncAmdStatusCallback)
+RECORDING_STATUS_PATH = "/twilio/recording/status"  # Twilio's recording of a call
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,18 @@ class PublicUrls:
     @property
     def transfer_status(self) -> str:
         return self.http(TRANSFER_STATUS_PATH)
+
+    @property
+    def call_status(self) -> str:
+        return self.http(CALL_STATUS_PATH)
+
+    @property
+    def amd(self) -> str:
+        return self.http(AMD_PATH)
+
+    @property
+    def recording_status(self) -> str:
+        return self.http(RECORDING_STATUS_PATH)
 
     def whisper(self, call_sid: str) -> str:
         """The whisper URL of one call: Twilio requests it for the person's leg, whose own

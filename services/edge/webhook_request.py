@@ -20,6 +20,7 @@ from services.edge.signature import SETTINGS_HEADER, check_signature
 from services.edge.stream_token import issue_token
 from services.edge.twilio_protocol import CALL_SID_RE
 from services.edge.urls import PublicUrls
+from shared.agents import Agent
 
 __all__ = [
     "MAX_WEBHOOK_BYTES",
@@ -78,14 +79,21 @@ async def signed_params(request: Request, route: str) -> list[tuple[str, str]]:
     return params
 
 
-def stream_twiml(runtime: EdgeRuntime, call_sid: str) -> Response:
-    """``<Connect><Stream>`` for the call (a new token), then the ``<Redirect>`` to resume."""
+def stream_twiml(runtime: EdgeRuntime, call_sid: str, answering: Agent | None = None) -> Response:
+    """``<Connect><Stream>`` for the call (a new token), then the ``<Redirect>`` to resume.
+    ``answering``: the agent, when the call is first answered (not a resume): an agent that
+    records has Twilio start its recording first, after its ``recording_notice``."""
     settings = runtime.settings
     urls = PublicUrls(settings.public_url)
     token = issue_token(
         runtime.token_keys[0], call_sid, runtime.clock.wall(), settings.stream_token_ttl_s
     )
-    return twiml_response(twiml.connect_stream(urls.media, token, urls.resume, urls.status))
+    before = ""
+    if answering is not None and answering.record:
+        if answering.recording_notice:
+            before += twiml.say_verb(answering.recording_notice)
+        before += twiml.start_recording(urls.recording_status)
+    return twiml_response(twiml.connect_stream(urls.media, token, urls.resume, urls.status, before))
 
 
 def call_sid_of(runtime: EdgeRuntime, route: str, value: str | None, what: str = "CallSid") -> str:

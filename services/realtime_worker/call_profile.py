@@ -27,9 +27,11 @@ class CallParty:
     caller: str = ""  # Twilio's From
     called: str = ""  # Twilio's To
     direction: str = "inbound"
+    placed_with: Mapping[str, str] = field(default_factory=dict)  # POST /calls' variables
 
     def variables(self) -> dict[str, str]:
         return {
+            **self.placed_with,
             "call_sid": self.call_sid,
             "caller": self.caller,
             "called": self.called,
@@ -57,6 +59,11 @@ class CallProfile:
     warm_transfer: bool
     max_call_duration_s: float
     max_tokens_per_call: int
+    variables: Mapping[str, str] = field(default_factory=dict)  # as filled in; shown to tools
+    # An outbound call's answer (machine detection): the agent's policies, the words filled in.
+    voicemail: str = "hangup"
+    voicemail_message: str = ""
+    fax_or_unknown: str = "greet"
 
 
 def fill_variables(text: str, variables: Mapping[str, str]) -> str:
@@ -105,4 +112,8 @@ def call_profile(
         warm_transfer=agent.warm_transfer,
         max_call_duration_s=settings.max_call_duration_s if duration is None else duration,
         max_tokens_per_call=settings.max_tokens_per_call if tokens is None else tokens,
+        variables=variables,
+        voicemail=agent.voicemail,
+        voicemail_message=fill_variables(agent.voicemail_message or "", variables),
+        fax_or_unknown=agent.fax_or_unknown,
     )

@@ -29,6 +29,12 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from services.realtime_worker import openai_protocol as rt
+from services.realtime_worker.answering import (
+    VERDICT_WAIT_S,
+    AnswerAction,
+    answer_action,
+    voicemail_cue,
+)
 from services.realtime_worker.call_io import CallIO
 from services.realtime_worker.call_profile import CallParty, SetupOverrides, call_profile
 from services.realtime_worker.call_setup import (
@@ -50,7 +56,7 @@ from services.realtime_worker.turn_state import EndReason
 from shared.agents import DEFAULT_AGENT, Agent
 from shared.errors import is_retryable
 from shared.keys import DISPATCH_MAXLEN, CallField
-from shared.messages import CallDispatch, Hangup
+from shared.messages import CallAnswered, CallDispatch, Hangup
 from shared.records import (
     Turn,
     end_of_call_commands,
@@ -77,6 +83,8 @@ ENDED_BY: dict[str, str] = {
     EndReason.MAX_DURATION: "limit",
     EndReason.MAX_TOKENS: "limit",
     EndReason.TRANSFER: "transfer",
+    EndReason.VOICEMAIL: "machine",
+    EndReason.NO_PERSON: "machine",
 }
 
 
@@ -95,10 +103,14 @@ class CallSession:
         takeover: bool = False,
         resumed: bool = False,
         started_ms: int | None = None,
+        awaiting_answer: bool = False,
+        ring_timeout_s: float = 0.0,
     ) -> None:
         """``setup``: the set-up hook's answer stored on the record (the hook is asked only
         when a call first arrives); ``resumed``: back from a transfer that did not go
-        through."""
+        through; ``awaiting_answer``: an outbound call with machine detection, whose model
+        waits for Twilio's verdict; ``ring_timeout_s``: how long an outbound call may ring
+        before its stream can start."""
         self.ctx = ctx
         self.agent = agent or Agent(DEFAULT_AGENT)
         self.party = party or CallParty(call_sid)
@@ -113,6 +125,7 @@ class CallSession:
         self.resumed = resumed
         self.handoff = False
         self.claimed_at = io.clock.monotonic()
+        self.ring_timeout_s = ring_timeout_s
         self.started_ms = started_ms or io.clock.wall_ms()  # the record's created_ms
         settings = ctx.settings
         self.codec = call_codec(settings)
@@ -130,7 +143,9 @@ class CallSession:
             self.model,
             in_cursor,
             stream_seen=takeover,
+            awaiting_answer=awaiting_answer and not takeover,
         )
+        self.caller.on_answered = self._answered
         transcoder = self.codec if isinstance(self.codec, CallTranscoder) else None
         self.sessions = SessionSwitcher(
             io,
@@ -249,13 +264,11 @@ class CallSession:
         if self.takeover:
             self.ctx.metrics.takeovers.inc()
             await self.caller.start_backlog("took over the call from a lapsed lease", seeded)
-        greeting = self.io.profile.greeting_cue
         if self.resumed:
             await self.model.send(self.model.persona_response("transfer_failed", RETURN_CUE))
             self.log.info("back from a transfer that did not go through: told the model")
-        elif not self.takeover and greeting:
-            await self.model.send(self.model.persona_response("greeting", greeting))
-            self.log.info("asked the model to greet the caller")
+        elif not self.takeover and not self.caller.awaiting_answer:
+            await self._greet()
         await run_until_first_returns(
             self.caller.run(),
             self.sessions.model_to_caller(),
@@ -264,6 +277,36 @@ class CallSession:
             self.model.cancel_loop(),
             self.io.stop_requested.wait(),
         )
+
+    async def _greet(self) -> None:
+        greeting = self.io.profile.greeting_cue
+        if greeting:
+            await self.model.send(self.model.persona_response("greeting", greeting))
+            self.log.info("asked the model to greet the caller")
+
+    async def _answered(self, verdict: CallAnswered) -> None:
+        """Twilio said who answered (or the wait for it ran out): greet a person, leave the
+        message on a machine, or hang up, as the agent says."""
+        profile, io = self.io.profile, self.io
+        action = answer_action(
+            verdict.answered_by,
+            voicemail=profile.voicemail,
+            fax_or_unknown=profile.fax_or_unknown,
+        )
+        io.metrics.answered_by.labels(verdict.answered_by[:32], action).inc()
+        self.log.info(
+            "answered by %s (detection took %d ms): %s",
+            verdict.answered_by,
+            verdict.detection_ms,
+            action,
+        )
+        if action is AnswerAction.GREET:
+            await self._greet()
+        elif action is AnswerAction.HANGUP:
+            io.end(EndReason.NO_PERSON, hang_up=True)
+        else:
+            cue = voicemail_cue(profile.voicemail_message)
+            await self.model.begin_ending(EndReason.VOICEMAIL, goodbye=True, cue=cue)
 
     async def _set_up(self) -> None:
         """Ask the set-up hook (when configured, and the call is new here) and settle the
@@ -327,13 +370,21 @@ class CallSession:
                     "media, no stop): the edge is gone and Twilio did not come back",
                 )
                 return
-            if not caller.stream_seen and now - self.claimed_at > settings.stream_start_timeout_s:
+            stream_wait_s = settings.stream_start_timeout_s + self.ring_timeout_s
+            if not caller.stream_seen and now - self.claimed_at > stream_wait_s:
                 io.fail(
                     "stream_never_arrived",
-                    f"Twilio's stream did not reach an edge within "
-                    f"{settings.stream_start_timeout_s:.0f}s",
+                    f"Twilio's stream did not reach an edge within {stream_wait_s:.0f}s",
                 )
                 return
+            started = caller.stream_started_at
+            if caller.awaiting_answer and started is not None and now - started > VERDICT_WAIT_S:
+                self.log.warning(
+                    "no answering-machine verdict %.0fs after the answer: acting as if unknown",
+                    VERDICT_WAIT_S,
+                )
+                caller.awaiting_answer = False
+                await self._answered(CallAnswered("unknown", round((now - started) * 1000)))
             detached = caller.detached_since
             if detached is not None and now - detached > settings.edge_grace_s:
                 io.fail("edge_lost", "Twilio's stream did not come back after it dropped")

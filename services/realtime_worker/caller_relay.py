@@ -5,12 +5,14 @@ bounded inbox, then in Redis) while a session switch is under way. Audio that wa
 session — a takeover from a dead worker, or a reconnect — is sent only if recent
 (TAKEOVER_BACKLOG_MS): the model should answer what the caller says now, not a stale monologue.
 The inbound stream also says when the Twilio stream reaches an edge or leaves it, which marks
-Twilio has played (what the caller heard), which keys were pressed, and when the caller hangs
-up.
+Twilio has played (what the caller heard), which keys were pressed, when the caller hangs
+up, and, for an outbound call with machine detection, who answered: until then
+(``awaiting_answer``) the caller's audio is held back from the model (``answering.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from services.realtime_worker.turn_state import decide_barge_in
 from shared.audio import bytes_to_ms
 from shared.inbox import Inbox
 from shared.messages import (
+    CallAnswered,
     CallStopped,
     DtmfPressed,
     InboundAudio,
@@ -70,6 +73,7 @@ class CallerRelay:
         in_cursor: str,
         *,
         stream_seen: bool,
+        awaiting_answer: bool = False,
     ) -> None:
         self._call = call
         self._holder = holder
@@ -81,12 +85,26 @@ class CallerRelay:
         self.inbox: Inbox[InboundMessage] = Inbox(
             call.ctx.reader,
             call.inbound_key,
-            (StreamStarted, StreamDetached, InboundAudio, MarkPlayed, DtmfPressed, CallStopped),
+            (
+                StreamStarted,
+                StreamDetached,
+                InboundAudio,
+                MarkPlayed,
+                DtmfPressed,
+                CallStopped,
+                CallAnswered,
+            ),
             lambda detail: call.fault("bad_redis_message", f"inbound {detail}"),
         )
         self.inbox.on_delivery = self._heard_from_edge
         # A taken-over call's stream is attached already: its StreamStarted will not come again.
         self.stream_seen = stream_seen
+        self.stream_started_at: float | None = None  # when this worker first saw the stream
+        # Machine detection is on and Twilio has not said who answered: the model hears
+        # nothing (held_bytes counts what it missed); on_answered acts on the verdict.
+        self.awaiting_answer = awaiting_answer
+        self.held_bytes = 0
+        self.on_answered: Callable[[CallAnswered], Awaitable[None]] | None = None
         self.last_inbound = call.clock.monotonic()
         self.detached_since: float | None = None
         self.caller_ended = False  # the edge reported the end of the call (CallStopped)
@@ -144,7 +162,9 @@ class CallerRelay:
         while True:
             entry_id, message = await self.inbox.get()
             if type(message) is InboundAudio:
-                if self._backlog is None or self._backlog_keeps(message):
+                if self.awaiting_answer:
+                    self.held_bytes += len(message.audio)
+                elif self._backlog is None or self._backlog_keeps(message):
                     await self._send_audio(message.audio)
                     self._relay_latency.observe(max(0.0, io.clock.wall() - message.sent_at))
             elif isinstance(message, StreamStarted):
@@ -162,7 +182,12 @@ class CallerRelay:
                 if self._conversation.playback.mark_played(message.name, now) is not None:
                     self._model.check_ending()
             elif isinstance(message, DtmfPressed):
-                await self._on_dtmf(message.digit)
+                if not self.awaiting_answer:
+                    await self._on_dtmf(message.digit)
+            elif isinstance(message, CallAnswered):
+                if self.awaiting_answer and self.on_answered is not None:
+                    self.awaiting_answer = False
+                    await self.on_answered(message)
             elif isinstance(message, CallStopped):
                 self.in_cursor = entry_id.decode()
                 self.caller_ended = True
@@ -186,6 +211,8 @@ class CallerRelay:
             # With or without a StreamDetached first: an edge that was killed writes none.
             self._call.log.info("stream is back, on edge %s", message.edge_id)
         self.stream_seen = True
+        if self.stream_started_at is None:
+            self.stream_started_at = self._call.clock.monotonic()
         self.detached_since = None
         self._conversation.playback.stream_ready(self._call.clock.monotonic())
 

@@ -144,7 +144,9 @@ class FunctionCalls:
         io.log.info("model called %s(%s)", call.name, call.arguments[:200])
         try:
             assert io.ctx.http is not None
-            result = await run_tool(io.ctx.http, tool, io.call_sid, call.arguments)
+            result = await run_tool(
+                io.ctx.http, tool, io.call_sid, call.arguments, io.profile.variables
+            )
             io.metrics.tool_calls.labels(tool.name, result.outcome).inc()
             if result.problem is not None:
                 io.log.warning("tool %s failed: %s", tool.name, result.problem)

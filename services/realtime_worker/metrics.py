@@ -41,6 +41,7 @@ class WorkerMetrics:
     call_setup: Counter
     transfers: Counter
     calls_by_agent: Counter
+    answered_by: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -191,6 +192,13 @@ class WorkerMetrics:
                 "switchboard_worker_agent_calls",
                 "Calls (or returns from a failed transfer) this worker began serving, by agent.",
                 ["agent"],
+                registry=registry,
+            ),
+            answered_by=Counter(
+                "switchboard_worker_answered_by",
+                "Outbound calls with machine detection, by who answered (Twilio's AnsweredBy) "
+                "and what the agent did: greet, voicemail (left the message) or hangup.",
+                ["answered_by", "action"],
                 registry=registry,
             ),
         )

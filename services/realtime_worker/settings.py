@@ -13,6 +13,7 @@ from shared.config import (
     Settings,
     agents_file_var,
     boolean,
+    call_record_retention_var,
     drain_timeout_var,
     float_in,
     int_in,
@@ -236,12 +237,7 @@ class WorkerSettings(Settings):
         "Tokens (input and output, all modalities) after which the model is told to wrap up, "
         "and the call ends after its goodbye; 0: no limit.",
     )
-    call_record_retention_s: int = variable(
-        "CALL_RECORD_RETENTION",
-        "86400",
-        int_in(60, 90 * 86_400),
-        "Seconds a call's record and transcript are kept after the call ends.",
-    )
+    call_record_retention_s: int = call_record_retention_var()
     tools_file: ToolsFile | None = variable(
         "TOOLS_FILE",
         "",

@@ -8,6 +8,7 @@ outcome for the metric and the log.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,14 @@ def _parse_arguments(text: str) -> dict[str, Any]:
 
 
 async def run_tool(
-    client: httpx.AsyncClient, tool: Tool, call_sid: str, arguments: str
+    client: httpx.AsyncClient,
+    tool: Tool,
+    call_sid: str,
+    arguments: str,
+    variables: Mapping[str, str] | None = None,
 ) -> ToolResult:
-    """POST ``{"call_sid", "arguments"}`` to the tool's URL within its timeout."""
+    """POST ``{"call_sid", "arguments", "variables"}`` to the tool's URL within its timeout
+    (``variables``: the call's, e.g. those an outbound call was placed with)."""
 
     def failed(outcome: str, problem: str) -> ToolResult:
         return ToolResult(tool_error_output(tool.name, problem), outcome, problem)
@@ -46,7 +52,9 @@ async def run_tool(
         return failed("bad_arguments", f"invalid arguments ({str(exc)[:200]})")
     try:
         response = await client.post(
-            tool.url, json={"call_sid": call_sid, "arguments": parsed}, timeout=tool.timeout_s
+            tool.url,
+            json={"call_sid": call_sid, "arguments": parsed, "variables": dict(variables or {})},
+            timeout=tool.timeout_s,
         )
     except httpx.TimeoutException:
         return failed("timeout", f"no answer within {tool.timeout_s:g} s")

@@ -6,7 +6,7 @@ The file is a JSON list (or ``{"tools": [...]}``) of objects::
      "parameters": {"type": "object", "properties": {"order": {"type": "string"}}},
      "url": "https://example.internal/tools/lookup_order", "timeout_s": 5}
 
-When the model calls one, the worker POSTs ``{"call_sid": ..., "arguments": {...}}`` to its
+When the model calls one, the worker POSTs ``{"call_sid", "arguments", "variables"}`` to its
 ``url`` and gives the model the response body as the function's output. Pure: no I/O but
 reading the file.
 

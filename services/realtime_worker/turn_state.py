@@ -64,6 +64,8 @@ class EndReason(StrEnum):
     MAX_DURATION = "max_duration"
     MAX_TOKENS = "max_tokens"
     TRANSFER = "transfer"  # the model handed the call to a person
+    VOICEMAIL = "voicemail"  # an answering machine took the agent's message
+    NO_PERSON = "no_person"  # a machine, a fax or nobody answered: hung up without a word
 
 
 def cap_reached(

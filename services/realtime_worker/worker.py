@@ -39,6 +39,7 @@ from shared.backoff import Backoff
 from shared.errors import DecodeError, is_retryable
 from shared.keys import WORKER_GROUP, CallField, CallState, Keys
 from shared.messages import ENTRY_FIELD, CallDispatch, decode
+from shared.outbound_records import placed_variables
 from shared.records import load_call, set_fields_command, worker_fields_commands
 from shared.resp import RespPipe
 from shared.streams import (
@@ -286,6 +287,7 @@ class Worker:
             caller=record.get(CallField.FROM) or "",
             called=record.get(CallField.TO) or "",
             direction=record.get(CallField.DIRECTION) or "inbound",
+            placed_with=placed_variables(record),
         )
         session = CallSession(
             self.ctx,
@@ -297,6 +299,9 @@ class Worker:
             takeover=takeover,
             resumed=message.reason == CallDispatch.TRANSFER_FAILED,
             started_ms=int(created) if created.isdigit() else None,
+            awaiting_answer=record.get(CallField.MACHINE_DETECTION) == "1"
+            and not record.get(CallField.ANSWERED_BY),
+            ring_timeout_s=float(ring) if (ring := record.get(CallField.RING_TIMEOUT)) else 0.0,
         )
         if agent is None:
             # The edge read another AGENTS_FILE (a deployment half rolled out): no agent

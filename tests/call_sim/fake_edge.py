@@ -1,7 +1,9 @@
 """A small fake edge for the call simulator's socket tests: Starlette under uvicorn on a free
 loopback port. It checks every signature the way the real edge does (auth token, or shared key
 when the settings header says so), answers TwiML with the real edge's renderer, and echoes the
-caller's non-silent frames back with a mark after every fifth."""
+caller's non-silent frames back with a mark after every fifth. ``/app/...`` stands for the app's
+own callbacks (call status, AMD, recordings): it keeps each request with its signature header,
+for the test to check with twilio's RequestValidator."""
 
 from __future__ import annotations
 
@@ -53,6 +55,17 @@ class StreamLog:
 
 
 @dataclass
+class AppCallback:
+    """One request to ``/app/...``: its form (or query) and X-Twilio-Signature."""
+
+    path: str
+    method: str
+    params: dict[str, str]
+    signature: str | None
+    at: float  # loop time
+
+
+@dataclass
 class FakeEdge:
     public_url: str
     auth_token: str
@@ -66,6 +79,7 @@ class FakeEdge:
     webhooks: list[tuple[str, dict[str, str], bool]] = field(default_factory=list)
     streams: list[StreamLog] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)  # every signature check, in order
+    callbacks: list[AppCallback] = field(default_factory=list)  # requests to /app/...
     url: str = ""
     server: uvicorn.Server | None = None
 
@@ -85,6 +99,7 @@ class FakeEdge:
                 Route("/twilio/voice", self._voice, methods=["POST"]),
                 Route("/twilio/voice/resume", self._voice, methods=["POST"]),
                 Route("/twilio/stream-status", self._status, methods=["POST"]),
+                Route("/app/{name:path}", self._app_callback, methods=["GET", "POST"]),
                 WebSocketRoute("/twilio/media", self._media),
             ]
         )
@@ -113,6 +128,21 @@ class FakeEdge:
     async def _status(self, request: Request) -> Response:
         _, ok = await self._signed(request)
         return Response(status_code=204 if ok else 403)
+
+    async def _app_callback(self, request: Request) -> Response:
+        body = (await request.body()).decode()
+        pairs = parse_qsl(body or request.url.query, keep_blank_values=True)
+        loop = asyncio.get_running_loop()
+        self.callbacks.append(
+            AppCallback(
+                request.url.path,
+                request.method,
+                dict(pairs),
+                request.headers.get("x-twilio-signature"),
+                loop.time(),
+            )
+        )
+        return Response(status_code=204)
 
     async def _media(self, websocket: WebSocket) -> None:
         url = PublicUrls(self.public_url).media

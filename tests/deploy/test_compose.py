@@ -61,8 +61,13 @@ def test_services_replicas_and_profiles() -> None:
     for name, service in SERVICES.items():
         if name != "realtime-sim":
             assert "profiles" not in service, f"{name} must run without a profile"
+    # Only the public PORT is published; the admin port stays on the compose network.
     published = [str(p) for p in SERVICES["edge"]["ports"]]
-    assert any(p.endswith(":8080") for p in published), published
+    assert published == ["${EDGE_PUBLISHED_PORT:-8080}:" + environment("edge")["PORT"]]
+    assert SERVICES["edge"]["expose"] == [environment("edge")["ADMIN_PORT"]]
+    for name, service in SERVICES.items():
+        published = [str(p) for p in service.get("ports", [])]
+        assert not any(p.endswith(":8081") for p in published), f"{name} publishes 8081"
 
 
 def test_switchboard_services_build_the_matching_dockerfile_targets() -> None:
@@ -80,7 +85,7 @@ def test_every_service_has_a_healthcheck() -> None:
 
 def test_healthchecks_probe_real_routes_on_the_configured_ports() -> None:
     edge = " ".join(SERVICES["edge"]["healthcheck"]["test"])
-    port = environment("edge")["PORT"]
+    port = environment("edge")["ADMIN_PORT"]  # /healthz is not served on PORT
     path = re.search(rf"127\.0\.0\.1:{port}(/\w+)", edge)
     assert path and path[1] in edge_routes(), edge
     worker = " ".join(SERVICES["realtime-worker"]["healthcheck"]["test"])
@@ -160,6 +165,7 @@ def test_env_example_configures_a_valid_stack_without_an_openai_key() -> None:
     assert worker.redis_url == "redis://redis:6379/0" and worker.metrics_port == 9100
     edge = EdgeSettings.from_env(resolved("edge", env))
     assert edge.port == 8080 and edge.host == "0.0.0.0" and edge.validate_signature
+    assert edge.admin_port == 8081 and edge.admin_bind_host == "0.0.0.0"
 
 
 def test_an_openai_key_and_url_switch_workers_to_openai() -> None:
@@ -217,4 +223,5 @@ def test_compose_accepts_the_file_without_and_with_the_sim_profile() -> None:
     assert worker["environment"]["OPENAI_REALTIME_URL"] == "ws://realtime-sim:8765/v1/realtime"
     assert worker["depends_on"]["realtime-sim"]["condition"] == "service_healthy"
     assert sim["services"]["edge"]["stop_grace_period"] == "45s"
-    assert sim["services"]["edge"]["ports"][0]["target"] == 8080
+    (published,) = sim["services"]["edge"]["ports"]
+    assert published["target"] == 8080 and published["published"] == "8080"

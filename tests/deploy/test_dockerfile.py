@@ -97,7 +97,10 @@ def test_healthcheck_is_exec_form_python_that_compiles(target: str) -> None:
 
 def test_healthchecks_probe_the_real_endpoints_on_the_configured_ports() -> None:
     edge = STAGES["edge"].all("HEALTHCHECK")[0]
-    assert "/healthz" in edge and "os.environ.get('PORT', '8080')" in edge
+    # /healthz is served on the admin port only; on PORT it is a 404.
+    assert "/healthz" in edge and "os.environ.get('ADMIN_PORT', '8081')" in edge
+    assert default_of("ADMIN_PORT") == "8081"
+    assert STAGES["edge"].all("EXPOSE") == ["8080 8081"]
     assert default_of("PORT") == "8080"
     worker = STAGES["worker"].all("HEALTHCHECK")[0]
     assert "/metrics" in worker and "os.environ.get('METRICS_PORT', '9100')" in worker

@@ -153,13 +153,14 @@ def test_secrets_only_where_needed() -> None:
 
 def test_probes_point_at_real_routes_and_ports() -> None:
     edge, worker = container("edge"), container("worker")
-    edge_port = int(config_map("edge")["PORT"])
+    # Health is served on the admin port only (the public one answers it with 404).
+    admin_port = int(config_map("edge")["ADMIN_PORT"])
     metrics_port = int(config_map("worker")["METRICS_PORT"])
     assert edge["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert edge["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for probe in ("readinessProbe", "livenessProbe"):
         assert edge[probe]["httpGet"]["path"] in edge_routes()
-        assert port_number("edge", edge[probe]["httpGet"]["port"]) == edge_port
+        assert port_number("edge", edge[probe]["httpGet"]["port"]) == admin_port
         assert worker[probe]["httpGet"]["path"] == "/metrics"
         assert port_number("worker", worker[probe]["httpGet"]["port"]) == metrics_port
 
@@ -240,7 +241,31 @@ def test_service_monitors_scrape_every_metrics_port() -> None:
             assert endpoint["path"] == "/metrics"
             assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
             scraped.add((service["spec"]["selector"]["app.kubernetes.io/name"], endpoint["port"]))
-    assert scraped == {("switchboard-edge", "http"), ("switchboard-worker", "metrics")}
+    assert scraped == {("switchboard-edge", "admin"), ("switchboard-worker", "metrics")}
+    # The edge's metrics are on its admin port, not on the public one.
+    assert port_number("edge", "admin") == int(config_map("edge")["ADMIN_PORT"])
+
+
+def test_the_public_service_exposes_only_the_public_port() -> None:
+    edge_port, admin_port = (int(config_map("edge")[name]) for name in ("PORT", "ADMIN_PORT"))
+    assert edge_port != admin_port
+    assert [(p["name"], p["containerPort"]) for p in container("edge")["ports"]] == [
+        ("http", edge_port),
+        ("admin", admin_port),
+    ]
+    public = find(DOCS, "Service", "switchboard-edge")["spec"]
+    assert [port_number("edge", p["targetPort"]) for p in public["ports"]] == [edge_port]
+    admin = find(DOCS, "Service", "switchboard-edge-admin")["spec"]
+    assert admin.get("type", "ClusterIP") == "ClusterIP"
+    assert [port_number("edge", p["targetPort"]) for p in admin["ports"]] == [admin_port]
+    # Only the public Service is published: the example ingress routes to it alone.
+    (ingress,) = [doc for _, doc in k8s_documents(K8S_OVERLAY) if doc["kind"] == "Ingress"]
+    backends = [
+        path["backend"]["service"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert backends == [{"name": "switchboard-edge", "port": {"name": "http"}}]
 
 
 def test_worker_autoscaling_on_cpu_and_the_documented_active_calls_variant() -> None:
@@ -264,17 +289,20 @@ def test_network_policies_allow_only_what_the_design_needs() -> None:
     def egress_ports(spec: dict[str, Any]) -> set[int]:
         return {p["port"] for rule in spec["egress"] for p in rule["ports"]}
 
+    monitoring = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     edge = policy("switchboard-edge")
-    (ingress,) = edge["ingress"]
-    assert "from" not in ingress, "Twilio reaches the edge from anywhere"
-    assert [p["port"] for p in ingress["ports"]] == [int(config_map("edge")["PORT"])]
+    public, admin = edge["ingress"]
+    assert "from" not in public, "Twilio reaches the edge's public port from anywhere"
+    assert [p["port"] for p in public["ports"]] == [int(config_map("edge")["PORT"])]
+    assert admin["from"] == monitoring, "only Prometheus reaches the admin port"
+    assert [p["port"] for p in admin["ports"]] == [int(config_map("edge")["ADMIN_PORT"])]
     assert egress_ports(edge) == {6379, 53}, "the edge talks only to Redis and DNS"
 
     worker = policy("switchboard-worker")
     (ingress,) = worker["ingress"]
-    assert ingress["from"] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-    ]
+    assert ingress["from"] == monitoring
     assert [p["port"] for p in ingress["ports"]] == [int(config_map("worker")["METRICS_PORT"])]
     assert egress_ports(worker) == {443, 6379, 53}
 

@@ -37,7 +37,7 @@ def pending_metrics(rule: dict[str, Any]) -> set[str]:
 def test_prometheus_scrapes_every_edge_and_worker_replica() -> None:
     jobs = {job["job_name"]: job for job in PROMETHEUS["scrape_configs"]}
     expected = {
-        "switchboard-edge": ("edge", int(environment("edge")["PORT"])),
+        "switchboard-edge": ("edge", int(environment("edge")["ADMIN_PORT"])),
         "switchboard-worker": (
             "realtime-worker",
             int(environment("realtime-worker")["METRICS_PORT"]),

@@ -221,7 +221,7 @@ def test_no_dev_tool_ships_in_an_image() -> None:
     for filename in IMAGE_EXPORTS:
         shipped = {pin.name for pin in pins(filename)}  # under any marker
         assert not shipped & dev_tools, f"{filename} ships {shipped & dev_tools}"
-    assert not {pin.name for pin in pins("runtime.txt")} & {"openai", "pydantic", "twilio"}
+    assert not {pin.name for pin in pins("runtime.txt")} & {"openai", "pydantic"}
 
 
 def test_the_python_version_is_stated_and_is_the_one_ci_and_the_images_use() -> None:

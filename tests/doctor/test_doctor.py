@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -181,10 +183,34 @@ async def test_bad_config_names_each_variable(redis_url: str, sim_url: str) -> N
 async def test_unreachable_redis_and_edge_fail_naming_the_fix(sim_url: str) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     edge = f"http://127.0.0.1:{free_port()}"
+    # --edge-url: the flag's old name, still accepted.
     checks = _by_name(await _checks(_env(dead, sim_url), "--edge-url", edge, "--no-realtime"))
     assert checks["redis"].status == "fail" and "REDIS_URL" in (checks["redis"].fix or "")
     assert checks["edge.readyz"].status == "fail"
-    assert "--edge-url" in (checks["edge.readyz"].fix or "")
+    assert "--admin-url" in (checks["edge.readyz"].fix or "")
+
+
+@pytest.mark.anyio
+async def test_an_edge_public_port_given_for_readyz_is_named_as_such() -> None:
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # what the edge's public port answers /readyz
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b"Not Found")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        check = await probes.probe_edge(f"http://127.0.0.1:{server.server_port}", 5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert check.status == "fail" and "404" in check.summary
+    assert "ADMIN_PORT" in (check.fix or "") and "--admin-url" in (check.fix or "")
 
 
 def test_signature_settings_against_public_url() -> None:
@@ -251,7 +277,7 @@ def test_help() -> None:
         timeout=30,
     )
     assert result.returncode == 0
-    for flag in ("--role", "--edge-url", "--tone", "--json"):
+    for flag in ("--role", "--admin-url", "--edge-url", "--tone", "--json"):
         assert flag in result.stdout
 
 

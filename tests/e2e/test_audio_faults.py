@@ -43,7 +43,7 @@ async def test_double_base64_audio_is_named_by_the_edge(make_stack: StackFactory
     ]
     assert len(errors) == 1, "one ERROR line per call"
     assert f"call={report.call_sid}" in errors[0] and "base64_text" in errors[0]
-    metrics = scrape(stack.edge_urls[0])
+    metrics = scrape(stack.edge_admin_urls[0])
     assert metric_value(metrics, "switchboard_edge_format_mismatch_total", kind="base64_text") == 1
     record = call_record(stack, report.call_sid)
     assert record["audio_check"] == "base64_text"
@@ -53,6 +53,6 @@ async def test_correct_speech_raises_no_alarm(make_stack: StackFactory) -> None:
     stack = make_stack(workers=1, sim_mode="conversation")
     report = await place_call(call_config(stack, CALLER_AUDIO, hold_s=3.0))
     assert report.problems() == [] and report.received_audio
-    metrics = scrape(stack.edge_urls[0])
+    metrics = scrape(stack.edge_admin_urls[0])
     assert "switchboard_edge_format_mismatch_total{" not in metrics
     assert "the audio sent to the caller" not in stack.edges[0].log()

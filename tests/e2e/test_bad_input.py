@@ -93,7 +93,7 @@ async def test_bad_input_is_refused_and_counted_while_a_healthy_call_stays_bit_e
     assert len(report.received_audio) >= len(healthy_audio)
     assert report.received_audio == report.sent_audio[: len(report.received_audio)]
 
-    metrics = scrape(stack.edge_urls[0])
+    metrics = scrape(stack.edge_admin_urls[0])
     name = "switchboard_edge_malformed_input_total"
     assert metric_value(metrics, name, kind="not_json") == 1
     assert metric_value(metrics, name, kind="before_start") == 1

@@ -42,7 +42,7 @@ async def test_echo_five_concurrent_calls_two_workers_bit_exact(make_stack: Stac
 
 async def test_conversation_reply_is_bit_exact_and_logged(make_stack: StackFactory) -> None:
     stack = make_stack(workers=1, sim_mode="conversation")
-    edge = stack.edge_urls[0]
+    edge = stack.edge_admin_urls[0]
     samples: list[tuple[str, float]] = []
     done = threading.Event()
 

@@ -113,7 +113,13 @@ async def test_a_configured_tool_is_called_and_its_answer_reaches_the_model(
         report = await place_call(call_config(stack, CALLER_AUDIO, hold_s=6.0))
 
     assert report.problems() == []
-    assert server.requests == [("/ok", {"call_sid": report.call_sid, "arguments": {"order": "42"}})]
+    ((path, request),) = server.requests
+    assert (path, request["call_sid"], request["arguments"]) == (
+        "/ok",
+        report.call_sid,
+        {"order": "42"},
+    )
+    assert request["variables"]["call_sid"] == report.call_sid  # the call's variables too
     session = sim_session(stack)
     assert session["function_calls"] == ["lookup_order"]
     assert session["tool_outputs"] == [ToolServer.ANSWER]

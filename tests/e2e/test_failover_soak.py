@@ -179,7 +179,7 @@ async def test_frozen_worker_cannot_grow_redis_or_edge_memory(make_stack: StackF
 
     async def all_claimed_and_flowing() -> bool:
         held = [await active_calls(worker) for worker in stack.workers]
-        text = await scrape_async(stack.edge_urls[0])
+        text = await scrape_async(stack.edge_admin_urls[0])
         flowing = metric_value(text, "switchboard_edge_audio_out_bytes_total") >= 5 * 2 * 8000
         return held[0] >= 1 and sum(held) == 5 and flowing
 

@@ -116,7 +116,7 @@ async def test_each_hostile_outcome_is_defined_and_counted(make_stack: StackFact
 
     report = await healthy
     assert_bit_exact(report)
-    metrics = scrape(stack.edge_urls[0])
+    metrics = scrape(stack.edge_admin_urls[0])
     for kind in ("binary", "duplicate_start", "wrong_stream", "too_large"):
         assert metric_value(metrics, MALFORMED, kind=kind) == 1, kind
     dropped = metric_value(
@@ -153,7 +153,7 @@ async def test_two_auth_tokens_during_rotation(make_stack: StackFactory) -> None
             assert_bit_exact(report)
         else:
             assert report.error is not None and "403" in report.error
-    metrics = scrape(stack.edge_urls[0])
+    metrics = scrape(stack.edge_admin_urls[0])
     assert metric_value(metrics, REJECTED, route="/twilio/voice", reason="bad_signature") == 1
 
 
@@ -196,7 +196,7 @@ async def test_no_secret_appears_in_logs_metrics_or_responses(tmp_path: Path) ->
         assert report.problems() == []
         assert report.received_audio, "the model's reply reached the caller"
         captured += report.twiml
-        urls = [f"{stack.edge_urls[0]}/{path}" for path in ("healthz", "readyz", "metrics")]
+        urls = [f"{stack.edge_admin_urls[0]}/{path}" for path in ("healthz", "readyz", "metrics")]
         urls += [f"http://127.0.0.1:{worker.port}/metrics" for worker in stack.workers]
         async with httpx.AsyncClient() as client:
             for url in urls:

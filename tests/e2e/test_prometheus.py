@@ -94,7 +94,7 @@ async def test_prometheus_stores_per_call_bytes_equal_to_what_the_caller_receive
     make_stack: StackFactory, tmp_path: Path
 ) -> None:
     stack = make_stack(workers=1, sim_mode="conversation")
-    edge_target = stack.edge_urls[0].removeprefix("http://")
+    edge_target = stack.edge_admin_urls[0].removeprefix("http://")
     worker_target = f"127.0.0.1:{stack.workers[0].port}"
     config = {
         "global": {"scrape_interval": "500ms", "scrape_timeout": "400ms"},
@@ -115,7 +115,7 @@ async def test_prometheus_stores_per_call_bytes_equal_to_what_the_caller_receive
         assert received > 0
 
         # Exported by the running processes: every name the dashboard and alerts use.
-        exported = scrape(stack.edge_urls[0]) + scrape(f"http://{worker_target}")
+        exported = scrape(stack.edge_admin_urls[0]) + scrape(f"http://{worker_target}")
         exported_names = exported_sample_names(exported)
         assert dashboard_and_alert_metrics() - exported_names == set()
 

@@ -59,7 +59,7 @@ async def test_worker_killed_mid_call_another_worker_takes_over(
     survivor = stack.workers[0]
     assert f"call={report.call_sid} claimed (lease-lost)" in survivor.log()
     assert "took over the call" in survivor.log()
-    edge_metrics = scrape(stack.edge_urls[0])
+    edge_metrics = scrape(stack.edge_admin_urls[0])
     assert metric_value(edge_metrics, "switchboard_edge_calls_redispatched_total") == 1
     assert len(wait_for_sessions(stack, 2)) == 2
 
@@ -150,7 +150,7 @@ async def test_edge_drain_moves_live_calls_to_another_edge_and_exits_zero(
     await wait_for_audio_out(stack, 8000)  # the call is under way on the first edge
     draining = stack.edges[0]
     draining.signal(signal.SIGTERM)
-    url = stack.edge_urls[0]
+    url = stack.edge_admin_urls[0]
     await eventually(lambda: asyncio.to_thread(lambda: not edge_ready(url)), 10, "draining")
     # While draining: not ready, and new calls hear the busy message.
     busy = await place_call(call_config(stack, b"\xff" * 1600, edge_urls=[stack.edge_urls[0]]))
@@ -184,7 +184,7 @@ async def test_no_worker_capacity_caller_hears_the_busy_message(
     assert second.received_audio == b""
     first_report = await first
     assert first_report.problems() == []
-    metrics = scrape(stack.edge_urls[0])
+    metrics = scrape(stack.edge_admin_urls[0])
     assert metric_value(metrics, "switchboard_edge_calls_total", outcome="no_worker") == 1
 
 
@@ -206,7 +206,7 @@ async def test_redis_restart_calls_go_on_and_new_calls_are_accepted(tmp_path: Pa
         task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
         await wait_for_audio_out(stack, 2 * 8000)  # the call is well under way
         redis_server.close()  # Redis keeps nothing on disk: it comes back empty
-        url = stack.edge_urls[0]
+        url = stack.edge_admin_urls[0]
         await asyncio.sleep(2.0)  # the outage lasts 2 s at least
         await eventually(lambda: asyncio.to_thread(lambda: not edge_ready(url)), 10, "unready")
         restarted_at = time.monotonic()

@@ -36,7 +36,7 @@ async def test_a_call_signed_with_a_shared_key_and_an_unknown_algorithm_refused(
     # Echo mode: the caller's audio comes back bit-exact (at most the last second cut off).
     assert len(report.received_audio) >= len(report.sent_audio) - 8000
     assert report.received_audio == report.sent_audio[: len(report.received_audio)]
-    metrics = scrape(stack.edge_urls[0])
+    metrics = scrape(stack.edge_admin_urls[0])
     for route in ("/twilio/voice", "/twilio/stream-status", "media"):
         assert metric_value(metrics, REJECTED, route=route, reason="bad_signature") == 0
 
@@ -57,7 +57,7 @@ async def test_a_call_signed_with_a_shared_key_and_an_unknown_algorithm_refused(
             pass
     assert refused.value.response.status_code == 403
 
-    metrics = scrape(stack.edge_urls[0])
+    metrics = scrape(stack.edge_admin_urls[0])
     reason = "unknown_signature_algorithm"
     assert metric_value(metrics, REJECTED, route="/twilio/voice", reason=reason) == 1
     assert metric_value(metrics, REJECTED, route="media", reason=reason) == 1

@@ -70,6 +70,7 @@ def test_the_agents_fields_override_the_global_settings() -> None:
         warm_transfer=True,
         max_call_duration_s=600.0,
         max_tokens_per_call=20000,
+        variables={"agent": "support", **PARTY.variables()},
     )
 
 
@@ -85,6 +86,7 @@ def test_an_agent_without_fields_takes_the_global_settings() -> None:
         warm_transfer=False,
         max_call_duration_s=300.0,
         max_tokens_per_call=5000,
+        variables={"agent": "plain", **PARTY.variables()},
     )
 
 
@@ -247,3 +249,21 @@ def test_call_party_variables() -> None:
     }
     outbound = CallParty("CA2", "+15005550001", "+15005550006", "outbound-api")
     assert outbound.variables()["direction"] == "outbound-api"
+
+
+def test_an_outbound_calls_variables_fill_the_voicemail_and_reach_the_tools() -> None:
+    agent = Agent(
+        "collections",
+        instructions="Remind {name} of invoice {invoice}.",
+        voicemail="message",
+        voicemail_message="Hi {name}, please call us back about invoice {invoice}.",
+        fax_or_unknown="hangup",
+    )
+    party = CallParty(
+        "CA9", "+15005550006", "+15005550001", "outbound-api", {"name": "Ada", "invoice": "7"}
+    )
+    profile = call_profile(SETTINGS, agent, party, SetupOverrides(variables={"invoice": "8"}))
+    assert profile.instructions == "Remind Ada of invoice 8."  # the hook's value wins
+    assert profile.voicemail_message == "Hi Ada, please call us back about invoice 8."
+    assert (profile.voicemail, profile.fax_or_unknown) == ("message", "hangup")
+    assert profile.variables["name"] == "Ada" and profile.variables["direction"] == "outbound-api"

@@ -112,7 +112,9 @@ async def test_a_tool_call_is_posted_and_its_answer_given_to_the_model(
     call.ws.push_event(type="response.created", response={"id": "resp_1"})
     call.done("resp_1", output=[_tool_call("call_1")])
     assert await _answer(call, "call_1") == "order 42: shipped"
-    assert endpoint.requests == [{"call_sid": SID, "arguments": {"order": "42"}}]
+    (request,) = endpoint.requests
+    assert (request["call_sid"], request["arguments"]) == (SID, {"order": "42"})
+    assert request["variables"]["call_sid"] == SID  # the call's variables reach the tool
     # The output came before the request for a response.
     kinds = [e["type"] for e in call.ws.sent]
     assert kinds.index("conversation.item.create") < kinds.index("response.create")

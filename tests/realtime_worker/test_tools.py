@@ -157,7 +157,7 @@ async def test_posts_the_call_sid_and_arguments_and_returns_the_body() -> None:
         return httpx.Response(200, text="order 42 ships tomorrow")
 
     async with _client(handler) as client:
-        result = await run_tool(client, TOOL, "CA1", '{"order": "42"}')
+        result = await run_tool(client, TOOL, "CA1", '{"order": "42"}', {"name": "Ada"})
     assert (result.output, result.outcome, result.problem) == (
         "order 42 ships tomorrow",
         "ok",
@@ -165,7 +165,11 @@ async def test_posts_the_call_sid_and_arguments_and_returns_the_body() -> None:
     )
     (request,) = seen
     assert request.method == "POST" and str(request.url) == TOOL.url
-    assert json.loads(request.content) == {"call_sid": "CA1", "arguments": {"order": "42"}}
+    assert json.loads(request.content) == {
+        "call_sid": "CA1",
+        "arguments": {"order": "42"},
+        "variables": {"name": "Ada"},
+    }
     assert request.headers["content-type"] == "application/json"
 
 

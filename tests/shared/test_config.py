@@ -408,6 +408,8 @@ def test_all_variables_lists_each_once_with_its_services() -> None:
         "TWILIO_WEBHOOK_SHARED_KEY_PREVIOUS",
         "STREAM_TOKEN_SECRET",
         "ADMIN_TOKEN",
+        "API_TOKEN",
+        "TWILIO_API_KEY_SECRET",
     }
     assert all(var.help for var, _ in table.values())
 

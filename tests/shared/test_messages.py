@@ -13,6 +13,7 @@ from shared import messages
 from shared.errors import DecodeError, ProtocolError
 from shared.messages import (
     AudioDone,
+    CallAnswered,
     CallDispatch,
     CallStopped,
     ClearPlayback,
@@ -37,6 +38,7 @@ EXAMPLES: list[Message] = [
     MarkPlayed("item_1:3"),
     DtmfPressed("#"),
     CallStopped("stop"),
+    CallAnswered("machine_end_beep", 4200),
     OutboundAudio(bytes(range(256)), "item_1", 3.0),
     PlaybackMark("item_1:4"),
     AudioDone("item_1"),

@@ -173,9 +173,10 @@ def call_record(stack: Stack, call_sid: str) -> dict[str, str]:
 
 
 def read_api(stack: Stack, path: str) -> dict[str, Any]:
-    """A GET on the first edge's admin API (the stack runs with ``ADMIN_TOKEN``)."""
+    """A GET on the first edge's read API, on its admin port (the stack runs with
+    ``ADMIN_TOKEN``)."""
     request = urllib.request.Request(
-        stack.edge_urls[0] + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        stack.edge_admin_urls[0] + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     )
     with urllib.request.urlopen(request, timeout=2) as response:
         body: dict[str, Any] = json.loads(response.read())
@@ -215,10 +216,11 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def edge_ready(edge_url: str) -> bool:
-    """Whether the edge answers /readyz with 200 (False when it does not answer at all)."""
+def edge_ready(admin_url: str) -> bool:
+    """Whether the edge whose admin port is at ``admin_url`` answers /readyz with 200 (False
+    when it does not answer at all)."""
     try:
-        with urllib.request.urlopen(f"{edge_url}/readyz", timeout=1) as response:
+        with urllib.request.urlopen(f"{admin_url}/readyz", timeout=1) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -253,7 +255,7 @@ async def wait_for_audio_out(
 ) -> None:
     """Until edge ``edge`` has sent callers ``audio_bytes`` of audio in all (8000 a second):
     the calls are under way, however slow the machine is to get them going."""
-    url = stack.edge_urls[edge]
+    url = stack.edge_admin_urls[edge]
 
     async def sent() -> bool:
         text = await scrape_async(url)

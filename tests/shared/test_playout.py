@@ -1,10 +1,10 @@
-"""Twilio's playout buffer, on an injected clock (ms)."""
+"""Twilio's playout buffer (shared/playout.py), on an injected clock (ms)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.call_sim.playback import Playback
+from shared.playout import Playback, Played
 
 FRAME = bytes(range(160))  # 20 ms
 
@@ -74,3 +74,33 @@ def test_the_clock_cannot_go_back() -> None:
     playback = Playback(10.0)
     with pytest.raises(ValueError, match="went back"):
         playback.advance(9.0)
+
+
+def test_take_played_hands_over_what_finished_playing_and_forgets_it() -> None:
+    playback = Playback(0.0)
+    playback.add_audio(FRAME, 0.0)
+    playback.advance(10.0)  # half the frame played
+    assert playback.take_played(5.0) == [Played(0.0, FRAME[:40])]
+    assert playback.heard == FRAME[40:80]  # played, not yet handed over
+    assert playback.take_played(100.0) == [Played(5.0, FRAME[40:80])]  # no further than now
+    assert playback.heard == b""
+    playback.advance(30.0)
+    # The segment still playing went on; the rest of the frame is logged where it played.
+    assert playback.log == [Played(10.0, FRAME[80:])]
+    assert playback.take_played(30.0) == [Played(10.0, FRAME[80:])]
+    assert playback.take_played(30.0) == []
+
+
+def test_take_played_splits_across_segments_and_keeps_the_order() -> None:
+    playback = Playback(0.0)
+    playback.add_audio(FRAME, 0.0)
+    playback.advance(50.0)  # played by 20, then idle
+    playback.add_audio(b"\x01" * 80, 50.0)
+    playback.advance(60.0)
+    assert playback.take_played(55.0) == [Played(0.0, FRAME), Played(50.0, b"\x01" * 40)]
+    assert playback.clear(60.0) == []
+    assert playback.take_played(60.0) == [Played(55.0, b"\x01" * 40)]
+    # After everything was handed over and cleared, new audio is a new segment.
+    playback.add_audio(b"\x02" * 8, 70.0)
+    playback.advance(71.0)
+    assert playback.log == [Played(70.0, b"\x02" * 8)]
