@@ -41,6 +41,8 @@ __all__ = [
 
 DEMO_AUTH_TOKEN = "switchboard-local-demo-auth-token"  # signs simulated Twilio requests only
 PUBLIC_URL = "https://edge.switchboard.example"  # what the simulated Twilio believes it calls
+DEMO_ACCOUNT_SID = "AC" + "5eed" * 8  # the stand-in Twilio account of the demo and the tests
+DEMO_API_TOKEN = "switchboard-local-demo-api-token"  # the edges' API_TOKEN (POST /calls)
 LOCALHOST = "127.0.0.1"
 
 
@@ -227,6 +229,9 @@ class StackConfig:
     log_level: str = "INFO"
     edge_env: dict[str, str] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
+    # Start the call simulator's stand-in for Twilio's REST API with these arguments (its
+    # parties, numbers…), and let the edges place calls through it (POST /calls). None: no.
+    twilio_api_args: list[str] | None = None
 
 
 class Stack:
@@ -237,6 +242,8 @@ class Stack:
         self.sim: ManagedProcess | None = None
         self.edges: list[ManagedProcess] = []
         self.workers: list[ManagedProcess] = []
+        self.twilio_api: ManagedProcess | None = None
+        self._twilio_api_port = free_port() if config.twilio_api_args is not None else None
         self.sim_record = config.log_dir / "realtime-sim-sessions.jsonl"
 
     @property
@@ -248,6 +255,12 @@ class Stack:
     def edge_admin_urls(self) -> list[str]:
         """Each edge's admin port: /metrics, /healthz, /readyz, the read API."""
         return [f"http://{LOCALHOST}:{edge.admin_port}" for edge in self.edges]
+
+    @property
+    def twilio_api_url(self) -> str:
+        """The stand-in for Twilio's REST API (TWILIO_API_BASE_URL of the edges)."""
+        assert self._twilio_api_port is not None, "the stack has no twilio_api_args"
+        return f"http://{LOCALHOST}:{self._twilio_api_port}"
 
     @property
     def sim_url(self) -> str:
@@ -273,8 +286,27 @@ class Stack:
         self._wait(self.sim, lambda: _port_open(port), "realtime simulator")
         for _ in range(c.edges):
             self.add_edge()
+        if c.twilio_api_args is not None:
+            self._start_twilio_api(c.twilio_api_args)
         for _ in range(c.workers):
             self.add_worker()
+
+    def _start_twilio_api(self, extra: list[str]) -> None:
+        c, port = self.config, self._twilio_api_port
+        assert port is not None
+        args = ["--port", str(port), "--account-sid", DEMO_ACCOUNT_SID, "--auth-token"]
+        args += [c.auth_token, "--public-url", c.public_url]
+        for url in self.edge_urls:
+            args += ["--edge", url]
+        self.twilio_api = spawn(
+            "twilio-api",
+            "services.call_sim.twilio_api",
+            args + extra,
+            {"LOG_LEVEL": c.log_level},
+            c.log_dir,
+            port,
+        )
+        self._wait(self.twilio_api, lambda: _port_open(port), "Twilio REST API stand-in")
 
     def add_edge(self) -> ManagedProcess:
         c = self.config
@@ -289,6 +321,7 @@ class Stack:
             "PUBLIC_URL": c.public_url,
             "TWILIO_AUTH_TOKEN": c.auth_token,
             "EDGE_ID": f"edge-{len(self.edges) + 1}-{port}",
+            **self._placing_env(),
             **c.edge_env,
         }
         name = f"edge-{len(self.edges) + 1}"
@@ -296,6 +329,16 @@ class Stack:
         self._wait(edge, lambda: _http_ok(f"http://{LOCALHOST}:{admin_port}/readyz"), edge.name)
         self.edges.append(edge)
         return edge
+
+    def _placing_env(self) -> dict[str, str]:
+        """What an edge needs to place calls through the stand-in, when the stack has one."""
+        if self._twilio_api_port is None:
+            return {}
+        return {
+            "API_TOKEN": DEMO_API_TOKEN,
+            "TWILIO_ACCOUNT_SID": DEMO_ACCOUNT_SID,
+            "TWILIO_API_BASE_URL": self.twilio_api_url,
+        }
 
     def add_worker(self) -> ManagedProcess:
         c = self.config
@@ -328,7 +371,12 @@ class Stack:
             raise TimeoutError(f"{exc}:\n{process.log()[-3000:]}") from None
 
     def processes(self) -> list[ManagedProcess]:
-        return [*self.workers, *self.edges, *([self.sim] if self.sim else [])]
+        return [
+            *self.workers,
+            *self.edges,
+            *([self.twilio_api] if self.twilio_api else []),
+            *([self.sim] if self.sim else []),
+        ]
 
     def stop(self) -> dict[str, int]:
         """Stop everything; the exit code of each process."""

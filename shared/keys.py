@@ -13,6 +13,7 @@ each other's data.
 | ``{p}:call:{sid}:lease``     | string, PX ttl    | id of the worker holding the call         |
 | ``{p}:call:{sid}:turns``     | list (JSON items) | the conversation so far, last TURNS_MAX   |
 | ``{p}:proc:{id}:wake``       | stream            | wakes one process's blocking reader       |
+| ``{p}:proc:{id}:alive``      | string, PX ttl    | a worker's event loop is turning          |
 | ``{p}:calls:recent``         | sorted set        | call sids by start time, last RECENT_MAX  |
 """
 
@@ -180,6 +181,11 @@ class Keys:
 
     def wake(self, process_id: str) -> str:
         return f"{self.prefix}:proc:{process_id}:wake"
+
+    def alive(self, worker_id: str) -> str:
+        """Set by the worker every WORKER_ALIVE_INTERVAL_MS with a short TTL: once it lapses,
+        the edges take that worker's calls from it (``shared.leases``)."""
+        return f"{self.prefix}:proc:{worker_id}:alive"
 
     def call_keys(self, call_sid: str) -> tuple[str, str, str, str]:
         """The record, both audio streams and the turns of a call (the lease has its own TTL)."""

@@ -14,13 +14,15 @@ clears it sends. ``StreamHeard`` turns them into two channels on the stream's ti
   mirror plays ``d1`` later; a clear reaches it ``d1`` later too, so the mirror's position when
   the edge *sent* the clear is Twilio's position when it *got* it: the cut is taken from the
   mirror, whatever ``d1`` is. Placement is the mirror's time plus a lag measured by the echoes:
-  an echo arrives ``d1 + d2`` after the mirror reached its mark, the smallest of the last
-  ``LAG_WINDOW`` is taken (delays only add), and the stream's timeline is estimated the same
-  way from the caller's frames (``origin``: the smallest arrival minus timestamp, which carries
-  the inbound delay ``d2``): the two delays ``d2`` cancel. Within a stretch of uninterrupted
-  playback the lag in use is kept unless the measured one moves by more than
-  ``LAG_TOLERANCE_MS``, so echo jitter never puts gaps into continuous speech. Marks echoed for
-  audio a clear dropped say nothing and are ignored.
+  an echo arrives ``d1 + d2`` after the mirror reached its mark. A stretch of playback starts
+  when its first frame reaches an idle buffer, so its lag is that frame's ``d1`` plus ``d2``:
+  each stretch is placed with the smallest of the recent lags measured by its own marks
+  (delays only add), or of all recent ones while it has none. The stream's timeline is
+  estimated the same way from the caller's frames (``origin``: the smallest arrival minus
+  timestamp, which carries the inbound delay ``d2``): the two ``d2`` cancel. Within a stretch
+  the lag in use is kept unless the measured one moves by more than ``LAG_TOLERANCE_MS``, so
+  echo jitter never puts gaps into continuous speech. Marks echoed for audio a clear dropped
+  say nothing and are ignored.
 
 Audio is handed over by ``take``: the right channel only once it has played ``COMMIT_DELAY_MS``
 ago (in the mirror), so that a clear can no longer cut it and the lag is measured by then.
@@ -130,6 +132,7 @@ class _Placement:
     end: int = 0  # sample after the last one placed (nothing goes before it)
     mirror_end_ms: float | None = None  # mirror time the last placed byte finished playing
     lag_ms: float = 0.0  # the lag the current stretch is placed with
+    stretch: float = 0.0  # the mirror time the current stretch began
 
 
 @dataclass
@@ -142,8 +145,10 @@ class StreamHeard:
     def __post_init__(self) -> None:
         self._origin: float | None = None  # local ms of the stream's timestamp 0, once known
         self._mirror = Playback(0.0)
-        self._marks: OrderedDict[str, float] = OrderedDict()  # mark → mirror ms it is reached
-        self._lags: deque[float] = deque(maxlen=LAG_WINDOW)
+        # A pending mark → (mirror ms it is reached, the stretch it plays in).
+        self._marks: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lags: deque[tuple[float, float]] = deque(maxlen=LAG_WINDOW)  # (stretch, lag)
+        self._stretch = 0.0  # the mirror time the current stretch of playback began
         self._left = _Channel()
         self._right = _Channel()
         self._placement = _Placement()
@@ -180,13 +185,17 @@ class StreamHeard:
     # --- what the edge sends, and Twilio's echoes ---------------------------------------
 
     def sent_audio(self, audio: bytes, now_ms: float) -> None:
-        self._mirror.add_audio(audio, self._local(now_ms))
+        local = self._local(now_ms)
+        self._mirror.advance(local)
+        if not self._mirror.queued_bytes:
+            self._stretch = local  # an idle buffer: a new stretch of playback starts now
+        self._mirror.add_audio(audio, local)
         self.stats.sent_bytes += len(audio)
 
     def sent_mark(self, name: str, now_ms: float) -> None:
         """A mark sent after the audio before it: Twilio reaches it when that has played."""
         self._mirror.advance(self._local(now_ms))
-        self._marks[name] = self._mirror.drained_at()
+        self._marks[name] = (self._mirror.drained_at(), self._stretch)
         if len(self._marks) > MAX_PENDING_MARKS:
             self._marks.popitem(last=False)
         self.stats.marks_sent += 1
@@ -198,11 +207,11 @@ class StreamHeard:
             return
         # Echoes come in order: any mark sent before this one was passed (its echo was lost).
         while True:
-            first, reached = self._marks.popitem(last=False)
+            first, (reached, stretch) = self._marks.popitem(last=False)
             if first == name:
                 break
         lag = self._local(now_ms) - reached
-        self._lags.append(min(MAX_LAG_MS, max(0.0, lag)))
+        self._lags.append((stretch, min(MAX_LAG_MS, max(0.0, lag))))
         self.stats.echoes += 1
 
     def cleared(self, now_ms: float) -> int:
@@ -233,12 +242,20 @@ class StreamHeard:
             self._place(start_ms, audio)
         return Taken(self._left.take(), self._right.take(), self.origin_ms)
 
+    def _lag(self, stretch: float) -> float:
+        """The smallest recent lag measured in ``stretch`` (its playback started when its first
+        frame reached Twilio), else the smallest recent one."""
+        own = [lag for measured_in, lag in self._lags if measured_in == stretch]
+        return min(own or [lag for _, lag in self._lags], default=0.0)
+
     def _place(self, start_ms: float, audio: bytes) -> None:
         place = self._placement
-        lag = min(self._lags, default=0.0)
         continuing = (
             place.mirror_end_ms is not None and abs(start_ms - place.mirror_end_ms) < _SAME_MS
         )
+        if not continuing:
+            place.stretch = start_ms
+        lag = self._lag(place.stretch)
         if continuing and abs(lag - place.lag_ms) <= LAG_TOLERANCE_MS:
             at = place.end  # the same stretch of playback: no gap, no overlap
         else:

@@ -226,12 +226,25 @@ def _append_all(batch: list[tuple[StreamRecording, bytes, bool]]) -> dict[int, s
         if not data:
             continue
         try:
-            recording.path.parent.mkdir(exist_ok=True)
-            with recording.path.open("ab") as file:
-                file.write(data)
+            _append(recording.path, data)
         except OSError as exc:
             failures[index] = str(exc)
     return failures
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append ``data`` whole or not at all: what a failed write left is cut off again, so the
+    next batch does not land behind half a record (which would end the file's reading)."""
+    path.parent.mkdir(exist_ok=True)
+    with path.open("ab", buffering=0) as file:
+        start = file.seek(0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[file.write(view) :]
+        except OSError:
+            file.truncate(start)
+            raise
 
 
 def _newest_mtime(call_dir: Path) -> float:

@@ -305,6 +305,7 @@ class CallSession:
         elif action is AnswerAction.HANGUP:
             io.end(EndReason.NO_PERSON, hang_up=True)
         else:
+            self.caller.deaf = True  # the machine's own sounds must not interrupt the message
             cue = voicemail_cue(profile.voicemail_message)
             await self.model.begin_ending(EndReason.VOICEMAIL, goodbye=True, cue=cue)
 

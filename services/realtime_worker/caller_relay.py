@@ -103,6 +103,7 @@ class CallerRelay:
         # Machine detection is on and Twilio has not said who answered: the model hears
         # nothing (held_bytes counts what it missed); on_answered acts on the verdict.
         self.awaiting_answer = awaiting_answer
+        self.deaf = False  # leaving a voicemail: the machine is not heard either
         self.held_bytes = 0
         self.on_answered: Callable[[CallAnswered], Awaitable[None]] | None = None
         self.last_inbound = call.clock.monotonic()
@@ -162,7 +163,7 @@ class CallerRelay:
         while True:
             entry_id, message = await self.inbox.get()
             if type(message) is InboundAudio:
-                if self.awaiting_answer:
+                if self.awaiting_answer or self.deaf:
                     self.held_bytes += len(message.audio)
                 elif self._backlog is None or self._backlog_keeps(message):
                     await self._send_audio(message.audio)

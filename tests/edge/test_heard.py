@@ -337,6 +337,18 @@ def test_what_twilio_played_is_recorded_where_it_played_with_the_cut_exact(
     assert joined(left) == FRAME * 195 and left[0].at == 0
 
 
+def test_each_stretch_is_placed_by_the_echoes_of_its_own_marks() -> None:
+    line = Line(d_out=10.0, d_in=10.0)
+    line.caller(3000)
+    reply(line, 200, 30, 4)
+    line.d_out = 70.0  # the second reply's frames reach Twilio 60 ms later (a stall)
+    reply(line, 1500, 30, 5)
+    _, right = line.run(3000)
+    played = line.twilio.log
+    assert [round(start) for start, _ in played] == [210, 1570]
+    assert placed(right) == played_at(played)
+
+
 def test_echoes_slower_than_the_media_shift_the_placement_by_the_difference_only() -> None:
     line = Line(d_out=20.0, d_in=10.0, d_echo=25.0)
     line.caller(3000)

@@ -163,8 +163,9 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 async def test_streams_are_appended_off_the_loop_and_their_end_flushes_everything(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "switchboard.edge.recordings")
     store, registry, clock = make_store(tmp_path)
     writer = asyncio.create_task(store.run_writer())
     try:
@@ -187,6 +188,9 @@ async def test_streams_are_appended_off_the_loop_and_their_end_flushes_everythin
     assert np.array_equal(right, channel(960, (0, b"\x22" * 160)))
     assert sample(registry, "switchboard_edge_recording_segments_total") == 1
     assert sample(registry, "switchboard_edge_recording_bytes_total") == recording.written
+    (done,) = [r for r in caplog.records if r.getMessage().startswith("recorded stream")]
+    assert getattr(done, "call_sid", None) == CALL_SID
+    assert f"{recording.written} bytes written" in done.getMessage()
 
 
 async def test_a_full_queue_drops_batches_counts_and_logs_once_and_never_raises(
