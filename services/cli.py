@@ -8,6 +8,7 @@
     switchboard demo                 # one simulated call end to end           [sim]
     switchboard realtime-sim --help  # the local Realtime server               [sim]
     switchboard call-sim --help      # the Twilio call simulator
+    switchboard twilio-api --help    # the stand-in for Twilio's REST API (POST /calls' tests)
     switchboard bench --quick        # the load benchmark                      [sim]
 
 Every image and every install carries the whole ``services`` package, but the commands marked
@@ -56,6 +57,9 @@ COMMANDS: Final[dict[str, Command]] = {
         "services.realtime_sim.__main__", True, "run the local Realtime server", "sim"
     ),
     "call-sim": Command("services.call_sim.__main__", True, "place simulated Twilio calls"),
+    "twilio-api": Command(
+        "services.call_sim.twilio_api", True, "run the stand-in for Twilio's REST API"
+    ),
     "bench": Command(
         "services.bench.__main__",
         True,

@@ -48,6 +48,7 @@ __all__ = [
     "redis_batch_var",
     "redis_url_var",
     "text",
+    "test_hooks_var",
     "text_or_off",
     "url",
     "variable",
@@ -275,6 +276,18 @@ def agents_file_var() -> Any:
 
 def log_level_var() -> Any:
     return variable("LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
+
+
+def test_hooks_var() -> Any:
+    return variable(
+        "SWITCHBOARD_TEST_HOOKS",
+        "false",
+        boolean,
+        "Test-only; never set it in production. true: the private port (the edge's ADMIN_PORT, "
+        "the worker's METRICS_PORT) also answers POST /test/block-loop?seconds=N by blocking "
+        "the event loop for N seconds (at most 60), and a worker also serves /metrics from a "
+        "thread on a port it logs, as workers did before /livez: the liveness tests use both.",
+    )
 
 
 class Settings:

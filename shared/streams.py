@@ -6,15 +6,16 @@
   connection per call. A subscriber whose queue is full is left out of the next reads, so its
   entries wait in Redis (bounded by MAXLEN) rather than in process memory, and other calls are
   not held up.
-- Leases: ``acquire_lease`` / ``renew_lease_status`` / ``release_lease``, owner-checked; renewal
-  takes back a lease Redis lost (restarted empty) but reports one held by another owner.
+- Leases (``shared.leases``, re-exported here): ``acquire_lease`` / ``renew_lease_status`` /
+  ``release_lease``, owner-checked; renewal takes back a lease Redis lost (restarted empty) but
+  reports one held by another owner or revoked by an edge.
 - Both speak to Redis through a ``RespPipe`` (``shared.resp``), a lean connection of their own:
   the frame path does not pay for redis-py's pools and per-command objects. Given a redis-py
   client instead (fakeredis in unit tests), they use its pipeline.
 - Fenced writes: ``BatchWriter.fenced_xadd`` appends to a stream only while its lease is not
   held by another owner, checked inside Redis at the moment of the write. A worker that was
   paused past its lease can have writes queued from before the pause; whatever it believes,
-  Redis refuses them once another worker holds the call.
+  Redis refuses them once another worker holds the call, or an edge revoked it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -35,6 +35,7 @@ from redis.backoff import NoBackoff
 from shared.backoff import Backoff
 from shared.errors import is_retryable
 from shared.keys import WAKE_MAXLEN, WAKE_TTL_S
+from shared.leases import LeaseStatus, acquire_lease, release_lease, renew_lease_status
 from shared.messages import ENTRY_FIELD, Message, encode
 from shared.resp import Command, Entry, RespPipe
 
@@ -53,34 +54,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-# Per key: 1 renewed, 2 re-acquired (the key was missing: Redis restarted empty, or the lease
-# lapsed and nobody took it), 0 lost (another owner holds it).
-_RENEW_LEASES = """
-local renewed = {}
-for i, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
-  if holder == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
-    renewed[i] = 1
-  elseif not holder then
-    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-    renewed[i] = 2
-  else
-    renewed[i] = 0
-  end
-end
-return renewed
-"""
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 # KEYS: lease, stream. ARGV: owner, maxlen, then one encoded message per entry. Refused (0) only
-# when another owner holds the lease: a lease that is missing (lapsed, or Redis restarted
-# empty) still belongs to the writer until its next renewal says otherwise, and nobody else can
-# be writing to the stream meanwhile.
+# when another owner holds the lease (or an edge revoked it): a lease that is missing (lapsed,
+# or Redis restarted empty) still belongs to the writer until its next renewal says otherwise,
+# and nobody else can be writing to the stream meanwhile.
 _FENCED_XADD = f"""
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
@@ -145,35 +122,6 @@ async def ensure_group(client: aioredis.Redis, stream: str, group: str) -> None:
     except redis.exceptions.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
-
-
-async def acquire_lease(client: aioredis.Redis, key: str, owner: str, ttl_ms: int) -> bool:
-    """Take the lease if nobody holds it. True when ``owner`` now holds it."""
-    return bool(await client.set(key, owner, nx=True, px=ttl_ms))
-
-
-class LeaseStatus(IntEnum):
-    """What ``renew_lease_status`` found for one lease."""
-
-    LOST = 0  # another owner holds it
-    RENEWED = 1
-    REACQUIRED = 2  # it was missing (Redis restarted empty, or it lapsed unclaimed): taken again
-
-
-async def renew_lease_status(
-    client: aioredis.Redis, keys: list[str], owner: str, ttl_ms: int
-) -> list[LeaseStatus]:
-    """Extend each lease held by ``owner``, take back each missing one; LOST where another
-    owner holds it."""
-    if not keys:
-        return []
-    result = await client.eval(_RENEW_LEASES, len(keys), *keys, owner, ttl_ms)
-    return [LeaseStatus(int(flag)) for flag in result]
-
-
-async def release_lease(client: aioredis.Redis, key: str, owner: str) -> None:
-    """Give the lease up if ``owner`` still holds it."""
-    await client.eval(_RELEASE_LEASE, 1, key, owner)
 
 
 class _Count(Protocol):

@@ -10,7 +10,8 @@ Outbound calls: ``services.call_sim.twilio_api`` stands in for Twilio's REST API
 call), and places each call it creates against the app the same way (``outbound.py``).
 """
 
-from services.call_sim.call import caller_frames, place_call, place_calls
+from services.call_sim.call import caller_frames
+from services.call_sim.placing import place_call, place_calls
 from services.call_sim.report import ASSET_AUDIO, CallConfig, CallFailed, CallReport, Timings
 
 __all__ = [

@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from services.call_sim.call import place_calls
 from services.call_sim.callee import CALLEES
+from services.call_sim.placing import place_calls
 from services.call_sim.report import ASSET_AUDIO, CallConfig, CallReport
 from services.call_sim.signing import HMAC_SHA256, SIGNATURE_ALGORITHMS, new_shared_key_id
 from services.call_sim.stream_end import ABRUPT_DROP_MODES

@@ -31,16 +31,13 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
-from services.call_sim.callee import CALLEES
 from services.call_sim.caller_audio import Outgoing, caller_frames
 from services.call_sim.dialing import DialContext, run_dial
 from services.call_sim.playback import Played
 from services.call_sim.recorder import CallRecorder, Placed
 from services.call_sim.report import (
-    ASSET_AUDIO,
     CallbackRecord,
     CallConfig,
-    CallFailed,
     CallReport,
     DialRecord,
     StreamAudio,
@@ -49,7 +46,6 @@ from services.call_sim.routing import EdgeRing, new_sid, to_edge
 from services.call_sim.signing import Signer
 from services.call_sim.stream import CallTally, StreamSession
 from services.call_sim.stream_end import (
-    ABRUPT_DROP_MODES,
     BROKEN_PIPE,
     AfterStream,
     StreamOutcome,
@@ -73,9 +69,9 @@ from services.call_sim.twiml import (
     parse_twiml,
     verb_names,
 )
-from shared.audio import FRAME_BYTES, SAMPLE_RATE
+from shared.audio import FRAME_BYTES
 
-__all__ = ["FirstDocument", "caller_frames", "drive", "place_call", "place_calls"]
+__all__ = ["FirstDocument", "caller_frames", "drive"]
 
 logger = logging.getLogger("switchboard.call_sim")
 
@@ -545,45 +541,6 @@ class _Call:
         return report
 
 
-async def place_call(config: CallConfig) -> CallReport:
-    """Place one call and return what happened.
-
-    Never raises for a failed call or protocol faults (see ``CallReport.error`` and
-    ``.protocol_violations``) unless ``config.strict``, which raises ``CallFailed``.
-    """
-    if config.abrupt_drop not in ABRUPT_DROP_MODES:
-        raise ValueError(f"abrupt_drop={config.abrupt_drop!r}: expected one of {ABRUPT_DROP_MODES}")
-    if config.callee not in CALLEES:
-        raise ValueError(f"callee={config.callee!r}: expected one of {CALLEES}")
-    if config.callee_ring_s < 0 or config.callee_talk_s < 0:
-        raise ValueError("callee_ring_s and callee_talk_s must not be negative")
-    if config.caller_audio is None:
-        audio = await asyncio.to_thread(ASSET_AUDIO.read_bytes)
-    else:
-        audio = config.caller_audio
-    budget = config.timeout_s
-    if budget is None:
-        budget = len(audio) / SAMPLE_RATE + config.hold_s + config.linger_s + TIMEOUT_MARGIN_S
-        # Each document followed may <Dial>: its ringing and talk time come on top.
-        budget += (config.callee_ring_s + config.callee_talk_s) * (config.max_redirects + 1)
-    timeout = httpx.Timeout(config.http_timeout_s)
-    async with httpx.AsyncClient(timeout=timeout, trust_env=False) as http:
-        call = _Call(config, audio, http)
-        logger.info("placing call %s to %s", call.report.call_sid, config.edge_urls)
-        try:
-            await drive(call, budget)
-            await call.recorder.announce()
-        finally:
-            call.recorder.cancel()  # only if cancelled: announce awaited them all
-    report = call.finish()
-    logger.info(
-        "call %s ended: %s", report.call_sid, "ok" if report.ok else "; ".join(report.problems())
-    )
-    if config.strict and not report.ok:
-        raise CallFailed(report)
-    return report
-
-
 async def drive(call: _Call, budget: float, first: FirstDocument | None = None) -> None:
     """Run ``call`` to its end within ``budget`` seconds, a failure recorded in its report
     rather than raised, then make its recordings (their callbacks are not sent yet)."""
@@ -597,10 +554,3 @@ async def drive(call: _Call, budget: float, first: FirstDocument | None = None) 
         if exc.twilio_error is not None and exc.twilio_error not in call.report.twilio_errors:
             call.report.twilio_errors.append(exc.twilio_error)
     call.close_recordings()
-
-
-async def place_calls(configs: list[CallConfig]) -> list[CallReport]:
-    """Place the calls concurrently; the reports in the same order."""
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(place_call(config)) for config in configs]
-    return [task.result() for task in tasks]

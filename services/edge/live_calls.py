@@ -28,8 +28,19 @@ class LiveCall(Protocol):
     @property
     def record_key(self) -> str: ...
 
-    def check_worker(self, lease_present: bool, state: str | None, now: float) -> None:
-        """One lease check's result: re-dispatch the call, or give up on it, as needed."""
+    @property
+    def worker(self) -> str | None:
+        """The worker serving the call at the last lease check (None: none is)."""
+        ...
+
+    def check_worker(self, holder: str | None, state: str | None, now: float) -> None:
+        """One lease check's result (``holder``: None when the lease is missing or revoked):
+        re-dispatch the call, or give up on it, as needed."""
+        ...
+
+    def worker_gone(self, worker: str, revoked: bool, now: float) -> None:
+        """``worker``'s alive key was gone; ``revoked``: the edge took the call's lease from
+        it, so the call goes back in line."""
         ...
 
     def save_cursor(self) -> None:

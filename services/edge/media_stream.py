@@ -50,6 +50,7 @@ from shared.keys import (
     INBOUND_MAXLEN,
     CallField,
 )
+from shared.leases import lease_holder
 from shared.logs import CallLog
 from shared.messages import (
     AudioDone,
@@ -185,8 +186,9 @@ class EdgeCall:
             StreamStarted(self.stream_sid, edge_id, self.clock.wall()),
             INBOUND_MAXLEN,
         )
-        # A worker that held this call and died leaves no lease: put the call back in line.
-        if worker_id and not await runtime.redis.exists(self.lease_key):
+        # A worker that held this call and died leaves no lease (or an edge revoked it): put the
+        # call back in line. One that holds it but died is found by the worker watch.
+        if worker_id and lease_holder(await runtime.redis.get(self.lease_key)) is None:
             self._dispatch_again()
             self.log.info("worker %s no longer holds the call; dispatched it again", worker_id)
         runtime.calls.add(self)
@@ -240,7 +242,12 @@ class EdgeCall:
         dispatch = CallDispatch(self.call_sid, "lease-lost", self.clock.wall())
         self.runtime.writer.xadd_nowait(self.runtime.keys.dispatch, dispatch, DISPATCH_MAXLEN)
 
-    def check_worker(self, lease_present: bool, state: str | None, now: float) -> None:
+    @property
+    def worker(self) -> str | None:
+        """The worker serving the call at the last lease check (the worker watch checks it)."""
+        return self.lease_view.holder
+
+    def check_worker(self, holder: str | None, state: str | None, now: float) -> None:
         """One lease check's result (runtime's lease watch): re-dispatch or give up as needed."""
         runtime = self.runtime
         if state is None:
@@ -248,9 +255,10 @@ class EdgeCall:
             self._write_live_record()
             self.log.warning("call record was missing (Redis restarted?): wrote it back")
         elif state in FINAL_STATES:
+            self.lease_view.holder = None  # an ended call needs no worker any more
             return
         waited_s = now - self.lease_view.waiting_since
-        action = self.lease_view.observe(lease_present, now, runtime.settings.dispatch_timeout_s)
+        action = self.lease_view.observe(holder, now, runtime.settings.dispatch_timeout_s)
         if action is Action.SERVED:
             runtime.metrics.dispatch_wait.observe(waited_s)
         elif action is Action.REDISPATCH:
@@ -265,6 +273,14 @@ class EdgeCall:
             )
             self.end_reason = "no_worker"
             self.stop_requested.set()
+
+    def worker_gone(self, worker: str, revoked: bool, now: float) -> None:
+        """``worker``'s alive key lapsed (runtime's worker watch); ``revoked``: this edge took
+        the call's lease from it, so the call goes back in line now."""
+        if self.lease_view.worker_gone(worker, revoked, now) is Action.REDISPATCH:
+            self._dispatch_again()
+            self.runtime.metrics.redispatched.inc()
+            self.log.warning("worker %s stopped renewing its alive key: dispatched again", worker)
 
     # --- twilio → redis -----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
 
-from services.edge.live_calls import LiveCalls
+from services.edge.live_calls import LiveCall, LiveCalls
 from services.edge.metrics import EdgeMetrics
 from services.edge.recording_store import RecordingStore
 from services.edge.settings import EdgeSettings
@@ -25,6 +25,7 @@ from services.edge.twilio_rest import twilio_client
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import is_retryable
 from shared.keys import CALL_KEY_TTL_S, CallField, Keys
+from shared.leases import lease_holder, revoke_leases, workers_alive
 from shared.records import refresh_commands
 from shared.resp import RespPipe
 from shared.streams import BatchWriter, FanInReader, connect
@@ -109,7 +110,7 @@ class EdgeRuntime:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for call in calls:
-                        pipe.exists(call.lease_key)
+                        pipe.get(call.lease_key)
                         pipe.hget(call.record_key, CallField.STATE)
                     results = await pipe.execute()
             except Exception as exc:
@@ -118,7 +119,46 @@ class EdgeRuntime:
                 continue  # Redis is down: the health loop says so; judge leases when it is back
             now = self.clock.monotonic()
             for call, lease, state in zip(calls, results[0::2], results[1::2], strict=True):
-                call.check_worker(bool(lease), state.decode() if state else None, now)
+                call.check_worker(lease_holder(lease), state.decode() if state else None, now)
+
+    async def _worker_watch_loop(self) -> None:
+        """Check the alive keys of the workers serving this edge's calls (lease_watch.py)."""
+        interval_s = self.settings.worker_check_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.check_workers()
+            except Exception as exc:
+                # Redis is down: the health loop says so; check again when it is back.
+                if not is_retryable(exc):
+                    raise
+
+    async def check_workers(self) -> None:
+        """One check: one EXISTS per worker serving calls here, in one round trip; the calls
+        of each worker whose key is gone have their leases revoked (one more round trip) and
+        go back in line. Only a lease still held by that worker is revoked, so a call another
+        worker took meanwhile is left alone."""
+        by_worker: dict[str, list[LiveCall]] = {}
+        for call in self.calls:
+            if (worker := call.worker) is not None:
+                by_worker.setdefault(worker, []).append(call)
+        if not by_worker:
+            return
+        workers = list(by_worker)
+        alive = await workers_alive(self.redis, [self.keys.alive(w) for w in workers])
+        gone = [
+            (call, w)
+            for w, up in zip(workers, alive, strict=True)
+            if not up
+            for call in by_worker[w]
+        ]
+        if not gone:
+            return
+        hold_ms = round(self.settings.dispatch_timeout_s * 1000)  # while the call waits
+        revoked = await revoke_leases(self.redis, [(c.lease_key, w) for c, w in gone], hold_ms)
+        now = self.clock.monotonic()
+        for (call, worker), taken in zip(gone, revoked, strict=True):
+            call.worker_gone(worker, taken, now)
 
     async def _supervise(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
         try:
@@ -227,6 +267,7 @@ async def edge_runtime(
         "health": runtime._health_loop(),
         "key-refresh": runtime._refresh_keys_loop(),
         "lease-watch": runtime._lease_watch_loop(),
+        "worker-watch": runtime._worker_watch_loop(),
         "save-cursors": runtime._save_cursors_loop(),
     }
     if settings.recordings_dir is not None:

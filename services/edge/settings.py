@@ -23,6 +23,7 @@ from shared.config import (
     process_id,
     redis_batch_var,
     redis_url_var,
+    test_hooks_var,
     text,
     url,
     variable,
@@ -227,9 +228,17 @@ class EdgeSettings(Settings):
         "LEASE_CHECK_INTERVAL_MS",
         "500",
         int_in(100, 10_000),
-        "How often the edge checks that each of its calls is still held by a live worker, "
-        "and puts calls whose worker died back in line.",
+        "How often the edge checks each of its calls' leases (one read per call): a call whose "
+        "lease stays missing is put back in line, one no worker takes in DISPATCH_TIMEOUT ends.",
     )
+    worker_check_interval_ms: int = variable(
+        "WORKER_CHECK_INTERVAL_MS",
+        "250",
+        int_in(50, 10_000),
+        "How often the edge checks the alive keys of the workers serving its calls (one read "
+        "per worker); a call whose worker's key lapsed is taken from it and put back in line.",
+    )
+    test_hooks: bool = test_hooks_var()
     agents_file: Agents | None = agents_file_var()
     transfer_caller_id: str | None = variable(
         "TRANSFER_CALLER_ID",

@@ -22,11 +22,12 @@ __all__ = ["LeaseClock", "WorkerContext"]
 
 
 class LeaseClock:
-    """When this worker last confirmed its leases with Redis.
+    """When this worker last knew its leases to be its own.
 
-    A worker that was paused (SIGSTOP, a stalled VM) past its lease TTL may wake up after
-    another worker took its calls over; until its next heartbeat says otherwise it must not
-    speak on them, or the caller would hear both. ``ttl_s=None``: always valid (tests).
+    A worker that was paused (SIGSTOP, a stalled VM) past its alive key's TTL may wake up after
+    the edges took its calls from it; until its next heartbeat says otherwise it must not speak
+    on them, or the caller would hear both. (Fenced writes refuse such audio anyway; this keeps
+    it from being sent at all.) ``ttl_s``: the alive key's TTL; None: always valid (tests).
     """
 
     __slots__ = ("clock", "confirmed_at", "ttl_s")
@@ -39,6 +40,13 @@ class LeaseClock:
     def confirm(self, asked_at: float) -> None:
         """The renewal sent at ``asked_at`` (monotonic) succeeded."""
         self.confirmed_at = max(self.confirmed_at, asked_at)
+
+    def keep_alive(self, asked_at: float, answered_at: float) -> None:
+        """The alive key was renewed by a SET sent at ``asked_at`` and answered at
+        ``answered_at`` (monotonic). It confirms the leases only if the key cannot have lapsed
+        since they were last confirmed; after a longer gap, only a lease renewal can tell."""
+        if self.ttl_s is not None and answered_at - self.confirmed_at < self.ttl_s:
+            self.confirmed_at = max(self.confirmed_at, asked_at)
 
     def valid(self) -> bool:
         return self.ttl_s is None or self.clock.monotonic() - self.confirmed_at < self.ttl_s

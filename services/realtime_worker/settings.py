@@ -24,6 +24,7 @@ from shared.config import (
     process_id,
     redis_batch_var,
     redis_url_var,
+    test_hooks_var,
     text,
     text_or_off,
     url,
@@ -117,6 +118,21 @@ class WorkerSettings(Settings):
         "1000",
         int_in(100, 30_000),
         "How often a worker renews its leases; must be well under LEASE_TTL_MS.",
+    )
+    alive_ttl_ms: int = variable(
+        "WORKER_ALIVE_TTL_MS",
+        "1000",
+        int_in(200, 60_000),
+        "A worker's alive key lapses this long after its last renewal; edges then take the "
+        "worker's calls from it (each lease revoked) and put them back in line for another "
+        "worker. Most of the silence a caller hears when a worker dies.",
+    )
+    alive_interval_ms: int = variable(
+        "WORKER_ALIVE_INTERVAL_MS",
+        "250",
+        int_in(50, 30_000),
+        "How often a worker renews its alive key (one SET per worker, however many calls it "
+        "holds); at most half of WORKER_ALIVE_TTL_MS, a quarter leaves room for a busy moment.",
     )
     stream_start_timeout_s: float = variable(
         "STREAM_START_TIMEOUT",
@@ -264,6 +280,7 @@ class WorkerSettings(Settings):
         "Seconds the set-up hook may take; then the agent's defaults are used (counted). The "
         "hook runs while the Realtime session opens, so it delays the call by at most this.",
     )
+    test_hooks: bool = test_hooks_var()
 
     def _cross_checks(self) -> list[str]:
         problems = []
@@ -286,6 +303,12 @@ class WorkerSettings(Settings):
             problems.append(
                 f"HEARTBEAT_INTERVAL_MS={self.heartbeat_interval_ms} must be at most half of "
                 f"LEASE_TTL_MS={self.lease_ttl_ms}, or a busy worker loses its calls"
+            )
+        alive, alive_ttl = self.alive_interval_ms, self.alive_ttl_ms
+        if alive is not None and alive_ttl is not None and alive * 2 > alive_ttl:
+            problems.append(
+                f"WORKER_ALIVE_INTERVAL_MS={alive} must be at most half of "
+                f"WORKER_ALIVE_TTL_MS={alive_ttl}, or a busy worker loses its calls"
             )
         return problems
 

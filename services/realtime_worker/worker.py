@@ -3,7 +3,11 @@
 Loops, all in one task group for the life of the process:
 
 - claim: ``XREADGROUP`` on the dispatch stream, asking only for as many calls as there is room
-  for; each call is taken with its lease (``SET NX PX``) so two workers never hold one call;
+  for; each call is taken with its lease (free, or revoked by an edge) so two workers never
+  hold one call;
+- alive: one SET of the worker's alive key every WORKER_ALIVE_INTERVAL_MS, whatever the number
+  of calls; when it lapses (the worker died, froze, or its loop is stuck) edges revoke its
+  leases and put its calls back in line (``shared.leases``);
 - heartbeat: renews every lease in one script call, and notices leases that were lost; a lease
   Redis lost (restarted empty) is taken back and the call's worker-owned state written again;
 - the fan-in reader and the batch writer shared by all calls.
@@ -38,6 +42,7 @@ from shared.agents import DEFAULT_AGENT, Agent
 from shared.backoff import Backoff
 from shared.errors import DecodeError, is_retryable
 from shared.keys import WORKER_GROUP, CallField, CallState, Keys
+from shared.leases import set_alive
 from shared.messages import ENTRY_FIELD, CallDispatch, decode
 from shared.outbound_records import placed_variables
 from shared.records import load_call, set_fields_command, worker_fields_commands
@@ -114,7 +119,8 @@ class Worker:
                 gather_s=settings.redis_batch_ms / 1000,
             ),
             metrics=self.metrics,
-            lease_clock=LeaseClock(settings.lease_ttl_ms / 1000),
+            # A worker's calls can be taken from it once its alive key lapses.
+            lease_clock=LeaseClock(settings.alive_ttl_ms / 1000),
             tools=tools,
             agents=settings.agents,
             http=self._http,
@@ -141,6 +147,7 @@ class Worker:
                     group.create_task(self.ctx.writer.run(), name="redis-writer"),
                     group.create_task(self.ctx.reader.run(), name="redis-reader"),
                     group.create_task(self._heartbeat_loop(), name="heartbeat"),
+                    group.create_task(self._alive_loop(), name="alive"),
                 ]
                 claimer = group.create_task(self._claim_loop(group), name="claim")
                 await stop.wait()
@@ -153,6 +160,7 @@ class Worker:
                 )
                 await self._drain()
                 await cancel_and_wait(background)
+                await self._forget_alive()
         finally:
             if self._http is not None:
                 await self._http.aclose()
@@ -332,9 +340,43 @@ class Worker:
 
     # --- leases -----------------------------------------------------------------------------
 
+    async def _alive_loop(self) -> None:
+        """Renew this worker's alive key: one SET per interval, however many calls it holds.
+
+        Run by the event loop like everything else, so a loop that is stuck lets the key lapse
+        and the edges move its calls to other workers.
+        """
+        settings, clock = self.settings, self.ctx.clock
+        key = self.keys.alive(settings.worker_id)
+        failing = False
+        while True:
+            asked_at = clock.monotonic()
+            try:
+                await set_alive(self.redis, key, settings.alive_ttl_ms)
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                if not failing:  # the heartbeat reports Redis being down; once is enough here
+                    logger.warning("could not renew this worker's alive key: %s", exc)
+                failing = True
+            else:
+                failing = False
+                self.ctx.lease_clock.keep_alive(asked_at, clock.monotonic())
+            await asyncio.sleep(settings.alive_interval_ms / 1000)
+
+    async def _forget_alive(self) -> None:
+        """On the way out: edges take any call still leased to this worker at once."""
+        try:
+            await self.redis.delete(self.keys.alive(self.settings.worker_id))
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            logger.warning("could not delete this worker's alive key (it lapses): %s", exc)
+
     async def _heartbeat_loop(self) -> None:
         settings = self.settings
         interval = settings.heartbeat_interval_ms / 1000
+        alive_key = self.keys.alive(settings.worker_id)
         while True:
             await asyncio.sleep(interval)
             # Ended sessions are releasing their leases: renewing would take them back.
@@ -346,6 +388,8 @@ class Worker:
                     [s.lease_key for s in sessions],
                     settings.worker_id,
                     settings.lease_ttl_ms,
+                    alive_key=alive_key,
+                    alive_ttl_ms=settings.alive_ttl_ms,
                 )
             except Exception as exc:
                 if not is_retryable(exc):

@@ -33,6 +33,8 @@ HUMAN = "+15005550101"
 MACHINE = "+15005550102"
 MACHINE_HANGUP = "+15005550103"
 NO_ANSWER = "+15005550104"
+API_KEY_SID = "SK" + "0123456789abcdef" * 2
+API_KEY_SECRET = "e2e-api-key-secret-0123456789"
 UNOWNED_NUMBER = "+15005550013"  # an agent's, but not a number of the Twilio account
 MESSAGE = "Hello {name}, this is Example Co about your order. Please call us back."
 
@@ -66,7 +68,9 @@ def _agents(tmp_path: Path) -> Path:
     return path
 
 
-def _stack(make_stack: StackFactory, tmp_path: Path, **edge_env: str) -> Stack:
+def _stack(
+    make_stack: StackFactory, tmp_path: Path, api_key: bool = False, **edge_env: str
+) -> Stack:
     agents = _agents(tmp_path)
     reply = tmp_path / "reply.ulaw"
     reply.write_bytes(REPLY_AUDIO)
@@ -77,6 +81,9 @@ def _stack(make_stack: StackFactory, tmp_path: Path, **edge_env: str) -> Stack:
         api_args += ["--number", number]
     for number, party in parties.items():
         api_args += ["--party", f"{number}={party}"]
+    if api_key:  # the edge asks Twilio with an API key instead of the auth token
+        api_args += ["--api-key", f"{API_KEY_SID}:{API_KEY_SECRET}"]
+        edge_env |= {"TWILIO_API_KEY_SID": API_KEY_SID, "TWILIO_API_KEY_SECRET": API_KEY_SECRET}
     return make_stack(
         workers=1,
         edge_env={"ADMIN_TOKEN": ADMIN_TOKEN, "AGENTS_FILE": str(agents), **edge_env},
@@ -281,8 +288,10 @@ async def test_twilio_records_an_agent_that_records_from_before_the_stream(
     assert int(record["recording_duration"]) == recording["duration_s"]
 
 
-async def test_the_console_command_places_a_call(make_stack: StackFactory, tmp_path: Path) -> None:
-    stack = _stack(make_stack, tmp_path)
+async def test_the_console_command_places_a_call_with_an_api_key(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    stack = _stack(make_stack, tmp_path, api_key=True)
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "services.cli", "call", HUMAN, "--from", OUR_NUMBER]
@@ -296,3 +305,6 @@ async def test_the_console_command_places_a_call(make_stack: StackFactory, tmp_p
     sid = json.loads(result.stdout)["call_sid"]
     call = await _finished(stack, sid)
     assert call["request"]["From"] == OUR_NUMBER and call["status"] == "completed"
+    assert call["auth"] == f"api-key:{API_KEY_SID}"
+    # The callbacks are still signed with the auth token, which the edge checks.
+    assert all(c["http_status"] in (200, 204) for c in call["callbacks"])

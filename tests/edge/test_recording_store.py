@@ -4,11 +4,13 @@ sweep and the setting (services/edge/recording_files.py, recording_store.py), in
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import logging
 import os
 import wave
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +26,12 @@ from services.edge.recording_files import (
     segment_name,
     wav_chunks,
 )
-from services.edge.recording_store import MAX_PENDING_BYTES, RecordingStore, sweep_interval_s
+from services.edge.recording_store import (
+    MAX_PENDING_BYTES,
+    RecordingStore,
+    sweep_interval_s,
+)
+from services.edge.recording_store import _append as append
 from shared.audio import SILENCE_BYTE, ulaw_to_linear
 from shared.errors import ConfigError
 from tests.support.clock import ManualClock
@@ -229,6 +236,45 @@ async def test_a_failed_write_is_counted_and_the_writer_goes_on(tmp_path: Path) 
         sample(registry, "switchboard_edge_recording_dropped_bytes_total", reason="write_error")
         == broken.dropped
     )
+
+
+class HalfWrites:
+    """A file whose writes put down three bytes, then fail as a full disk does."""
+
+    def __init__(self, raw: IO[Any]) -> None:
+        self.raw = raw
+
+    def __enter__(self) -> HalfWrites:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def truncate(self, size: int) -> int:
+        return self.raw.truncate(size)
+
+    def write(self, data: memoryview) -> int:
+        self.raw.write(bytes(data[:3]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_write_that_fails_halfway_is_cut_back_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / CALL_SID / segment_name(int(WALL_MS), STREAM_A)
+    append(path, b"whole")
+
+    def half_writes(self: Path, mode: str, buffering: int) -> HalfWrites:
+        return HalfWrites(open(self, mode, buffering=buffering))
+
+    monkeypatch.setattr(Path, "open", half_writes)
+    with pytest.raises(OSError, match="No space"):
+        append(path, b"cut short")
+    monkeypatch.undo()
+    assert path.read_bytes() == b"whole"
 
 
 # --- retention ------------------------------------------------------------------------------
