@@ -24,6 +24,7 @@ from services.edge.admin_api import admin_routes
 from services.edge.call_progress_routes import call_progress_routes
 from services.edge.media_endpoint import media_endpoint
 from services.edge.outbound_api import outbound_routes
+from services.edge.probes import probe_routes
 from services.edge.runtime import EdgeRuntime, EdgeState, RuntimeSlot, edge_runtime, runtime_of
 from services.edge.settings import EdgeSettings
 from services.edge.transfer_routes import dial_person, transfer_routes
@@ -276,6 +277,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        *probe_routes(settings),
         *admin_routes(),
         *outbound_routes(),
     ]

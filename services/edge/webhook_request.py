@@ -81,18 +81,21 @@ async def signed_params(request: Request, route: str) -> list[tuple[str, str]]:
 
 def stream_twiml(runtime: EdgeRuntime, call_sid: str, answering: Agent | None = None) -> Response:
     """``<Connect><Stream>`` for the call (a new token), then the ``<Redirect>`` to resume.
-    ``answering``: the agent, when the call is first answered (not a resume): an agent that
-    records has Twilio start its recording first, after its ``recording_notice``."""
+    ``answering``: the agent, when the call is first answered (not a resume): the agent's
+    ``recording_notice`` comes first when the call is recorded (by Twilio: ``record``, or by
+    Switchboard: RECORDINGS_DIR), then Twilio's recording starts if the agent asks for it."""
     settings = runtime.settings
     urls = PublicUrls(settings.public_url)
     token = issue_token(
         runtime.token_keys[0], call_sid, runtime.clock.wall(), settings.stream_token_ttl_s
     )
     before = ""
-    if answering is not None and answering.record:
-        if answering.recording_notice:
+    if answering is not None:
+        recorded = answering.record or settings.recordings_dir is not None
+        if recorded and answering.recording_notice:
             before += twiml.say_verb(answering.recording_notice)
-        before += twiml.start_recording(urls.recording_status)
+        if answering.record:
+            before += twiml.start_recording(urls.recording_status)
     return twiml_response(twiml.connect_stream(urls.media, token, urls.resume, urls.status, before))
 
 

@@ -9,6 +9,7 @@ import sys
 
 from prometheus_client import start_http_server
 
+from services.realtime_worker.probe_server import ProbeServer
 from services.realtime_worker.settings import WorkerSettings
 from services.realtime_worker.worker import Worker
 from shared.errors import ConfigError
@@ -19,9 +20,19 @@ logger = logging.getLogger("switchboard.worker")
 
 async def _serve(settings: WorkerSettings) -> None:
     worker = Worker(settings)
+    probes = ProbeServer(worker.registry, test_hooks=settings.test_hooks)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=worker.registry)
-        logger.info("metrics on :%d/metrics", settings.metrics_port)
+        await probes.start("0.0.0.0", settings.metrics_port)
+        logger.info("/livez and /metrics on :%d, answered by the event loop", settings.metrics_port)
+    if settings.test_hooks:
+        # As workers served /metrics before /livez: from a thread, which answers even while the
+        # event loop is stuck. The liveness tests show the difference.
+        httpd, _ = start_http_server(0, addr="127.0.0.1", registry=worker.registry)
+        logger.warning(
+            "SWITCHBOARD_TEST_HOOKS is on (never in production): POST /test/block-loop; "
+            "thread-served /metrics on :%d",
+            httpd.server_port,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -32,7 +43,10 @@ async def _serve(settings: WorkerSettings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    await worker.run(stop)
+    try:
+        await worker.run(stop)
+    finally:
+        await probes.aclose()
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ import yaml
 from shared.keys import CallField, CallState, Keys
 from shared.messages import CallAnswered, CallStopped
 from tests.support import twilio_frames as tf
-from tests.support.edge_app import Edge, make_settings, running_edge
+from tests.support.edge_app import Edge, make_settings, running_edge, voice_params
 from tests.support.waiting import eventually_sync
 
 SID = tf.CALL_SID
@@ -130,3 +130,23 @@ def test_the_answer_of_a_placed_call_is_its_agents_with_the_recording_first(edge
     stranger = other | {"CallSid": "CA" + "c" * 32, "From": "+15005550999"}
     response = edge.post_signed("/twilio/voice", stranger)
     assert [verb.tag for verb in ET.fromstring(response.text)] == ["Hangup"]
+
+
+def test_switchboards_own_recording_is_announced_too(tmp_path: Path) -> None:
+    agents = tmp_path / "agents.yaml"
+    agent = {"name": "support", "numbers": ["*"], "recording_notice": "We record calls."}
+    agents.write_text(yaml.safe_dump({"agents": [agent]}))
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    for directory, verbs in ((None, ["Connect", "Redirect"]), (recordings, None)):
+        env = {"AGENTS_FILE": str(agents)}
+        if directory is not None:
+            env["RECORDINGS_DIR"] = str(directory)
+        with running_edge(make_settings(**env)) as edge:
+            response = edge.post_signed("/twilio/voice", voice_params())
+            document = ET.fromstring(response.text)
+            # Switchboard records (RECORDINGS_DIR): the notice, but no Twilio recording.
+            expected = verbs or ["Say", "Connect", "Redirect"]
+            assert [verb.tag for verb in document] == expected
+            if verbs is None:
+                assert document[0].text == "We record calls."
