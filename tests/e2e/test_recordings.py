@@ -4,7 +4,10 @@ and the caller's audio it sent (``StreamAudio.sent``). Real processes, real sock
 
 from __future__ import annotations
 
+import asyncio
 import io
+import random
+import signal
 import urllib.error
 import urllib.request
 import wave
@@ -20,7 +23,7 @@ from services.call_sim.report import StreamAudio
 from services.devstack import Stack
 from shared.audio import BYTES_PER_MS, ulaw_to_linear
 from tests.support.calls import CALLER_AUDIO, SILENCE, item_audio, padded, sim_session
-from tests.support.stack import ADMIN_TOKEN, StackFactory, call_config
+from tests.support.stack import ADMIN_TOKEN, StackFactory, call_config, wait_for_audio_out
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -156,3 +159,61 @@ async def test_own_recording_of_a_barge_in_is_what_the_caller_heard_where_they_h
     assert abs(cut_error) <= cut_bound, cut_error
     # Nothing else: no byte of the interrupted rest past the cut, no stray audio anywhere.
     assert not right[~covered].any()
+
+
+def longest_kept_prefix(channel: Channel, audio: bytes) -> tuple[int, int]:
+    """Where in ``channel`` the longest prefix of ``audio`` (whole 20 ms frames) lies, and how
+    many bytes of it are there: what of a stream's caller audio reached the recording."""
+    haystack = channel.tobytes()
+
+    def position(length: int) -> int:
+        at = haystack.find(ulaw_to_linear(audio[:length]).tobytes())
+        return at // 2 if at >= 0 and at % 2 == 0 else -1
+
+    low, high = 0, len(audio) // 160  # frames: position(low * 160) holds, high may not
+    assert position(160) >= 0, "not even the stream's first frame was recorded"
+    low = 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if position(middle * 160) >= 0:
+            low = middle
+        else:
+            high = middle - 1
+    return position(low * 160), low * 160
+
+
+async def test_an_edge_failover_keeps_what_was_written_and_records_the_rest(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    env = {"ADMIN_TOKEN": ADMIN_TOKEN, "RECORDINGS_DIR": str(recordings)}
+    stack = make_stack(edges=2, workers=1, sim_mode="echo", edge_env=env)
+    audio = random.Random(21).randbytes(8 * 8000)
+    config = call_config(stack, audio, hold_s=1.0, abrupt_drop="continue", reconnect_delay_s=0.5)
+    task = asyncio.create_task(place_call(config))
+    await wait_for_audio_out(stack, 3 * 8000)  # well under way on the first edge
+    first_edge = stack.edges[0]
+    first_edge.signal(signal.SIGKILL)
+    report = await task
+    assert first_edge.popen.wait(timeout=5) == -signal.SIGKILL
+    stack.edges.remove(first_edge)
+    assert report.problems() == [] and len(report.streams) == 2
+
+    await eventually(lambda: "recorded stream" in stack.edges[0].log(), 10, "the recording")
+    data = fetch_recording(stack, report.call_sid)
+    assert data is not None
+    left, _ = stereo(data)
+    before, after = report.streams
+    at_before, kept = longest_kept_prefix(left, before.sent)
+    at_after, kept_after = longest_kept_prefix(left, after.sent)
+    lost_ms = (len(before.sent) - kept) / BYTES_PER_MS
+    print(
+        f"\nedge failover: the killed edge's recording kept {kept / BYTES_PER_MS:.0f} of "
+        f"{len(before.sent) / BYTES_PER_MS:.0f} ms of the caller; {lost_ms:.0f} ms lost (not yet "
+        f"on disk when it died); the new edge's stream recorded whole"
+    )
+    # Written every 0.5 s: at most about a second goes with a killed edge.
+    assert lost_ms <= 1500
+    assert kept_after == len(after.sent) // 160 * 160  # the new stream, whole
+    assert at_after > at_before + kept  # after the first, on the call's timeline
