@@ -143,7 +143,7 @@ class CallSession:
             self.model,
             in_cursor,
             stream_seen=takeover,
-            awaiting_answer=awaiting_answer and not takeover,
+            awaiting_answer=awaiting_answer,
         )
         self.caller.on_answered = self._answered
         transcoder = self.codec if isinstance(self.codec, CallTranscoder) else None

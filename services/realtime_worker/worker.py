@@ -307,8 +307,10 @@ class Worker:
             takeover=takeover,
             resumed=message.reason == CallDispatch.TRANSFER_FAILED,
             started_ms=int(created) if created.isdigit() else None,
+            # A new call reads its inbound stream from the start, where a verdict that came
+            # first waits for it; a takeover waits only if its predecessor had none.
             awaiting_answer=record.get(CallField.MACHINE_DETECTION) == "1"
-            and not record.get(CallField.ANSWERED_BY),
+            and not (takeover and record.get(CallField.ANSWERED_BY)),
             ring_timeout_s=float(ring) if (ring := record.get(CallField.RING_TIMEOUT)) else 0.0,
         )
         if agent is None:

@@ -14,7 +14,15 @@ from fakeredis.aioredis import FakeRedis
 from services.realtime_worker.transfer_tool import RETURN_CUE
 from shared.agents import Agent, Agents
 from shared.keys import CallField, CallState
-from shared.messages import ENTRY_FIELD, CallDispatch, Hangup, decode, encode
+from shared.messages import (
+    ENTRY_FIELD,
+    CallAnswered,
+    CallDispatch,
+    Hangup,
+    StreamStarted,
+    decode,
+    encode,
+)
 from shared.records import load_call
 from tests.support.fake_redis import polling_client
 from tests.support.waiting import eventually
@@ -106,4 +114,26 @@ async def test_a_transferred_call_is_not_served_and_a_returned_one_is_told_why(
     # No greeting for a call back from a transfer: the model is asked to say what happened.
     assert create["type"] == "response.create"
     assert create["response"]["instructions"] == f"Sales.\n\n{RETURN_CUE}"
+    await stop_worker(running)
+
+
+async def test_a_detection_verdict_that_came_before_the_worker_is_acted_on(
+    redis: FakeRedis, sockets: Sockets
+) -> None:
+    agents = Agents((Agent("dialer", ("+15005550006",), greeting="Hi!", voicemail="hangup"),))
+    await _call(redis, "CA5", "dialer", CallState.QUEUED, "new")
+    await redis.hset(KEYS.call("CA5"), CallField.MACHINE_DETECTION, "1")
+    inbound = KEYS.inbound("CA5")
+    for message in (StreamStarted("MZ5", "edge-1", 0.0), CallAnswered("machine_end_beep", 4000)):
+        await redis.xadd(inbound, {ENTRY_FIELD: encode(message)})
+    running = await start_worker(redis, sockets, agents_file=agents)
+
+    async def ended() -> bool:
+        return await redis.hget(KEYS.call("CA5"), CallField.STATE) == b"ended"
+
+    await eventually(ended)
+    record = await load_call(redis, KEYS, "CA5")
+    assert record is not None and record.get(CallField.END_REASON) == "no_person"
+    # The model was never asked to speak: a machine, and the agent hangs up on machines.
+    assert [e["type"] for e in sockets[0].sent] == ["session.update"]
     await stop_worker(running)
