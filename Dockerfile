@@ -7,10 +7,11 @@
 #   docker build --target sim    -t switchboard-sim    .   # python -m services.realtime_sim
 #
 # Why per-service targets rather than one image with two entry points: each service gets its own
-# HEALTHCHECK (edge: GET /healthz on ADMIN_PORT; worker: GET /metrics on METRICS_PORT) and its own
-# exec-form ENTRYPOINT, so `docker run switchboard-worker` needs no command override, and the
-# simulator's extra dependencies (openai, pydantic, twilio) never ship in the production
-# images. The targets share every layer up to `runtime`, so building both costs one build.
+# HEALTHCHECK (GET /livez, answered by the event loop: the edge's on ADMIN_PORT, the worker's on
+# METRICS_PORT) and its own exec-form ENTRYPOINT, so `docker run switchboard-worker` needs no
+# command override, and the simulator's extra dependencies (openai, pydantic, twilio) never ship
+# in the production images. The targets share every layer up to `runtime`, so building both
+# costs one build.
 #
 # Dependencies come from the project's one lock, uv.lock (locked for CPython 3.11, the Python of
 # these images and of CI), through the subsets exported from it by `make generate`:
@@ -75,10 +76,11 @@ FROM runtime AS edge
 ENV PORT=8080 \
     ADMIN_PORT=8081
 EXPOSE 8080 8081
-# /healthz on the admin port (on loopback: ADMIN_HOST, if set, must cover 127.0.0.1): the process
-# serves HTTP. (/readyz also needs Redis; orchestrators use it for traffic.)
+# /livez on the admin port (on loopback: ADMIN_HOST, if set, must cover 127.0.0.1), answered by
+# the event loop: a stuck loop answers nothing. (/readyz also needs Redis; orchestrators use it
+# for traffic.)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('ADMIN_PORT', '8081'), timeout=2)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ.get('ADMIN_PORT', '8081'), timeout=2)"]
 # Where docker-compose.yml mounts RECORDINGS_DIR, owned by the edge's user: an empty named
 # volume mounted there starts with this ownership, so the edge can write it.
 USER root
@@ -102,7 +104,8 @@ CMD ["--host", "0.0.0.0", "--port", "8765"]
 FROM runtime AS worker
 ENV METRICS_PORT=9100
 EXPOSE 9100
-# A worker serves no HTTP besides /metrics; a live metrics endpoint means a live event loop.
+# /livez and /metrics on METRICS_PORT, both answered by the event loop: a stuck loop answers
+# nothing.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('METRICS_PORT', '9100'), timeout=2)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ.get('METRICS_PORT', '9100'), timeout=2)"]
 ENTRYPOINT ["python", "-m", "services.realtime_worker"]

@@ -31,8 +31,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-#: Modules that pick ports for the servers they start (``services.devstack.free_port``).
-PORT_PICKERS = ("services.devstack", "services.bench.runner", "services.bench.baseline")
+#: Modules that pick ports for the servers they start (``services.devstack.free_port``); the
+#: bench's set-ups call it through ``services.devstack``, and its peer lets the kernel pick.
+PORT_PICKERS = ("services.devstack", "services.bench.baseline")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,9 +1,10 @@
-"""The direct baseline: a minimal single-process Twilio ⇄ Realtime relay, as most peers ship it.
+"""The lean relay (config ``baseline``): the least a one-process Twilio ⇄ Realtime bridge does.
 
 One process, no Redis: the webhook answers ``<Connect><Stream>``; each Media Streams socket gets
 its own Realtime WebSocket, opened as soon as the stream connects. Audio is passed through as
 base64 text, never decoded; each delta is followed by a mark, as OpenAI's own Twilio sample
-does. It runs on the same server stack as the edge (Starlette, uvicorn, httptools, uvloop,
+does, and the caller's speech (``speech_started``) clears the caller's queue, with no
+truncation. It runs on the same server stack as the edge (Starlette, uvicorn, httptools, uvloop,
 websockets-sansio) so that the comparison measures the split, not the web framework.
 
 ``python -m services.bench.baseline --port P --realtime-url ws://…`` serves it.
@@ -145,12 +146,17 @@ async def _model_to_caller(websocket: WebSocket, rt: ClientConnection, stream_si
     mark = orjson.dumps(
         {"event": "mark", "streamSid": stream_sid, "mark": {"name": "part"}}
     ).decode()
+    # Barge-in at its leanest: the caller's speech clears whatever is queued (no truncate).
+    clear = orjson.dumps({"event": "clear", "streamSid": stream_sid}).decode()
     send = websocket.send_text
     async for frame in rt:
         event = orjson.loads(frame)
-        if event.get("type") == "response.output_audio.delta":
+        kind = event.get("type")
+        if kind == "response.output_audio.delta":
             await send(media_head + event["delta"] + '"}}')
             await send(mark)
+        elif kind == "input_audio_buffer.speech_started":
+            await send(clear)
 
 
 def _config(app: Starlette, port: int) -> uvicorn.Config:

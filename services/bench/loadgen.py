@@ -4,27 +4,29 @@ Each call does what Twilio does (signed webhook, TwiML, signed WebSocket upgrade
 ``start``, ``media`` every 20 ms, marks echoed when playback reaches them, ``stop``), reusing
 the call simulator's pure helpers. One pacer task sends every call's frames against absolute
 deadlines: the 20 ms period is cut into slots and the calls are spread over them, as real calls
-are not phase-aligned. Each frame carries (call index, sequence number); the reader of each
-call times the echo and checks every byte.
+are not phase-aligned.
+
+Two loads share that machinery (``Generator``): ``echo`` here, where each frame carries (call
+index, sequence number) and the reader of each call times its echo and checks every byte; and
+``conversation`` (``conversation_load.py``), callers talking in turns to a model that answers.
 
 Timeline: calls are placed at ``ramp_rate`` per second; once all are up, ``warmup_s`` passes,
 then the measured window of ``duration_s`` (frames sent in it are the latency samples, and the
-caller's hooks sample the processes' CPU at its edges). Then sending stops, echoes still in
-flight get ``drain_s`` to arrive, each call sends ``stop`` and hangs up.
+caller's hooks sample the processes' CPU at its edges). Then sending stops, what is still in
+flight gets ``drain_s`` to arrive, each call sends ``stop`` and hangs up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import httpx
 import orjson
@@ -32,19 +34,33 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from services.bench.pattern import decode_frame, encode_frame
+from services.bench.scoring import CallerLog
+from services.bench.turns import TurnShape
 from services.call_sim import messages
 from services.call_sim.routing import new_sid, to_edge
 from services.call_sim.twiml import Connect, parse_twiml
 from shared.audio import FRAME_MS
 
-__all__ = ["CallResult", "LoadConfig", "LoadResult", "media_text", "run_load"]
+__all__ = [
+    "CONVERSATION",
+    "ECHO",
+    "LOADS",
+    "CallResult",
+    "Generator",
+    "LoadConfig",
+    "LoadResult",
+    "media_text",
+    "run_load",
+]
 
 logger = logging.getLogger("switchboard.bench.load")
 
 FRAME_S = FRAME_MS / 1000
 SLOTS = 10  # the 20 ms period is cut into 2 ms slots; call i sends in slot i % SLOTS
 VOICE_PATH = "/twilio/voice"
+ECHO = "echo"
+CONVERSATION = "conversation"
+LOADS = (ECHO, CONVERSATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +74,10 @@ class LoadConfig:
     ramp_rate: float = 50.0  # calls placed per second
     drain_s: float = 3.0
     setup_timeout_s: float = 20.0
+    load: str = ECHO
+    voice_path: str = VOICE_PATH  # the webhook the server under test answers
+    turns: TurnShape = TurnShape()  # the conversation load's callers
+    seed: int = 0  # the conversation load's draws
 
 
 def media_text(sequence: int, stream_sid: str, chunk: int, timestamp_ms: int, audio: bytes) -> str:
@@ -117,6 +137,8 @@ class LoadResult:
     sent_in_window: int
     lost_in_window: int
     elapsed_s: float
+    window_ns: tuple[int, int] = (0, 0)  # CLOCK_MONOTONIC, as the simulator's probe reads it
+    callers: list[CallerLog] = field(default_factory=list)  # the conversation load's
 
     @property
     def frames_sent(self) -> int:
@@ -139,25 +161,33 @@ class LoadResult:
 class _Window:
     start: float = math.inf
     end: float = math.inf
+    start_ns: int = 0
+    end_ns: int = 0
 
 
 @dataclass
-class _Call:
+class Call:
+    """One call's Twilio side; each load adds what it needs."""
+
     index: int
     result: CallResult
     ws: ClientConnection | None = None
     stream_sid: str = ""
-    account_sid: str = ""
     sequence: int = 1  # Twilio's sequenceNumber: counts every message after connected
     posted_at: float = 0.0
     sending: bool = False
-    sent_at: list[float] = field(default_factory=list)  # by frame seq - 1
-    echoed: bytearray = field(default_factory=bytearray)
-    play_end: float = 0.0  # when the caller's playout buffer runs dry
-    marks: deque[tuple[float, str]] = field(default_factory=deque)  # (due, name)
+    echo_now: list[str] = field(default_factory=list)  # marks to echo at the next frame
 
 
-class _Generator:
+CallT = TypeVar("CallT", bound=Call)
+
+
+class Generator(Generic[CallT]):
+    """Places the calls, paces their frames, reads what comes back, keeps the timeline.
+    A load says what each frame is (``frame``), what to make of each message that comes
+    back (``on_event``), when nothing is in flight any more (``drained``) and what the
+    run's figures are (``result``)."""
+
     def __init__(
         self,
         config: LoadConfig,
@@ -170,16 +200,34 @@ class _Generator:
         self.loop = asyncio.get_running_loop()
         self.validator = RequestValidator(config.auth_token)
         self.account_sid = new_sid("AC")
-        self.calls = [_Call(i, CallResult(i, new_sid("CA"))) for i in range(config.calls)]
-        self.slots: list[list[_Call]] = [[] for _ in range(SLOTS)]
+        self.calls = [self.new_call(i) for i in range(config.calls)]
+        self.slots: list[list[CallT]] = [[] for _ in range(SLOTS)]
         self.window = _Window()
-        self.latencies: list[float] = []
         self.pacing = True
         self.placed = 0
 
+    # --- what a load says ----------------------------------------------------------------
+
+    def new_call(self, index: int) -> CallT:
+        raise NotImplementedError
+
+    def frame(self, call: CallT, seq: int, now: float) -> bytes:
+        """The audio of frame ``seq`` of ``call``, sent at ``now``."""
+        raise NotImplementedError
+
+    def on_event(self, call: CallT, event: dict[str, Any], now: float) -> None:
+        """A message from the server under test, read at ``now``."""
+        raise NotImplementedError
+
+    def drained(self) -> bool:
+        return True
+
+    def result(self, elapsed_s: float) -> LoadResult:
+        raise NotImplementedError
+
     # --- set-up --------------------------------------------------------------------------
 
-    async def _place(self, call: _Call, http: httpx.AsyncClient) -> None:
+    async def _place(self, call: CallT, http: httpx.AsyncClient) -> None:
         """Webhook, TwiML, upgrade, connected and start; then the pacer takes over."""
         config, result = self.config, call.result
         public = config.public_url.rstrip("/")
@@ -192,7 +240,7 @@ class _Generator:
             "Direction": "inbound",
             "ApiVersion": "2010-04-01",
         }
-        url = public + VOICE_PATH
+        url = public + config.voice_path
         headers = {"X-Twilio-Signature": self.validator.compute_signature(url, params)}
         call.posted_at = time.perf_counter()
         response = await http.post(
@@ -253,46 +301,40 @@ class _Generator:
                         await self._send_frame(call)
             tick += 1
 
-    async def _send_frame(self, call: _Call) -> None:
-        ws = call.ws
+    async def _send_frame(self, call: CallT) -> None:
+        ws, result = call.ws, call.result
         assert ws is not None
-        seq = len(call.sent_at) + 1
-        text = media_text(
-            call.sequence, call.stream_sid, seq, (seq - 1) * FRAME_MS, encode_frame(call.index, seq)
-        )
+        seq = result.frames_sent + 1
         now = time.perf_counter()
-        call.sent_at.append(now)
-        call.echoed.append(0)
+        text = media_text(
+            call.sequence, call.stream_sid, seq, (seq - 1) * FRAME_MS, self.frame(call, seq, now)
+        )
         call.sequence += 1
         try:
             await ws.send(text)
             # Marks whose audio has played out by now go back, as Twilio's player would.
-            while call.marks and call.marks[0][0] <= now:
-                await ws.send(_mark_echo(call.sequence, call.stream_sid, call.marks[0][1]))
-                call.marks.popleft()
+            for name in call.echo_now:
+                await ws.send(_mark_echo(call.sequence, call.stream_sid, name))
                 call.sequence += 1
-                call.result.marks_echoed += 1
+                result.marks_echoed += 1
+            call.echo_now.clear()
         except ConnectionClosed as exc:
             call.sending = False
-            call.result.error = call.result.error or f"socket closed while sending: {exc}"
+            result.error = result.error or f"socket closed while sending: {exc}"
             return
-        call.result.frames_sent += 1
+        result.frames_sent += 1
 
-    async def _read(self, call: _Call) -> None:
+    async def _read(self, call: CallT) -> None:
         ws, result = call.ws, call.result
         clock = time.perf_counter
         assert ws is not None
-        b64decode = base64.b64decode
         try:
             async for text in ws:
                 now = clock()
                 event = orjson.loads(text)
-                kind = event.get("event")
-                if kind == "media":
-                    self._on_media(call, b64decode(event["media"]["payload"]), now)
-                elif kind == "mark":
+                if event.get("event") == "mark":
                     result.marks_received += 1
-                    call.marks.append((max(call.play_end, now), event["mark"]["name"]))
+                self.on_event(call, event, now)
         except ConnectionClosed:
             pass
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
@@ -301,28 +343,6 @@ class _Generator:
         if call.sending and result.error is None:
             result.error = f"the server closed the socket ({ws.close_code})"
         call.sending = False
-
-    def _on_media(self, call: _Call, frame: bytes, now: float) -> None:
-        result = call.result
-        call.play_end = max(call.play_end, now) + FRAME_S
-        if result.frames_echoed == 0 and math.isnan(result.first_audio_s):
-            result.first_audio_s = now - call.posted_at
-        named = decode_frame(frame)
-        if named is None or named[0] != call.index or not 1 <= named[1] <= len(call.sent_at):
-            result.frames_foreign += 1
-            return
-        seq = named[1]
-        if call.echoed[seq - 1]:
-            result.frames_duplicate += 1
-            return
-        if frame != encode_frame(call.index, seq):
-            result.frames_corrupt += 1
-            return
-        call.echoed[seq - 1] = 1
-        result.frames_echoed += 1
-        sent = call.sent_at[seq - 1]
-        if self.window.start <= sent < self.window.end:
-            self.latencies.append((now - sent) * 1000)
 
     # --- the whole run -------------------------------------------------------------------
 
@@ -338,7 +358,7 @@ class _Generator:
             pacer = tasks.create_task(self._pace())
             readers: list[asyncio.Task[None]] = []
 
-            async def place(call: _Call) -> None:
+            async def place(call: CallT) -> None:
                 await asyncio.sleep(call.index / config.ramp_rate)
                 try:
                     async with asyncio.timeout(config.setup_timeout_s):
@@ -351,10 +371,10 @@ class _Generator:
 
             await asyncio.gather(*(place(call) for call in self.calls))
             await asyncio.sleep(config.warmup_s)
-            self.window.start = time.perf_counter()
+            self.window.start, self.window.start_ns = time.perf_counter(), time.monotonic_ns()
             self.on_window_start()
             await asyncio.sleep(config.duration_s)
-            self.window.end = time.perf_counter()
+            self.window.end, self.window.end_ns = time.perf_counter(), time.monotonic_ns()
             self.on_window_end()
             for call in self.calls:
                 call.sending = False
@@ -364,30 +384,17 @@ class _Generator:
             await asyncio.gather(*(self._hang_up(call) for call in self.calls))
             for reader in readers:
                 reader.cancel()
-        sent = lost = 0
-        for call in self.calls:
-            for when, echoed in zip(call.sent_at, call.echoed, strict=True):
-                if self.window.start <= when < self.window.end:
-                    sent += 1
-                    lost += not echoed
-        return LoadResult(
-            calls=[c.result for c in self.calls],
-            latencies_ms=self.latencies,
-            window_s=self.window.end - self.window.start,
-            sent_in_window=sent,
-            lost_in_window=lost,
-            elapsed_s=loop.time() - started,
-        )
+        return self.result(loop.time() - started)
 
     async def _drain(self) -> None:
-        """Give the echoes still in flight up to ``drain_s`` to arrive."""
+        """Give what is still in flight up to ``drain_s`` to arrive."""
         deadline = self.loop.time() + self.config.drain_s
         while self.loop.time() < deadline:
-            if all(c.result.frames_echoed >= c.result.frames_sent for c in self.calls if c.ws):
+            if self.drained():
                 return
             await asyncio.sleep(0.05)  # polling counters: there is no event to await
 
-    async def _hang_up(self, call: _Call) -> None:
+    async def _hang_up(self, call: CallT) -> None:
         ws = call.ws
         if ws is None:
             return
@@ -406,7 +413,17 @@ async def run_load(
     on_window_end: Callable[[], None] = lambda: None,
 ) -> LoadResult:
     """Place ``config.calls`` calls, measure, hang up; bounded by the config's times."""
-    generator = _Generator(config, on_window_start, on_window_end)
+    # The loads build on this module: imported here, not at its top.
+    from services.bench.conversation_load import ConversationGenerator
+    from services.bench.echo_load import EchoGenerator
+
+    generator: Generator[Any]
+    if config.load == CONVERSATION:
+        generator = ConversationGenerator(config, on_window_start, on_window_end)
+    elif config.load == ECHO:
+        generator = EchoGenerator(config, on_window_start, on_window_end)
+    else:
+        raise ValueError(f"unknown load {config.load!r}: use one of {', '.join(LOADS)}")
     budget = (
         config.calls / config.ramp_rate
         + config.setup_timeout_s

@@ -1,10 +1,13 @@
-"""Start a configuration's processes, run the load against it, account for every process.
+"""Start a configuration's processes, run a load against it, account for every process.
 
-Two configurations, each started fresh for every C so that memory and CPU start from idle:
+Three configurations, each started fresh for every load and C so that memory and CPU start
+from idle, each against its own realtime simulator (echo mode for the echo load, conversation
+mode with ``--probe`` for the conversation load):
 
-- ``split``: a private redis-server (or ``--redis-url``), the realtime simulator in echo mode,
-  one edge and N workers, through ``services.devstack``;
-- ``baseline``: the simulator and the direct relay of ``services.bench.baseline``.
+- ``split``: a private redis-server (or ``--redis-url``), one edge and N workers, through
+  ``services.devstack``;
+- ``peer``: the one-process bridge in the style of Twilio's sample (``peer.py``);
+- ``baseline``: the lean relay (``baseline.py``).
 
 CPU seconds and RSS come from /proc at the edges of the measured window; the load generator
 runs in this process and is accounted the same way.
@@ -12,13 +15,12 @@ runs in this process and is accounted the same way.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import math
 import os
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,32 +28,36 @@ from typing import Any
 import redis
 import uvloop
 
-from services.bench.loadgen import LoadConfig, LoadResult, run_load
+from services.bench import setups
+from services.bench.loadgen import CONVERSATION, ECHO, LoadConfig, LoadResult, run_load
 from services.bench.procstat import ProcSample, machine_cpu, sample
+from services.bench.profiling import signal_all
+from services.bench.scoring import ConversationFigures, score, worst_p99
 from services.bench.stats import LatencySummary, cpu_per_call_minute, summarize
-from services.devstack import (
-    DEMO_AUTH_TOKEN,
-    PUBLIC_URL,
-    ManagedProcess,
-    RedisHandle,
-    Stack,
-    StackConfig,
-    free_port,
-    provide_redis,
-    spawn,
-    start_redis_server,
-    wait_for,
-)
+from services.bench.turns import TurnShape
+from services.devstack import DEMO_AUTH_TOKEN, PUBLIC_URL
 
-__all__ = ["BASELINE", "SPLIT", "ProcessFigures", "RunOptions", "RunResult", "run_config"]
+__all__ = [
+    "BASELINE",
+    "CONFIGS",
+    "PEER",
+    "SPLIT",
+    "ProcessFigures",
+    "RunOptions",
+    "RunResult",
+    "run_config",
+]
 
 logger = logging.getLogger("switchboard.bench")
 
 SPLIT = "split"
+PEER = "peer"
 BASELINE = "baseline"
+CONFIGS = (SPLIT, PEER, BASELINE)
 # Roles whose CPU is the bridge's cost; the generator and the simulator stand for Twilio and
 # OpenAI and are reported beside it.
-BRIDGE_ROLES = frozenset({"edge", "worker", "redis", "relay"})
+BRIDGE_ROLES = frozenset({"edge", "worker", "redis", "relay", "peer"})
+PROFILED_ROLES = frozenset({"edge", "worker", "relay", "peer"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,11 @@ class RunOptions:
     log_dir: Path = Path("bench-results/logs")
     log_level: str = "INFO"
     redis_batch_ms: int = 0  # REDIS_BATCH_MS of the split bridge's edge and workers
+    load: str = ECHO
+    turns: TurnShape = TurnShape()  # the conversation load's callers
+    delta_bytes: tuple[int, int] | None = None  # the simulator's reply deltas; None: its own
+    seed: int = 0
+    profile_dir: Path | None = None  # cProfile the bridge's processes over the window
 
 
 @dataclass
@@ -102,130 +113,32 @@ class RunResult:
     other_cores: float = math.nan  # of which not the bench's processes (a shared machine)
     elapsed_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    load: str = ECHO
+    conversation: ConversationFigures | None = None  # the conversation load's figures
 
     @property
     def bridge_cpu_per_call_min(self) -> float:
         return math.fsum(p.cpu_per_call_min for p in self.processes if p.role in BRIDGE_ROLES)
 
+    def cpu_of(self, role: str) -> float:
+        """CPU seconds per call-minute of the processes of one role."""
+        return math.fsum(p.cpu_per_call_min for p in self.processes if p.role == role)
+
     @property
     def ok(self) -> bool:
-        """No frame lost or altered, and every call placed."""
+        """No audio lost or altered in either direction, and every call placed."""
         return self.frames_lost == 0 and self.frames_not_exact == 0 and self.failed_calls == 0
 
+    @property
+    def p99(self) -> float:
+        """The latency the targets judge: the echo's round trip, or the conversation's worse
+        direction."""
+        if self.conversation is None:
+            return self.latency.p99
+        return worst_p99(self.conversation.up, self.conversation.down)
+
     def within(self, p99_limit_ms: float) -> bool:
-        return self.ok and self.latency.p99 < p99_limit_ms
-
-
-def _port_open(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-
-
-def _ready(process: ManagedProcess, port: int, what: str) -> None:
-    def check() -> bool:
-        if not process.alive():
-            raise RuntimeError(f"{what} exited:\n{process.log()[-2000:]}")
-        return _port_open(port)
-
-    wait_for(check, 20, what)
-
-
-def _simulator(log_dir: Path, log_level: str) -> ManagedProcess:
-    """Spawn the simulator in echo mode; the caller waits for it with ``_ready`` once it has
-    started the other processes, so that their start-ups overlap.
-
-    Started here rather than by Stack.start: its --record would keep and write every
-    session's audio, a cost of the test harness that has nothing to do with the bridge.
-    """
-    port = free_port()
-    return spawn(
-        "realtime-sim",
-        "services.realtime_sim",
-        ["--port", str(port), "--mode", "echo"],
-        {"LOG_LEVEL": log_level},
-        log_dir,
-        port,
-    )
-
-
-@contextlib.contextmanager
-def _redis(options: RunOptions) -> Iterator[RedisHandle]:
-    handle = provide_redis(options.redis_url) if options.redis_url else start_redis_server()
-    try:
-        yield handle
-    finally:
-        handle.close()
-
-
-@contextlib.contextmanager
-def _split(
-    calls: int, options: RunOptions, log_dir: Path
-) -> Iterator[tuple[str, list[tuple[str, str, int]], redis.Redis]]:
-    with _redis(options) as handle:
-        client = redis.Redis.from_url(handle.url)
-        stack = Stack(
-            StackConfig(
-                redis_url=handle.url,
-                log_dir=log_dir,
-                workers=options.workers,
-                sim_mode="echo",
-                log_level=options.log_level,
-                edge_env={
-                    "EDGE_MAX_CALLS": "100000",
-                    "DRAIN_TIMEOUT": "2",
-                    "REDIS_BATCH_MS": str(options.redis_batch_ms),
-                },
-                worker_env={
-                    "MAX_CALLS": str(min(10_000, calls + 10)),
-                    "DRAIN_MODE": "handoff",
-                    "REDIS_BATCH_MS": str(options.redis_batch_ms),
-                },
-            )
-        )
-        try:
-            stack.sim = _simulator(log_dir, options.log_level)
-            stack.add_edge()
-            for _ in range(options.workers):
-                stack.add_worker()  # connects to the simulator only when it takes a call
-            _ready(stack.sim, stack.sim.port, "realtime simulator")
-            redis_pid = int(client.info("server")["process_id"])
-            procs = [(e.name, "edge", e.popen.pid) for e in stack.edges]
-            procs += [(w.name, "worker", w.popen.pid) for w in stack.workers]
-            procs += [
-                ("redis", "redis", redis_pid),
-                ("realtime-sim", "simulator", stack.sim.popen.pid),
-            ]
-            yield stack.edge_urls[0], procs, client
-        finally:
-            stack.stop()
-            client.close()
-
-
-@contextlib.contextmanager
-def _baseline(
-    options: RunOptions, log_dir: Path
-) -> Iterator[tuple[str, list[tuple[str, str, int]], None]]:
-    sim = _simulator(log_dir, options.log_level)
-    relay: ManagedProcess | None = None
-    try:
-        port = free_port()
-        url = f"ws://127.0.0.1:{sim.port}/v1/realtime"
-        relay = spawn(
-            "relay",
-            "services.bench.baseline",
-            ["--port", str(port), "--realtime-url", url],
-            {},
-            log_dir,
-            port,
-        )
-        _ready(relay, port, "baseline relay")
-        _ready(sim, sim.port, "realtime simulator")
-        procs = [("relay", "relay", relay.popen.pid), ("realtime-sim", "simulator", sim.popen.pid)]
-        yield f"http://127.0.0.1:{port}", procs, None
-    finally:
-        if relay is not None:
-            relay.stop()
-        sim.stop()
+        return self.ok and self.p99 < p99_limit_ms
 
 
 def _redis_used_memory(client: redis.Redis | None) -> int:
@@ -235,14 +148,14 @@ def _redis_used_memory(client: redis.Redis | None) -> int:
 
 
 def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
-    """One configuration at ``calls`` concurrent calls, from start-up to teardown."""
-    log_dir = options.log_dir / f"{config}-{calls}"
-    setup: contextlib.AbstractContextManager[
-        tuple[str, list[tuple[str, str, int]], redis.Redis | None]
-    ] = _split(calls, options, log_dir) if config == SPLIT else _baseline(options, log_dir)
+    """One configuration at ``calls`` concurrent calls under ``options.load``, from start-up
+    to teardown."""
+    log_dir = options.log_dir / f"{options.load}-{config}-{calls}"
     started = time.monotonic()
-    with setup as (url, procs, client):
-        procs = [*procs, ("loadgen", "loadgen", os.getpid())]
+    with setups.start(config, calls, options, log_dir) as setup:
+        procs = [*setup.procs, ("loadgen", "loadgen", os.getpid())]
+        client = setup.redis
+        profiled = [pid for _, role, pid in procs if role in PROFILED_ROLES]
         time.sleep(0.5)  # let start-up settle before the idle figures
         idle = {pid: sample(pid) for _, _, pid in procs}
         redis_idle = _redis_used_memory(client)
@@ -253,14 +166,18 @@ def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
         def window_start() -> None:
             machine.append(machine_cpu())
             marks["start"] = {pid: sample(pid) for _, _, pid in procs}
+            if options.profile_dir is not None:
+                signal_all(profiled, start=True)
 
         def window_end() -> None:
             machine.append(machine_cpu())
             marks["end"] = {pid: sample(pid) for _, _, pid in procs}
             redis_end.append(_redis_used_memory(client))
+            if options.profile_dir is not None:
+                signal_all(profiled, start=False)
 
         load = LoadConfig(
-            edge_url=url,
+            edge_url=setup.url,
             public_url=PUBLIC_URL,
             auth_token=DEMO_AUTH_TOKEN,
             calls=calls,
@@ -268,17 +185,49 @@ def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
             warmup_s=options.warmup_s,
             ramp_rate=options.ramp_rate,
             drain_s=options.drain_s,
+            load=options.load,
+            voice_path=setup.voice_path,
+            turns=options.turns,
+            seed=options.seed,
         )
         result = uvloop.run(run_load(load, window_start, window_end))
     run = _figures(
         config, calls, options, result, procs, idle, marks, redis_idle, redis_end, started
     )
+    if options.load == CONVERSATION:
+        _score(run, result, setups.probe_path(log_dir))
+    if options.profile_dir is not None:
+        run.extra["profiles"] = {
+            name: str(options.profile_dir / f"{log_dir.name}-{role}-{pid}.pstats")
+            for name, role, pid in procs
+            if role in PROFILED_ROLES
+        }
     if len(machine) == 2 and run.window_s > 0:
         (busy0, _), (busy1, _) = machine
         run.machine_busy_cores = (busy1 - busy0) / run.window_s
         ours = math.fsum(p.cpu_s for p in run.processes if not math.isnan(p.cpu_s))
         run.other_cores = max(0.0, (busy1 - busy0 - ours) / run.window_s)
     return run
+
+
+def _score(run: RunResult, result: LoadResult, probe_file: Path) -> None:
+    """The conversation load's figures, once the simulator has written every session's line."""
+    lines: list[dict[str, Any]] = []
+    if probe_file.exists():
+        lines = [json.loads(line) for line in probe_file.read_text().splitlines() if line]
+    figures = score(result.callers, lines, result.window_ns)
+    run.conversation = figures
+    run.frames_sent = figures.up_sent + figures.down_deltas
+    run.sent_in_window = figures.up_sent + figures.down_deltas
+    run.frames_lost = run.lost_in_window = figures.up_lost + figures.down_lost
+    run.frames_not_exact = (
+        figures.up_not_exact
+        + figures.down_not_exact
+        + figures.down_stale_bytes
+        + figures.down_garbled_bytes
+    )
+    if figures.probes_missing:
+        run.errors.append(f"{figures.probes_missing} calls have no line from the simulator")
 
 
 def _figures(
@@ -329,6 +278,7 @@ def _figures(
         processes=figures,
         redis_memory_per_call=(redis_end[0] - redis_idle) / calls if redis_end else math.nan,
         elapsed_s=time.monotonic() - started,
+        load=options.load,
     )
 
 

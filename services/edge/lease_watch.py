@@ -82,4 +82,3 @@ class LeaseView:
 
     def _back_in_line(self, now: float) -> None:
         self.served, self.misses, self.holder, self.waiting_since = False, 0, None, now
-

@@ -43,6 +43,10 @@ KEY_REFRESH_INTERVAL_S = CALL_KEY_TTL_S / 4
 #: How often each call's outbound read position is saved. An edge that dies loses at most this
 #: much: the edge that takes the call over re-sends up to this much audio from the saved point.
 CURSOR_SAVE_INTERVAL_S = 0.2
+#: After Redis failed the edge, how long missing alive keys are not taken for dead workers: a
+#: Redis restarted (or failed over) may come back without them, and each worker sets its own
+#: again within one WORKER_ALIVE_INTERVAL_MS of reaching it.
+REDIS_BACK_GRACE_S = 1.0
 
 
 @dataclass
@@ -122,38 +126,46 @@ class EdgeRuntime:
                 call.check_worker(lease_holder(lease), state.decode() if state else None, now)
 
     async def _worker_watch_loop(self) -> None:
-        """Check the alive keys of the workers serving this edge's calls (lease_watch.py)."""
+        """Check the alive keys of the workers serving this edge's calls (lease_watch.py): the
+        calls of a worker whose key is gone go back in line. Not for REDIS_BACK_GRACE_S after
+        Redis failed, while the workers set their keys again."""
         interval_s = self.settings.worker_check_interval_ms / 1000
+        back_at: float | None = float("-inf")  # when Redis last answered again; None: failing
         while True:
             await asyncio.sleep(interval_s)
             try:
-                await self.check_workers()
+                gone = await self._calls_of_gone_workers()
+                now = self.clock.monotonic()
+                back_at = now if back_at is None else back_at
+                if gone and now - back_at >= REDIS_BACK_GRACE_S:
+                    await self._take_calls(gone)
             except Exception as exc:
-                # Redis is down: the health loop says so; check again when it is back.
                 if not is_retryable(exc):
                     raise
+                back_at = None  # Redis is down: the health loop says so
 
-    async def check_workers(self) -> None:
-        """One check: one EXISTS per worker serving calls here, in one round trip; the calls
-        of each worker whose key is gone have their leases revoked (one more round trip) and
-        go back in line. Only a lease still held by that worker is revoked, so a call another
-        worker took meanwhile is left alone."""
+    async def _calls_of_gone_workers(self) -> list[tuple[LiveCall, str]]:
+        """Each call served by a worker whose alive key is gone, with that worker: one EXISTS
+        per worker serving calls here, all in one round trip."""
         by_worker: dict[str, list[LiveCall]] = {}
         for call in self.calls:
             if (worker := call.worker) is not None:
                 by_worker.setdefault(worker, []).append(call)
         if not by_worker:
-            return
+            return []
         workers = list(by_worker)
         alive = await workers_alive(self.redis, [self.keys.alive(w) for w in workers])
-        gone = [
+        return [
             (call, w)
             for w, up in zip(workers, alive, strict=True)
             if not up
             for call in by_worker[w]
         ]
-        if not gone:
-            return
+
+    async def _take_calls(self, gone: list[tuple[LiveCall, str]]) -> None:
+        """Revoke each call's lease from its gone worker (one round trip) and put the call back
+        in line. Only a lease that worker still holds is revoked: a call another worker took
+        meanwhile is left alone."""
         hold_ms = round(self.settings.dispatch_timeout_s * 1000)  # while the call waits
         revoked = await revoke_leases(self.redis, [(c.lease_key, w) for c, w in gone], hold_ms)
         now = self.clock.monotonic()

@@ -104,8 +104,8 @@ class EdgeSettings(Settings):
         "ADMIN_PORT",
         "8081",
         int_in(1, 65535),
-        "Private HTTP port of the edge: /metrics, /healthz, /readyz, the read API and call "
-        "control; /twilio/… answers 404 here. Keep it off the internet (SECURITY.md).",
+        "Private HTTP port of the edge: /metrics, /livez, /healthz, /readyz, the read API and "
+        "call control; /twilio/… answers 404 here. Keep it off the internet (SECURITY.md).",
     )
     public_url: str = variable(
         "PUBLIC_URL",

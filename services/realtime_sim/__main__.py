@@ -79,6 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed for delta sizes (default %(default)s)"
     )
     parser.add_argument(
+        "--min-delta-bytes",
+        type=int,
+        default=BehaviourConfig().min_delta_bytes,
+        metavar="N",
+        help="smallest reply delta, μ-law bytes (8 per ms; default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-delta-bytes",
+        type=int,
+        default=BehaviourConfig().max_delta_bytes,
+        metavar="N",
+        help="largest reply delta, μ-law bytes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--probe",
+        type=Path,
+        metavar="FILE",
+        help="for the load bench: time stamped caller frames, stamp reply audio, and append "
+        "one JSON line of figures per session (services/realtime_sim/probe.py)",
+    )
+    parser.add_argument(
         "--vad-threshold-dbfs",
         type=float,
         default=VadSettings().threshold_dbfs,
@@ -230,6 +251,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
             raise ValueError(f"--{flag.replace('_', '-')} must be 0 or more")
     if args.session_max_s <= 0:
         raise ValueError("--session-max-s must be positive")
+    if not 1 <= args.min_delta_bytes <= args.max_delta_bytes:
+        raise ValueError("--min-delta-bytes must be at least 1 and at most --max-delta-bytes")
     try:
         arguments = json.loads(args.tool_arguments)
     except ValueError:
@@ -243,6 +266,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         caller_transcript=args.caller_transcript,
         speed=args.speed,
         seed=args.seed,
+        min_delta_bytes=args.min_delta_bytes,
+        max_delta_bytes=args.max_delta_bytes,
         vad=VadSettings(threshold_dbfs=args.vad_threshold_dbfs),
         fault=Fault(args.fault),
         serves_pcm16=args.audio_format == "pcm16",
@@ -274,6 +299,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         api_key=args.api_key,
         record_path=args.record,
         hostile_every=args.hostile_every,
+        probe_path=args.probe,
     )
 
 

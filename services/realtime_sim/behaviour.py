@@ -64,6 +64,8 @@ class SimSession(SessionCore):
         self._buffered = 0  # input bytes since the last commit
         self._caller_turns = 0  # committed caller turns
         self._tool_called = False  # call_tool has been called
+        # Told of every caller audio chunk accepted, as μ-law (the bench's probe.py).
+        self.on_audio: Callable[[bytes], None] | None = None
         self._handlers: dict[str, Callable[[Event], list[Event]]] = {
             "session.update": self._session_update,
             "input_audio_buffer.append": self._append,
@@ -237,6 +239,8 @@ class SimSession(SessionCore):
             # Inside, the simulator works in μ-law (voice detection, durations).
             pcm, audio = audio, pcm16_24k_to_ulaw(audio)
         self._heard += len(audio)
+        if self.on_audio is not None:
+            self.on_audio(audio)
         if self.config.mode is Mode.ECHO:
             events = self._echo(audio, pcm)
         else:

@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 
 from .behaviour import BehaviourConfig, Event, SimSession
 from .failures import Close
+from .probe import Probe, append_probe
 from .record import SessionRecord, append_record
 
 __all__ = ["PATH", "RunningSimulator", "SimulatorConfig", "run_simulator"]
@@ -54,6 +55,7 @@ class SimulatorConfig:
     api_key: str | None = None  # when set, require "Authorization: Bearer <api_key>"
     record_path: Path | None = None  # JSON lines, one per ended session
     hostile_every: int = 0  # every Nth session misbehaves on the wire (see HostileScript)
+    probe_path: Path | None = None  # stamp audio for the load bench, one line per session
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,9 @@ class _Handler:
         every = self.config.hostile_every
         hostile = HostileScript() if every and self.sessions % every == 0 else None
         record.hostile = hostile is not None
+        probe = Probe() if self.config.probe_path is not None else None
+        if probe is not None:
+            session.on_audio = probe.heard
         logger.info(
             "session %s opened: %s (mode %s)%s",
             record.session,
@@ -163,8 +168,10 @@ class _Handler:
             if "OpenAI-Beta" in request.headers:
                 await self._refuse_beta(ws, session, record)
             else:
-                await self._converse(ws, session, record, hostile)
+                await self._converse(ws, session, record, hostile, probe)
         finally:
+            if probe is not None and self.config.probe_path is not None:
+                append_probe(self.config.probe_path, probe)
             if self.config.record_path is not None:
                 # One short blocking append: readers must see it as soon as the session ends.
                 append_record(self.config.record_path, record)
@@ -195,13 +202,14 @@ class _Handler:
         session: SimSession,
         record: SessionRecord,
         hostile: HostileScript | None = None,
+        probe: Probe | None = None,
     ) -> None:
         outbox: Outbox = asyncio.Queue(maxsize=OUTBOX_BATCHES)
         produce = asyncio.Lock()
         reply_due = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tasks:
-                writer = tasks.create_task(self._write_loop(ws, outbox, record, hostile))
+                writer = tasks.create_task(self._write_loop(ws, outbox, record, hostile, probe))
                 replier = tasks.create_task(self._reply_loop(session, outbox, produce, reply_due))
                 cap = tasks.create_task(self._cap_timer(session, outbox, produce))
                 async with produce:
@@ -248,8 +256,9 @@ class _Handler:
         outbox: Outbox,
         record: SessionRecord,
         hostile: HostileScript | None = None,
+        probe: Probe | None = None,
     ) -> None:
-        await self._write_until_closed(ws, outbox, record, hostile)
+        await self._write_until_closed(ws, outbox, record, hostile, probe)
         # Closed by the simulator: whatever is produced meanwhile is discarded, so that no
         # producer waits on a full outbox while the connection winds down.
         while True:
@@ -261,6 +270,7 @@ class _Handler:
         outbox: Outbox,
         record: SessionRecord,
         hostile: HostileScript | None,
+        probe: Probe | None = None,
     ) -> None:
         while True:
             batch = await outbox.get()
@@ -276,6 +286,8 @@ class _Handler:
                         return
                     for frame in frames:
                         await ws.send(frame)
+                if probe is not None:
+                    probe.sending(event)  # a delta's audio is stamped as it leaves
                 await ws.send(orjson.dumps(event).decode())
                 record.sent(event)
                 self._log_sent(record.session, event)

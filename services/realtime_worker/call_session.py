@@ -263,7 +263,7 @@ class CallSession:
             self.ctx.metrics.calls_by_agent.labels(self.io.profile.agent).inc()
         if self.takeover:
             self.ctx.metrics.takeovers.inc()
-            await self.caller.start_backlog("took over the call from a lapsed lease", seeded)
+            await self.caller.start_backlog("took over the call from its previous worker", seeded)
         if self.resumed:
             await self.model.send(self.model.persona_response("transfer_failed", RETURN_CUE))
             self.log.info("back from a transfer that did not go through: told the model")

@@ -49,7 +49,7 @@ class _Backlog:
 
     last_id: tuple[int, int]  # the last inbound entry when the wait ended
     max_age_s: float
-    why: str  # "took over the call from a lapsed lease", "reconnected"
+    why: str  # "took over the call from its previous worker", "reconnected"
     seeded: int = 0
     skipped_bytes: int = 0
     sent_bytes: int = 0

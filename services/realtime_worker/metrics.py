@@ -110,7 +110,7 @@ class WorkerMetrics:
             ),
             takeovers=Counter(
                 "switchboard_worker_takeovers",
-                "Live calls this worker took over (a lapsed lease, or a handoff).",
+                "Live calls this worker took over (its worker died, froze or handed it off).",
                 registry=registry,
             ),
             fenced_writes=Counter(

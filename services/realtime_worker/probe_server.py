@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -33,7 +34,6 @@ LIVEZ_PATH = "/livez"
 METRICS_PATH = "/metrics"
 READ_TIMEOUT_S = 5.0  # a client that sends no request in this time is dropped
 MAX_HEAD_BYTES = 8192
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Not Allowed"}
 _TEXT = "text/plain; charset=utf-8"
 
 
@@ -110,9 +110,8 @@ class ProbeServer:
 
 
 def _response(answer: _Answer, head_only: bool) -> bytes:
-    reason = _REASONS.get(answer.status, "")
     lines = [
-        f"HTTP/1.1 {answer.status} {reason}",
+        f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}",
         f"Content-Type: {answer.content_type}",
         f"Content-Length: {len(answer.body)}",
         "Connection: close",

@@ -102,7 +102,10 @@ class WorkerSettings(Settings):
         "MAX_CALLS", "20", int_in(1, 10_000), "Calls one worker holds at once."
     )
     metrics_port: int = variable(
-        "METRICS_PORT", "9100", int_in(0, 65535), "Port of the worker's /metrics (0: off)."
+        "METRICS_PORT",
+        "9100",
+        int_in(0, 65535),
+        "Port of the worker's /metrics and /livez, both answered by its event loop (0: off).",
     )
     worker_id: str = variable(
         "WORKER_ID", "", process_id, "Name of this worker process. Default: host-pid-random."

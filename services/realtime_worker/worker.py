@@ -5,6 +5,8 @@ Loops, all in one task group for the life of the process:
 - claim: ``XREADGROUP`` on the dispatch stream, asking only for as many calls as there is room
   for; each call is taken with its lease (free, or revoked by an edge) so two workers never
   hold one call;
+- reclaim: ``XAUTOCLAIM`` of dispatch entries another worker received but never acknowledged
+  (it froze with a read in flight, or died between reading and acknowledging);
 - alive: one SET of the worker's alive key every WORKER_ALIVE_INTERVAL_MS, whatever the number
   of calls; when it lapses (the worker died, froze, or its loop is stuck) edges revoke its
   leases and put its calls back in line (``shared.leases``);
@@ -63,7 +65,14 @@ __all__ = ["Worker"]
 
 logger = logging.getLogger("switchboard.worker")
 
-CLAIM_BLOCK_MS = 1000
+#: Shorter than an edge takes to find a frozen worker's alive key gone (WORKER_ALIVE_TTL_MS
+#: less one renewal), so that the read a worker had in flight when it froze has ended before its
+#: calls are dispatched again: Redis would hand them to that read otherwise.
+CLAIM_BLOCK_MS = 500
+#: A dispatch entry delivered to a worker and not acknowledged this long after is another
+#: worker's to take: the first worker froze, or died, before it could claim the call.
+RECLAIM_IDLE_MS = 500
+RECLAIM_INTERVAL_S = 0.5
 STOP_TIMEOUT_S = 5.0
 
 
@@ -149,9 +158,12 @@ class Worker:
                     group.create_task(self._heartbeat_loop(), name="heartbeat"),
                     group.create_task(self._alive_loop(), name="alive"),
                 ]
-                claimer = group.create_task(self._claim_loop(group), name="claim")
+                claimers = [
+                    group.create_task(self._claim_loop(group), name="claim"),
+                    group.create_task(self._reclaim_loop(group), name="reclaim"),
+                ]
                 await stop.wait()
-                await cancel_and_wait([claimer])
+                await cancel_and_wait(claimers)
                 log.info(
                     "worker %s draining (DRAIN_MODE=%s): stopped claiming calls; %d calls held",
                     self.settings.worker_id,
@@ -234,6 +246,38 @@ class Worker:
                     logger.error("claiming calls failed; retrying in %.2fs", delay, exc_info=exc)
                 await asyncio.sleep(delay)
 
+    async def _reclaim_loop(self, group: asyncio.TaskGroup) -> None:
+        """Claim the calls of dispatch entries that another worker received and left
+        unacknowledged for RECLAIM_IDLE_MS: it froze with a read in flight, its loop is stuck,
+        or it died before claiming them. (Claiming twice is harmless: the lease decides.)"""
+        dispatch, worker_id = self.keys.dispatch, self.settings.worker_id
+        while True:
+            await asyncio.sleep(RECLAIM_INTERVAL_S)
+            free = self.settings.max_calls - len(self.sessions)
+            if free <= 0:
+                continue
+            try:
+                reply: Any = await self.redis.xautoclaim(
+                    dispatch, WORKER_GROUP, worker_id, RECLAIM_IDLE_MS, count=free
+                )
+                entries = []
+                for entry_id, fields in reply[1]:
+                    if fields:
+                        entries.append((entry_id, fields))
+                    else:  # trimmed from the stream meanwhile (Redis 6.2 leaves it pending)
+                        self.ctx.writer.command("XACK", dispatch, WORKER_GROUP, entry_id)
+                if entries:
+                    logger.warning(
+                        "took over %d dispatched calls that another worker received but "
+                        "never claimed",
+                        len(entries),
+                    )
+                    await self._claim_entries(group, dispatch, entries)
+            except Exception as exc:
+                # The claim loop reports Redis failures (and re-creates a lost group).
+                if not (is_retryable(exc) or "NOGROUP" in str(exc)):
+                    logger.error("taking over unclaimed calls failed", exc_info=exc)
+
     async def _claim_entries(
         self, group: asyncio.TaskGroup, dispatch: str, entries: list[Entry]
     ) -> None:
@@ -286,8 +330,9 @@ class Worker:
             return  # another worker holds it
         for command in worker_fields_commands(self.keys, sid, self.settings.worker_id):
             self.ctx.writer.command(*command)
-        # The stream is attached on an edge already: the previous worker's lease lapsed or it
-        # handed the call off. No StreamStarted will come again.
+        # The stream is attached on an edge already: the previous worker died or froze (its
+        # lease lapsed, or an edge revoked it) or handed the call off. No StreamStarted will
+        # come again.
         takeover = record.state is CallState.LIVE and bool(record.get(CallField.EDGE_ID))
         created = record.get(CallField.CREATED_MS) or ""
         party = CallParty(

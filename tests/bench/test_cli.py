@@ -1,4 +1,4 @@
-"""The command line, the Twilio media text and the report files."""
+"""The command line, the Twilio media text, the report files and the targets' verdicts."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
-from services.bench.__main__ import _targets, main, parser
+from services.bench.__main__ import main, parser
 from services.bench.loadgen import _mark_echo, media_text
 from services.bench.pattern import encode_frame
 from services.bench.report import table, to_json
 from services.bench.runner import ProcessFigures, RunResult
 from services.bench.stats import summarize
+from services.bench.targets import judge
 from services.call_sim import messages
 
 
@@ -26,15 +27,22 @@ def test_help_runs_as_a_module() -> None:
         timeout=30,
         check=True,
     )
-    for option in ("--calls", "--duration", "--workers", "--step", "--quick"):
+    for option in ("--calls", "--duration", "--loads", "--configs", "--step", "--quick"):
         assert option in done.stdout
 
 
-def test_calls_accepts_a_list_and_refuses_nonsense(capsys: pytest.CaptureFixture[str]) -> None:
-    assert parser().parse_args(["--calls", "10,50,100"]).calls == [10, 50, 100]
+def test_lists_are_parsed_and_nonsense_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    args = parser().parse_args(["--calls", "10,50,100", "--loads", "conversation"])
+    assert args.calls == [10, 50, 100] and args.loads == ["conversation"]
+    assert args.configs == ["split", "peer", "baseline"]
+    assert parser().parse_args(["--delta-ms", "40,500"]).delta_ms == (40, 500)
     with pytest.raises(SystemExit):
         parser().parse_args(["--calls", "ten"])
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--delta-ms", "500,40"])
     assert main(["--configs", "neither"]) == 2
+    assert main(["--loads", "speech"]) == 2
+    assert main(["--barge-share", "2"]) == 2
 
 
 def test_media_text_is_the_call_simulators_message() -> None:
@@ -44,13 +52,14 @@ def test_media_text_is_the_call_simulators_message() -> None:
     assert json.loads(_mark_echo(4, sid, "it:1")) == json.loads(messages.mark_echo(4, sid, "it:1"))
 
 
-def _result(config: str) -> RunResult:
+def _result(config: str, cpu: float = 15.0, p99s: tuple[float, ...] = (1.0, 2.0, 3.0)) -> RunResult:
+    role = {"split": "edge", "peer": "peer", "baseline": "relay"}[config]
     return RunResult(
         config=config,
         calls=2,
         workers=1,
         window_s=1.0,
-        latency=summarize([1.0, 2.0, 3.0]),
+        latency=summarize(list(p99s)),
         first_audio_ms=summarize([100.0]),
         webhook_ms=summarize([]),
         frames_sent=100,
@@ -62,7 +71,7 @@ def _result(config: str) -> RunResult:
         failed_calls=0,
         errors=[],
         processes=[
-            ProcessFigures("edge-1", "edge", 1, 0.5, 15.0, 10, 20, 5.0),
+            ProcessFigures(f"{role}-1", role, 1, 0.5, cpu, 10, 20, 5.0),
             ProcessFigures("loadgen", "loadgen", 2),
         ],
     )
@@ -81,11 +90,31 @@ def test_report_json_is_strict_and_complete() -> None:
     assert "split" in text and "edge-1" in text and "2.98" in text
 
 
-def test_capacity_verdict_needs_both_designs_searched() -> None:
-    def verdict(capacity: dict[str, int | None]) -> str:
-        return next(line for line in _targets([], capacity) if line.startswith("capacity"))
+def test_capacity_verdict_needs_split_and_peer_searched() -> None:
+    def verdict(found: dict[str, int | None]) -> str:
+        lines = judge([], {"echo": found})
+        return next(line for line in lines if "capacity" in line)
 
     assert "no verdict" in verdict({"split": 60})  # a split-only search compares with nothing
-    assert verdict({"split": 50, "baseline": 80}).endswith("NOT MET (aim: 400)")
-    assert verdict({"split": 80, "baseline": 80}).endswith(": MET (aim: 400)")
-    assert verdict({"split": None, "baseline": 10}).endswith("NOT MET (aim: 400)")
+    assert verdict({"split": 50, "peer": 80}).endswith("NOT MET")
+    assert verdict({"split": 80, "peer": 80, "baseline": 100}).endswith(": MET")
+    assert verdict({"split": None, "peer": 10}).endswith("NOT MET")
+
+
+def test_targets_compare_the_split_with_the_peer_and_report_the_relay() -> None:
+    results = [
+        _result("split", cpu=2.0, p99s=(5.0,)),
+        _result("peer", cpu=1.0, p99s=(1.0,)),
+        _result("baseline", cpu=0.5, p99s=(1.0,)),
+    ]
+    lines = judge(results, {})
+    assert lines[0] == "echo load:"
+    cpu = next(line for line in lines if "CPU s/call-min" in line)
+    assert "×2.00" in cpu and "(not a target C)" in cpu and cpu.endswith("NOT MET")
+    p99 = next(line for line in lines if "p99 round trip" in line)
+    assert p99.endswith("NOT MET")  # 5 ms against 1 + 3
+    assert any("lean relay: split ×4.00, peer ×2.00" in line for line in lines)
+    results[0] = _result("split", cpu=1.0, p99s=(3.9,))
+    lines = judge(results, {})
+    assert next(line for line in lines if "CPU s/call-min" in line).endswith(": MET")
+    assert next(line for line in lines if "p99 round trip" in line).endswith(": MET")

@@ -1,6 +1,6 @@
-"""A short whole-bench run of the split stack: correctness only (never speed), and well-formed
-report files. (The baseline relay's own run is in test_baseline, in-process, to keep the suite
-fast.)"""
+"""A short whole-bench run of the split stack under both loads: correctness only (never
+speed), and well-formed report files. (The lean relay's and the peer's own runs are in
+test_baseline, in-process, to keep the suite fast.)"""
 
 from __future__ import annotations
 
@@ -32,14 +32,17 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
     assert code == 0
     [report] = tmp_path.glob("bench-*.json")
     document = json.loads(report.read_text())
-    runs = {run["config"]: run for run in document["runs"]}
-    assert set(runs) == {"split"}
+    runs = {run["load"]: run for run in document["runs"]}
+    assert set(runs) == {"echo", "conversation"}
     for run in runs.values():
+        assert run["config"] == "split"
         assert run["failed_calls"] == 0, run["errors"]
         assert run["frames_lost"] == 0 and run["frames_not_exact"] == 0
-        assert run["sent_in_window"] > 0 and run["latency"]["count"] == run["sent_in_window"]
-        assert {p["role"] for p in run["processes"]} >= {"simulator", "loadgen"}
-    roles = {p["role"] for p in runs["split"]["processes"]}
-    assert roles >= {"edge", "worker", "redis"}
+        assert run["sent_in_window"] > 0
+        roles = {p["role"] for p in run["processes"]}
+        assert roles >= {"edge", "worker", "redis", "simulator", "loadgen"}
+    assert runs["echo"]["latency"]["count"] == runs["echo"]["sent_in_window"]
+    talk = runs["conversation"]["conversation"]
+    assert talk["probes_missing"] == 0 and talk["up"]["count"] == talk["up_sent"] > 0
     for png in tmp_path.glob("bench-*.png"):  # written when matplotlib is installed
         assert png.read_bytes()[:4] == b"\x89PNG"

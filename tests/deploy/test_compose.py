@@ -16,6 +16,7 @@ import pytest
 
 from services.config_catalog import all_variables
 from services.edge.settings import EdgeSettings
+from services.realtime_worker.probe_server import LIVEZ_PATH as WORKER_LIVEZ_PATH
 from services.realtime_worker.settings import WorkerSettings
 from tests.support.deploy import (
     COMPOSE,
@@ -24,6 +25,7 @@ from tests.support.deploy import (
     ROOT,
     SERVICES,
     STAGES,
+    TEST_ONLY_VARIABLES,
     default_of,
     edge_routes,
     environment,
@@ -85,11 +87,13 @@ def test_every_service_has_a_healthcheck() -> None:
 
 def test_healthchecks_probe_real_routes_on_the_configured_ports() -> None:
     edge = " ".join(SERVICES["edge"]["healthcheck"]["test"])
-    port = environment("edge")["ADMIN_PORT"]  # /healthz is not served on PORT
+    port = environment("edge")["ADMIN_PORT"]  # /livez is not served on PORT
     path = re.search(rf"127\.0\.0\.1:{port}(/\w+)", edge)
     assert path and path[1] in edge_routes(), edge
     worker = " ".join(SERVICES["realtime-worker"]["healthcheck"]["test"])
-    assert f"127.0.0.1:{environment('realtime-worker')['METRICS_PORT']}/metrics" in worker
+    assert path[1] == "/livez", "liveness answered by the event loop"
+    worker_port = environment("realtime-worker")["METRICS_PORT"]
+    assert f"127.0.0.1:{worker_port}{WORKER_LIVEZ_PATH}'" in worker
     command = SERVICES["realtime-sim"]["command"]
     sim_port = command[command.index("--port") + 1]
     sim_url = f"ws://realtime-sim:{sim_port}/v1/realtime"
@@ -123,9 +127,10 @@ def test_environment_holds_only_variables_the_service_reads() -> None:
         env = environment(service)
         unknown = set(env) - variables_read_by(reader)
         assert not unknown, f"{service} is given variables it does not read: {unknown}"
-        # Every setting can be changed from .env; replicas name themselves.
+        # Every setting can be changed from .env (but the test suite's); replicas name
+        # themselves.
         own_id = {"edge": "EDGE_ID", "worker": "WORKER_ID"}[reader]
-        missing = variables_read_by(reader) - set(env) - {own_id}
+        missing = variables_read_by(reader) - set(env) - {own_id} - TEST_ONLY_VARIABLES
         assert not missing, f"{service} does not pass through {sorted(missing)}"
         assert own_id not in env, f"{own_id} would give every replica the same name"
     assert set(environment("realtime-sim")) <= {"LOG_LEVEL"}

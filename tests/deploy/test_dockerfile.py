@@ -10,7 +10,8 @@ import re
 import pytest
 
 from services.config_catalog import all_variables
-from tests.support.deploy import ROOT, STAGES, Stage, default_of
+from services.realtime_worker.probe_server import LIVEZ_PATH as WORKER_LIVEZ_PATH
+from tests.support.deploy import ROOT, STAGES, Stage, default_of, edge_routes
 
 SERVICE_TARGETS = {
     "edge": "services.edge",
@@ -97,13 +98,14 @@ def test_healthcheck_is_exec_form_python_that_compiles(target: str) -> None:
 
 def test_healthchecks_probe_the_real_endpoints_on_the_configured_ports() -> None:
     edge = STAGES["edge"].all("HEALTHCHECK")[0]
-    # /healthz is served on the admin port only; on PORT it is a 404.
-    assert "/healthz" in edge and "os.environ.get('ADMIN_PORT', '8081')" in edge
+    # /livez is served on the admin port only (on PORT it is a 404), by the event loop.
+    assert "/livez" in edge and "os.environ.get('ADMIN_PORT', '8081')" in edge
+    assert "/livez" in edge_routes()
     assert default_of("ADMIN_PORT") == "8081"
     assert STAGES["edge"].all("EXPOSE") == ["8080 8081"]
     assert default_of("PORT") == "8080"
     worker = STAGES["worker"].all("HEALTHCHECK")[0]
-    assert "/metrics" in worker and "os.environ.get('METRICS_PORT', '9100')" in worker
+    assert f"{WORKER_LIVEZ_PATH}'" in worker and "os.environ.get('METRICS_PORT', '9100')" in worker
     assert default_of("METRICS_PORT") == "9100"
 
 

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from services.edge.probes import LIVEZ_PATH
 from services.edge.settings import EdgeSettings
+from services.realtime_worker.probe_server import LIVEZ_PATH as WORKER_LIVEZ_PATH
+from services.realtime_worker.probe_server import METRICS_PATH
 from services.realtime_worker.settings import WorkerSettings
 from tests.support.deploy import (
     DEPLOY,
@@ -157,11 +160,13 @@ def test_probes_point_at_real_routes_and_ports() -> None:
     admin_port = int(config_map("edge")["ADMIN_PORT"])
     metrics_port = int(config_map("worker")["METRICS_PORT"])
     assert edge["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert edge["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # Liveness is answered by the event loop (a stuck loop answers nothing), on both.
+    assert edge["livenessProbe"]["httpGet"]["path"] == LIVEZ_PATH
+    assert worker["livenessProbe"]["httpGet"]["path"] == WORKER_LIVEZ_PATH
+    assert worker["readinessProbe"]["httpGet"]["path"] == METRICS_PATH
     for probe in ("readinessProbe", "livenessProbe"):
         assert edge[probe]["httpGet"]["path"] in edge_routes()
         assert port_number("edge", edge[probe]["httpGet"]["port"]) == admin_port
-        assert worker[probe]["httpGet"]["path"] == "/metrics"
         assert port_number("worker", worker[probe]["httpGet"]["port"]) == metrics_port
 
 

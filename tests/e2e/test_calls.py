@@ -14,6 +14,7 @@ import pytest
 from services.call_sim import CallReport, place_call, place_calls
 from shared.audio import FRAME_BYTES, SILENCE_BYTE
 from tests.support.calls import CALLER_AUDIO, REPLY_TEXT, wait_for_sessions
+from tests.support.liveness import probing
 from tests.support.stack import StackFactory, call_config, metric_value, scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -23,7 +24,9 @@ async def test_echo_five_concurrent_calls_two_workers_bit_exact(make_stack: Stac
     stack = make_stack(workers=2, sim_mode="echo")
     rng = random.Random(3)
     audios = [rng.randbytes(10 * 8000) for _ in range(5)]  # 10 s each, distinct
-    reports = await place_calls([call_config(stack, audio, hold_s=1.0) for audio in audios])
+    with probing(stack) as probes:  # the processes answer their liveness probes throughout
+        reports = await place_calls([call_config(stack, audio, hold_s=1.0) for audio in audios])
+    assert probes.failures == [] and probes.latencies_s, probes.summary()
 
     for audio, report in zip(audios, reports, strict=True):
         assert report.problems() == []

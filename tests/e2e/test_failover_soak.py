@@ -22,6 +22,7 @@ from tests.support.calls import (
     sim_sessions,
     wait_for_sessions,
 )
+from tests.support.liveness import probing
 from tests.support.stack import (
     StackFactory,
     active_calls,
@@ -110,35 +111,44 @@ async def test_soak_twenty_calls_with_a_worker_killed_every_fifteen_seconds(
     # A kill in a call's last seconds cannot be recovered before the caller hangs up: the kills
     # stop 12 s before the calls end, which leaves each takeover time to show. They keep to
     # this schedule however long a replacement worker takes to start on a busy machine.
-    try:
-        for kill_at_s in (15, 30, 45):
-            await asyncio.wait({calls}, timeout=max(0.0, started + kill_at_s - time.monotonic()))
-            if calls.done():
-                break
-            held = [await active_calls(worker) for worker in stack.workers]
-            busiest = stack.workers[held.index(max(held))]
-            busiest.signal(signal.SIGKILL)
-            timeline.append(f"killed {busiest.name} at {time.monotonic() - started:.1f} s")
-            assert busiest.popen.wait(timeout=5) == -signal.SIGKILL
-            stack.workers.remove(busiest)
-            replaced = asyncio.create_task(replace_worker(replaced))
-            kills += 1
-    finally:
-        if replaced is not None:
-            await replaced  # the stack's teardown stops only the workers it lists
-    reports = await calls
+    # Meanwhile every edge and worker answers its liveness probe.
+    with probing(stack) as probes:
+        try:
+            for kill_at_s in (15, 30, 45):
+                timeout = max(0.0, started + kill_at_s - time.monotonic())
+                await asyncio.wait({calls}, timeout=timeout)
+                if calls.done():
+                    break
+                held = [await active_calls(worker) for worker in stack.workers]
+                busiest = stack.workers[held.index(max(held))]
+                busiest.signal(signal.SIGKILL)
+                timeline.append(f"killed {busiest.name} at {time.monotonic() - started:.1f} s")
+                assert busiest.popen.wait(timeout=5) == -signal.SIGKILL
+                stack.workers.remove(busiest)
+                replaced = asyncio.create_task(replace_worker(replaced))
+                kills += 1
+        finally:
+            if replaced is not None:
+                await replaced  # the stack's teardown stops only the workers it lists
+        reports = await calls
     timeline.append(f"the calls ended at {time.monotonic() - started:.1f} s")
 
     assert kills >= 3, timeline
-    gaps = []
+    gaps, silences = [], []
     for audio, report in zip(audios, reports, strict=True):
         assert report.problems() == [], report.problems()
         assert report.closed_by == "caller", "the caller, not the bridge, ended the call"
         runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
         assert runs[0][0] == 0 and runs[-1][1] >= len(audio), "the call was dropped"
         gaps.append(longest_gap_ms(report))
-    print(f"soak: {kills} worker kills, 20 calls, longest caller-side gap {max(gaps):.0f} ms")
+        silences.append(report.longest_media_gap_ms())
+    print(
+        f"soak: {kills} worker kills, 20 calls; longest stretch without audio per call "
+        f"{sorted(round(s) for s in silences)} ms; caller audio that never came back: "
+        f"longest {max(gaps):.0f} ms; liveness: {probes.summary()}"
+    )
     assert max(gaps) <= 6000
+    assert probes.failures == [], probes.failures
 
 
 async def test_rollovers_cross_three_sessions_without_a_gap(make_stack: StackFactory) -> None:

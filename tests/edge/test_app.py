@@ -248,8 +248,12 @@ class Occupant:
     call_sid: str
     lease_key: str = "sb:call:x:lease"
     record_key: str = "sb:call:x"
+    worker: str | None = None
 
-    def check_worker(self, lease_present: bool, state: str | None, now: float) -> None:
+    def check_worker(self, holder: str | None, state: str | None, now: float) -> None:
+        pass
+
+    def worker_gone(self, worker: str, revoked: bool, now: float) -> None:
         pass
 
     def save_cursor(self) -> None:

@@ -4,8 +4,10 @@ edge's /livez and its test-only loop blocker."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from starlette.testclient import WebSocketTestSession
 
 from services.edge import runtime as runtime_module
 from shared.keys import CallField
-from shared.leases import REVOKED_PREFIX
+from shared.leases import REVOKED_PREFIX, workers_alive
 from shared.messages import CallDispatch
 from tests.support import twilio_frames as tf
 from tests.support.edge_app import Edge, make_settings, receive, running_edge, send
@@ -40,12 +42,16 @@ def attached(edge: Edge, sids: Sequence[str]) -> Iterator[list[WebSocketTestSess
             ws = stack.enter_context(edge.stream())
             send(ws, tf.connected())
             send(ws, tf.start(token, call_sid=sid, stream_sid=f"MZ{index:032d}"))
-            eventually_sync(lambda sid=sid: edge.record(sid).get(CallField.STATE) == "live")
+            eventually_sync(partial(is_live, edge, sid))
             sockets.append(ws)
         yield sockets
-        for ws in sockets:
-            send(ws, tf.stop())
+        for index, ws in enumerate(sockets):
+            send(ws, tf.stop(stream_sid=f"MZ{index:032d}"))
             receive(ws)
+
+
+def is_live(edge: Edge, sid: str) -> bool:
+    return edge.record(sid).get(CallField.STATE) == "live"
 
 
 def hold(edge: Edge, sid: str, worker: str) -> None:
@@ -69,11 +75,10 @@ def test_calls_of_a_worker_whose_alive_key_is_gone_move_at_once(
     edge: Edge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checked: list[list[str]] = []
-    real = runtime_module.workers_alive
 
     async def spy(client: Any, keys: Sequence[str]) -> list[bool]:
         checked.append(list(keys))
-        return await real(client, keys)
+        return await workers_alive(client, keys)
 
     monkeypatch.setattr(runtime_module, "workers_alive", spy)
     for sid, worker in HOLDERS.items():
@@ -117,11 +122,25 @@ def test_a_call_another_worker_took_meanwhile_is_left_alone(edge: Edge) -> None:
         assert redispatched(edge) == []
 
 
+def test_after_redis_failed_a_missing_alive_key_waits_for_its_worker(edge: Edge) -> None:
+    hold(edge, SIDS[0], "w1")
+    with attached(edge, SIDS[:1]):
+        eventually_sync(lambda: worker_of(edge, SIDS[0]) == "w1")
+        edge.server.connected = False  # the watch's checks fail
+        time.sleep(0.3)
+        edge.server.connected = True
+        edge.redis.delete(edge.keys.alive("w1"))  # Redis came back without the worker's key
+        time.sleep(0.5)
+        assert redispatched(edge) == []  # within REDIS_BACK_GRACE_S: the worker may set it
+        # It does not: the worker is gone, and its call moves.
+        eventually_sync(lambda: redispatched(edge) == [SIDS[0]], 3)
+
+
 def test_a_stream_attaching_to_a_call_whose_lease_was_revoked_dispatches_it(edge: Edge) -> None:
-    edge.redis.hset(edge.keys.call(SIDS[0]), CallField.WORKER_ID, "w1")
+    hold(edge, SIDS[0], "w1")
     with attached(edge, SIDS[:1]):
         pass
-    assert redispatched(edge) == []  # no worker had it: the first dispatch stands
+    assert redispatched(edge) == []  # its worker holds it
     edge.redis.hset(edge.keys.call(SIDS[1]), CallField.WORKER_ID, "w1")
     edge.redis.set(edge.keys.lease(SIDS[1]), REVOKED_PREFIX + "w1", px=60_000)
     with attached(edge, SIDS[1:2]):

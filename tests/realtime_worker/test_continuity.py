@@ -150,7 +150,7 @@ async def test_takeover_seeds_turns_and_skips_stale_backlog(
         check_client_event(event)
     assert any(
         r.getMessage()
-        == "took over the call from a lapsed lease: seeded 3 turns, skipped 60 ms of stale "
+        == "took over the call from its previous worker: seeded 3 turns, skipped 60 ms of stale "
         "caller audio, sending 40 ms"
         for r in caplog.records
     )

@@ -82,3 +82,23 @@ async def test_takes_over_a_call_whose_lease_an_edge_revoked(
     assert worker.sessions["CA1"].takeover
     assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()
     await stop_worker(running)
+
+
+async def test_takes_over_a_dispatch_a_frozen_worker_received_but_never_claimed(
+    redis: FakeRedis, sockets: Sockets
+) -> None:
+    await create_call(redis, KEYS, "CA1", {})  # dispatched, as the webhook does
+    await redis.xgroup_create(KEYS.dispatch, "workers", id="0")
+    # A worker froze with its read in flight: Redis handed it the entry, nobody acknowledged it.
+    assert await redis.xreadgroup("workers", "worker-frozen", {KEYS.dispatch: ">"}, count=1)
+    running = await start_worker(redis, sockets)
+    worker = running.worker
+    await eventually(lambda: "CA1" in worker.sessions, 5)
+    assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()
+
+    async def acknowledged() -> bool:
+        await worker.ctx.writer.flush()
+        return bool((await redis.xpending(KEYS.dispatch, "workers"))["pending"] == 0)
+
+    await eventually(acknowledged, what="the entry acknowledged")
+    await stop_worker(running)

@@ -30,6 +30,7 @@ def test_default_prefix_names_match_the_design() -> None:
     assert keys.outbound(SID) == f"sb:call:{SID}:out"
     assert keys.lease(SID) == f"sb:call:{SID}:lease"
     assert keys.wake("worker-1") == "sb:proc:worker-1:wake"
+    assert keys.alive("worker-1") == "sb:proc:worker-1:alive"
     assert WORKER_GROUP == "workers"
 
 
@@ -43,6 +44,7 @@ def test_custom_prefix_applies_to_every_key() -> None:
         keys.lease(SID),
         keys.turns(SID),
         keys.wake("p"),
+        keys.alive("p"),
     ]
     assert all(name.startswith("test42:") for name in names)
     assert all(fnmatch.fnmatchcase(name, keys.pattern()) for name in names)

@@ -34,6 +34,8 @@ K8S_OVERLAY = DEPLOY / "k8s" / "overlays" / "example"
 COMPOSE_ONLY_VARIABLES = frozenset(
     {"EDGE_PUBLISHED_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT", "GRAFANA_ADMIN_PASSWORD"}
 )
+# Settings for the test suite only (shared.testing_hooks): no deployment file passes them on.
+TEST_ONLY_VARIABLES = frozenset({"SWITCHBOARD_TEST_HOOKS"})
 # Labels Prometheus itself attaches to scraped series (target and Kubernetes discovery labels).
 TARGET_LABELS = frozenset({"instance", "job", "namespace", "pod", "service", "container"})
 
