@@ -13,8 +13,9 @@ silence (0xFF).
 
 **Reply units**: each delta of a stamped reply is one unit: a 27-byte binary header (magic,
 call, response number, delta index, length, send time) and pseudo-random bytes up to the
-delta's length, drawn from where the header's fields say (an altered header shows too). The bridge may cut and join deltas as it likes (the edge re-frames them into
-20 ms frames); the listener reads the byte stream back into units and checks every byte.
+delta's length, drawn from where the header's fields say (an altered header shows too). The
+bridge may cut and join deltas as it likes (the edge re-frames them into 20 ms frames); the
+listener reads the byte stream back into units and checks every byte.
 """
 
 from __future__ import annotations
