@@ -52,7 +52,7 @@ $(BENCH_STAMP): $(STAMP) uv.lock
 	$(PIP) install --quiet --require-hashes -r $(VENV)/bench-requirements.txt
 	@touch $(BENCH_STAMP)
 
-bench: $(STAMP) $(BENCH_STAMP)  ## split bridge vs direct relay under load; BENCH_ARGS="--calls 100 --duration 60"
+bench: $(STAMP) $(BENCH_STAMP)  ## split vs a single-process peer vs a lean relay, echo and conversation loads; BENCH_ARGS="--calls 100 --duration 60"
 	$(BIN)/python -m services.bench $(BENCH_ARGS)
 
 bench-transcode: $(STAMP)  ## what REALTIME_AUDIO_FORMAT=pcm16 costs: quality, latency, CPU per resampler
