@@ -40,8 +40,10 @@ def test_lists_are_parsed_and_nonsense_refused(capsys: pytest.CaptureFixture[str
         parser().parse_args(["--calls", "ten"])
     with pytest.raises(SystemExit):
         parser().parse_args(["--delta-ms", "500,40"])
-    assert main(["--configs", "neither"]) == 2
-    assert main(["--loads", "speech"]) == 2
+    for bad in (["--configs", "neither"], ["--loads", "speech"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(bad)
+        assert exit_info.value.code == 2
     assert main(["--barge-share", "2"]) == 2
 
 
