@@ -16,12 +16,14 @@ BENCH_ARGS ?=
 LOCK_ARGS ?=
 # The suite runs in two passes. First everything but the tests marked `serial`, in parallel
 # (pytest-xdist): the end-to-end tests mostly wait on real-time calls, so more workers than
-# cores pays, and 4 was the fastest stable setting on 2 cores (README, "Run the tests"); one
+# cores pays, and 6 was the fastest stable setting on 2 cores (README, "Run the tests"); one
 # test at a time per worker is handed out (--maxschedchunk 1), the long ones first
 # (tests/conftest.py). Then the `serial` tests, alone: the 20-call soak keeps 2 cores busy by
-# itself, and shares them with nothing. PYTEST_WORKERS=0 runs the first pass serially too;
-# PYTEST_ARGS adds options to both (exit status 5 of the second pass: it selected no test).
-PYTEST_WORKERS ?= 4
+# itself, and shares them with nothing; so does the worker-crash measurement. PYTEST_WORKERS=0
+# runs the first pass serially too; PYTEST_ARGS adds options to both (exit status 5 of the
+# second pass: it selected no test). `make test` runs lint, types and the generated-files check
+# beside the suite (-j; each one's output kept together).
+PYTEST_WORKERS ?= 6
 PYTEST_ARGS ?=
 PARALLEL := $(BIN)/pytest -n $(PYTEST_WORKERS) --maxschedchunk 1 $(PYTEST_ARGS)
 SERIAL := $(BIN)/pytest -p no:xdist $(PYTEST_ARGS)
@@ -58,7 +60,8 @@ bench: $(STAMP) $(BENCH_STAMP)  ## split vs a single-process peer vs a lean rela
 bench-transcode: $(STAMP)  ## what REALTIME_AUDIO_FORMAT=pcm16 costs: quality, latency, CPU per resampler
 	$(BIN)/python -m services.bench.transcode $(BENCH_ARGS)
 
-test: lint typecheck check-generated pytest  ## everything CI runs: lint, types, generated files, the suite
+test: $(STAMP)  ## everything CI runs: lint, types, generated files, the suite
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck check-generated pytest
 
 pytest: $(STAMP)  ## the whole suite (parallel, then serial) with branch coverage and its floor
 	$(PARALLEL) -m "not serial" $(COVERAGE)

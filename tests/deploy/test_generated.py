@@ -123,7 +123,7 @@ def test_a_stale_lock_fails_the_check(
 
 def test_make_wires_the_commands() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: .*\bcheck-generated\b", makefile, re.M)
+    assert re.search(r"^test:.*\n\t.*\bcheck-generated\b", makefile, re.M)
     assert re.search(r"^check-generated:.*\n\t.*deploy/generate\.py --check$", makefile, re.M)
     assert re.search(r"^generate:.*\n\t.*deploy/generate\.py$", makefile, re.M)
     assert re.search(

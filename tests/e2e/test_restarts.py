@@ -51,9 +51,9 @@ async def test_worker_killed_mid_call_another_worker_takes_over(
 
     assert report.problems() == []
     # The dead worker saved its read position at its last heartbeat: audio after that reaches
-    # the new session again (at most one heartbeat, 0.5 s here), so its echo may repeat.
+    # the new session again (at most one heartbeat, 0.5 s here), so its echo may repeat; the
+    # takeover is now quick enough that the replay may leave no gap at all.
     runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
-    assert len(runs) >= 2, "the gap of the failover should show"
     assert runs[0][0] == 0
     assert runs[-1][1] >= len(audio), "the caller's audio after the takeover must echo"
     survivor = stack.workers[0]
