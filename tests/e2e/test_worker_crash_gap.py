@@ -10,8 +10,8 @@ distribution is printed (docs/failures.md records it).
 from __future__ import annotations
 
 import asyncio
-import os
 import datetime as dt
+import os
 import random
 import signal
 import statistics
