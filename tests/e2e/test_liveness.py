@@ -79,7 +79,9 @@ async def test_a_worker_with_its_loop_stuck_fails_livez_and_loses_its_call(
 
     report = await task
     assert report.problems() == []
-    runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+    # The new worker starts from the stuck one's last saved read position (saved each
+    # heartbeat; later on a loaded machine): up to 2 s of the caller may echo twice.
+    runs = segments_of(report.received_audio, report.sent_audio, replay=16000)
     assert runs[-1][1] >= len(audio), "the call moved to the other worker and went on"
     (other,) = [w for w in stack.workers if w is not stuck]
     assert f"call={report.call_sid} took over the call" in other.log()
