@@ -197,7 +197,7 @@ async def progress(
         status,
         *pairs,
     )
-    return ProgressResult(found=moved != -1, moved=moved == 1, state=target if moved == 1 else None)
+    return ProgressResult(found=moved != -1, state=target if moved == 1 else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +206,11 @@ class ProgressResult:
     (None: it did not move)."""
 
     found: bool
-    moved: bool
     state: CallState | None
+
+    @property
+    def moved(self) -> bool:
+        return self.state is not None
 
 
 # KEYS: record, inbound stream. ARGV: inbound maxlen, the entry ('' for none), then

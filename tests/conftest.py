@@ -32,8 +32,9 @@ def anyio_backend() -> str:
 
 
 #: Modules that pick ports for the servers they start (``services.devstack.free_port``); the
-#: bench's set-ups call it through ``services.devstack``, and its peer lets the kernel pick.
-PORT_PICKERS = ("services.devstack", "services.bench.baseline")
+#: bench's set-ups call it through ``services.devstack``. Servers run inside a test's own event
+#: loop (``services.local_server``) let the kernel pick, from its ephemeral range.
+PORT_PICKERS = ("services.devstack",)
 
 
 @pytest.fixture(scope="session", autouse=True)

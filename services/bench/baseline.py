@@ -30,8 +30,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from services.devstack import DEMO_AUTH_TOKEN, PUBLIC_URL, free_port
+from services.devstack import DEMO_AUTH_TOKEN, PUBLIC_URL
 from services.edge.signature import is_valid_signature
+from services.local_server import serving
 
 __all__ = ["create_app", "main", "serve_baseline"]
 
@@ -179,18 +180,8 @@ async def serve_baseline(
     realtime_url: str, auth_token: str = DEMO_AUTH_TOKEN, public_url: str = PUBLIC_URL
 ) -> AsyncIterator[str]:
     """Serve the relay inside the running event loop (tests); yields its http:// URL."""
-    port = free_port()
-    server = uvicorn.Server(_config(create_app(realtime_url, auth_token, public_url), port))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(_config(create_app(realtime_url, auth_token, public_url), 0)) as (_, url):
+        yield url
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,6 +46,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from services.local_server import serving
+
 __all__ = ["MEDIA_PATH", "VOICE_PATH", "PeerCall", "create_app", "main", "serve_peer"]
 
 logger = logging.getLogger("switchboard.bench.peer")
@@ -214,18 +216,8 @@ async def serve_peer(realtime_url: str) -> AsyncIterator[str]:
     """Serve the peer inside the running event loop (tests), on a port the kernel picks;
     yields its http:// URL."""
     config = uvicorn.Config(create_app(realtime_url), host="127.0.0.1", port=0, log_config=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(config) as (_, url):
+        yield url
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -41,6 +40,7 @@ from services.call_sim.outbound_wire import CallFacts, call_resource
 from services.call_sim.party import PARTY_KINDS, PartyKind, PartySettings
 from services.call_sim.report import ASSET_AUDIO
 from services.call_sim.routing import new_sid
+from services.local_server import serving
 from shared.audio import read_wav_as_ulaw
 from shared.logs import setup_logging
 
@@ -201,32 +201,21 @@ async def serve_api(config: ApiConfig) -> AsyncIterator[TwilioApi]:
     else:
         audio = config.caller_audio
     api = TwilioApi(config, audio)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            api.app(),
-            host=config.host,
-            port=config.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            ws="none",
-        )
+    uvicorn_config = uvicorn.Config(
+        api.app(),
+        host=config.host,
+        port=config.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        ws="none",
     )
-    task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the Twilio API stand-in did not start")
-            await asyncio.sleep(0.01)
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        api.url = f"http://{host}:{port}"
-        yield api
+        async with serving(uvicorn_config) as (_, url):
+            api.url = url
+            yield api
     finally:
         await api.close()
-        server.should_exit = True
-        with contextlib.suppress(SystemExit):  # uvicorn exits so when it cannot bind
-            await task
 
 
 # --- the command line ---------------------------------------------------------------------

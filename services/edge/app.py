@@ -31,7 +31,7 @@ from services.edge.transfer_routes import dial_person, transfer_routes
 from services.edge.urls import MEDIA_PATH, RESUME_PATH, STATUS_PATH, VOICE_PATH
 from services.edge.webhook_request import (
     Refusal,
-    call_sid_of,
+    signed_call,
     signed_params,
     stream_twiml,
     twiml_response,
@@ -58,8 +58,7 @@ async def voice_webhook(request: Request) -> Response:
     answer ``<Connect><Stream>`` (or ``<Reject>`` when no agent answers that number)."""
     runtime = runtime_of(request)
     try:
-        params = await signed_params(request, VOICE_PATH)
-        call_sid = call_sid_of(runtime, VOICE_PATH, dict(params).get("CallSid"))
+        form, call_sid = await signed_call(request, VOICE_PATH)
     except Refusal as refusal:
         return refusal.response
     log = CallLog(logger, call_sid)
@@ -76,7 +75,6 @@ async def voice_webhook(request: Request) -> Response:
             "draining" if runtime.draining else f"not ready (redis up: {runtime.redis_ok})",
         )
         return _decline(runtime)
-    form = dict(params)
     if form.get("Direction", "").startswith("outbound"):
         return await _outbound_answered(runtime, call_sid, form, log)
     agent = runtime.settings.agents.for_number(form.get("To", ""))
@@ -163,8 +161,7 @@ async def resume_webhook(request: Request) -> Response:
     FAILURE_MESSAGE) or just hang up."""
     runtime = runtime_of(request)
     try:
-        params = await signed_params(request, RESUME_PATH)
-        call_sid = call_sid_of(runtime, RESUME_PATH, dict(params).get("CallSid"))
+        _, call_sid = await signed_call(request, RESUME_PATH)
     except Refusal as refusal:
         return refusal.response
     log = CallLog(logger, call_sid)

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from services.edge.runtime import runtime_of
 from services.edge.urls import AMD_PATH, CALL_STATUS_PATH, RECORDING_STATUS_PATH
-from services.edge.webhook_request import Refusal, call_sid_of, signed_params
+from services.edge.webhook_request import Refusal, signed_call
 from shared.errors import is_retryable
 from shared.keys import CallField
 from shared.logs import CallLog
@@ -48,8 +48,7 @@ def _digits(value: str | None) -> str | None:
 async def call_status(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
-        params = dict(await signed_params(request, CALL_STATUS_PATH))
-        call_sid = call_sid_of(runtime, CALL_STATUS_PATH, params.get("CallSid"))
+        params, call_sid = await signed_call(request, CALL_STATUS_PATH)
     except Refusal as refusal:
         return refusal.response
     log = CallLog(logger, call_sid)
@@ -85,8 +84,7 @@ async def call_status(request: Request) -> Response:
 async def answered_by(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
-        params = dict(await signed_params(request, AMD_PATH))
-        call_sid = call_sid_of(runtime, AMD_PATH, params.get("CallSid"))
+        params, call_sid = await signed_call(request, AMD_PATH)
     except Refusal as refusal:
         return refusal.response
     log = CallLog(logger, call_sid)
@@ -102,8 +100,7 @@ async def answered_by(request: Request) -> Response:
 async def recording_status(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
-        params = dict(await signed_params(request, RECORDING_STATUS_PATH))
-        call_sid = call_sid_of(runtime, RECORDING_STATUS_PATH, params.get("CallSid"))
+        params, call_sid = await signed_call(request, RECORDING_STATUS_PATH)
     except Refusal as refusal:
         return refusal.response
     status = params.get("RecordingStatus", "")[:32]

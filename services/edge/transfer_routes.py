@@ -23,6 +23,7 @@ from services.edge.urls import TRANSFER_STATUS_PATH, WHISPER_PATH, PublicUrls
 from services.edge.webhook_request import (
     Refusal,
     call_sid_of,
+    signed_call,
     signed_params,
     stream_twiml,
     twiml_response,
@@ -77,8 +78,7 @@ async def transfer_status(request: Request) -> Response:
     (the caller is back with the AI)."""
     runtime = runtime_of(request)
     try:
-        params = dict(await signed_params(request, TRANSFER_STATUS_PATH))
-        call_sid = call_sid_of(runtime, TRANSFER_STATUS_PATH, params.get("CallSid"))
+        params, call_sid = await signed_call(request, TRANSFER_STATUS_PATH)
     except Refusal as refusal:
         return refusal.response
     log = CallLog(logger, call_sid)

@@ -99,6 +99,13 @@ def stream_twiml(runtime: EdgeRuntime, call_sid: str, answering: Agent | None = 
     return twiml_response(twiml.connect_stream(urls.media, token, urls.resume, urls.status, before))
 
 
+async def signed_call(request: Request, route: str) -> tuple[dict[str, str], str]:
+    """The form parameters of a signed webhook about one call, and its well-formed CallSid;
+    raises ``Refusal`` (403, 413, 400) otherwise."""
+    params = dict(await signed_params(request, route))
+    return params, call_sid_of(runtime_of(request), route, params.get("CallSid"))
+
+
 def call_sid_of(runtime: EdgeRuntime, route: str, value: str | None, what: str = "CallSid") -> str:
     """``value`` when it is a well-formed call sid; raises ``Refusal`` (400) otherwise."""
     if value is None or not CALL_SID_RE.fullmatch(value):

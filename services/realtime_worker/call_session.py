@@ -300,12 +300,12 @@ class CallSession:
             verdict.detection_ms,
             action,
         )
+        self.caller.model_hears = action is AnswerAction.GREET  # a machine is never heard
         if action is AnswerAction.GREET:
             await self._greet()
         elif action is AnswerAction.HANGUP:
             io.end(EndReason.NO_PERSON, hang_up=True)
         else:
-            self.caller.deaf = True  # the machine's own sounds must not interrupt the message
             cue = voicemail_cue(profile.voicemail_message)
             await self.model.begin_ending(EndReason.VOICEMAIL, goodbye=True, cue=cue)
 

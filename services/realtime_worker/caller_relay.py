@@ -100,11 +100,11 @@ class CallerRelay:
         # A taken-over call's stream is attached already: its StreamStarted will not come again.
         self.stream_seen = stream_seen
         self.stream_started_at: float | None = None  # when this worker first saw the stream
-        # Machine detection is on and Twilio has not said who answered: the model hears
-        # nothing (held_bytes counts what it missed); on_answered acts on the verdict.
+        # Machine detection is on and Twilio has not said who answered (on_answered acts on
+        # the verdict). Until a person is known to be there, the model hears nothing: neither
+        # the caller's audio nor key presses.
         self.awaiting_answer = awaiting_answer
-        self.deaf = False  # leaving a voicemail: the machine is not heard either
-        self.held_bytes = 0
+        self.model_hears = not awaiting_answer
         self.on_answered: Callable[[CallAnswered], Awaitable[None]] | None = None
         self.last_inbound = call.clock.monotonic()
         self.detached_since: float | None = None
@@ -163,9 +163,7 @@ class CallerRelay:
         while True:
             entry_id, message = await self.inbox.get()
             if type(message) is InboundAudio:
-                if self.awaiting_answer or self.deaf:
-                    self.held_bytes += len(message.audio)
-                elif self._backlog is None or self._backlog_keeps(message):
+                if self.model_hears and (self._backlog is None or self._backlog_keeps(message)):
                     await self._send_audio(message.audio)
                     self._relay_latency.observe(max(0.0, io.clock.wall() - message.sent_at))
             elif isinstance(message, StreamStarted):
@@ -183,7 +181,7 @@ class CallerRelay:
                 if self._conversation.playback.mark_played(message.name, now) is not None:
                     self._model.check_ending()
             elif isinstance(message, DtmfPressed):
-                if not self.awaiting_answer:
+                if self.model_hears:
                     await self._on_dtmf(message.digit)
             elif isinstance(message, CallAnswered):
                 if self.awaiting_answer and self.on_answered is not None:

@@ -37,6 +37,7 @@ from services.edge.twilio_protocol import (
     parse_message,
 )
 from services.edge.urls import RESUME_PATH, PublicUrls
+from services.local_server import serving
 
 SILENT_FRAME = b"\xff" * 160
 MARK_EVERY = 5
@@ -237,17 +238,6 @@ async def running(edge: FakeEdge) -> AsyncIterator[FakeEdge]:
         lifespan="off",
         ws="websockets-sansio",
     )
-    server = uvicorn.Server(config)
-    edge.server = server
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        edge.url = f"http://127.0.0.1:{port}"
+    async with serving(config) as (server, url):
+        edge.server, edge.url = server, url
         yield edge
-    finally:
-        server.should_exit = True
-        await task
