@@ -239,6 +239,7 @@ def _plan_amd(call: OutboundCall, line: Line) -> Verdict | None:
         "async": call.request.async_amd,
         "answered_by": verdict.answered_by,
         "duration_ms": verdict.duration_ms,
+        "answered_ms": None,  # on the call's clock: when the call was answered
         "at_ms": None,  # on the call's clock, once decided
     }
     return verdict
@@ -263,6 +264,8 @@ async def _answered(
     if request.recording is not None:
         runner.recorder.start(request.recording, runner.now_ms())
     verdict = _plan_amd(call, line)
+    if call.amd is not None:
+        call.amd["answered_ms"] = runner.now_ms()
     progress.event("answered", "in-progress")
     amd_task: asyncio.Task[None] | None = None
     if verdict is not None and request.async_amd:

@@ -107,9 +107,11 @@ async def test_echo_call_is_heard_bit_exact_with_marks_played_in_time() -> None:
     assert {m["track"] for m in media} == {"inbound"}
     assert stream.inbound[-1]["event"] == "stop"
 
-    # Real-time pace: 30 frames span at least 29 × 20 ms, and not much more.
+    # Real-time pace: 30 frames are sent on a 20 ms grid, so they span about 29 × 20 ms. They
+    # are timed where they arrive: a first frame received late (a busy machine) shortens the
+    # span by that delay, which the lower bound allows; a burst would span a few ms.
     span = stream.media_times[-1] - stream.media_times[0]
-    assert 0.575 <= span < 0.9
+    assert 0.5 <= span < 0.9
 
     # Marks come back in order, each only once the audio before it has played (20 ms a frame).
     names = [f"m{n}" for n in range(MARK_EVERY, 21, MARK_EVERY)]
