@@ -57,7 +57,7 @@ def main() -> int:
         access_log=False,
         server_header=False,
     )
-    EdgeServer(config, slot, settings.drain_timeout_s).run(sockets=sockets)
+    EdgeServer(config, slot, settings.drain_timeout_s, settings.port).run(sockets=sockets)
     return 0
 
 

@@ -47,6 +47,11 @@ class LiveCall(Protocol):
         """Record how far the outbound stream was sent, for an edge taking the call over."""
         ...
 
+    def move_off(self) -> None:
+        """The drain ran out of time: close the stream cleanly, so that Twilio takes the call
+        to another edge through the TwiML's <Redirect>."""
+        ...
+
 
 class LiveCalls:
     """The live calls of this edge, by call sid."""

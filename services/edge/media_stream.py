@@ -84,6 +84,7 @@ __all__ = ["CLOSE_POLICY", "EdgeCall", "Refused"]
 logger = logging.getLogger("switchboard.edge.media")
 
 MAX_MALFORMED = 100  # per call; past this the caller's side is clearly broken
+CLOSE_REPLY_TIMEOUT_S = 2.0  # how long a closed stream waits for Twilio's close frame
 MAX_MARKS_TIMED = 256  # marks awaiting Twilio's echo whose send time is kept, per call
 CLOSE_POLICY = 1008
 
@@ -125,7 +126,7 @@ class EdgeCall:
         self.saved_cursor: bytes | None = None
         self.bytes_in = 0
         self.bytes_out = 0
-        self.frames_out = 0
+        self.media_sent = 0
         self.malformed = 0
         self.end_reason = "stream_closed"
         self.clock = runtime.clock
@@ -273,6 +274,10 @@ class EdgeCall:
             )
             self.end_reason = "no_worker"
             self.stop_requested.set()
+
+    def move_off(self) -> None:
+        self.end_reason = "stream_closed"
+        self.stop_requested.set()
 
     def worker_gone(self, worker: str, revoked: bool, now: float) -> None:
         """``worker``'s alive key lapsed (runtime's worker watch); ``revoked``: this edge took
@@ -437,7 +442,7 @@ class EdgeCall:
                     self.recording.heard.sent_audio(output.audio, self.clock.monotonic() * 1000)
                 size = len(output.audio)
                 self.bytes_out += size
-                self.frames_out += 1
+                self.media_sent += 1
                 self.runtime.metrics.audio_out_bytes.inc(size)
                 self.bytes_out_metric.inc(size)
                 if self.first_audio_due_ms is not None:
@@ -445,7 +450,9 @@ class EdgeCall:
                     self.first_audio_due_ms = None
                     self.runtime.metrics.webhook_to_first_audio.observe(max(0.0, waited_s))
                 if self.log.debug_enabled:
-                    self.log.debug("sent frame %d to Twilio", self.frames_out)
+                    self.log.debug(
+                        "sent media message %d (%d bytes) to Twilio", self.media_sent, size
+                    )
             else:
                 await send(mark_message(self.stream_sid, output.name))
                 if self.recording is not None:
@@ -486,17 +493,36 @@ class EdgeCall:
         for command in commands:
             writer.command(*command)
         self.log.info(
-            "stream %s ended (%s): %d bytes (%.1f s) of audio sent to Twilio in %d frames, "
+            "stream %s ended (%s): %d bytes (%.1f s) of audio sent to Twilio in %d messages, "
             "%d bytes received from the caller",
             self.stream_sid,
             self.end_reason,
             self.bytes_out,
             self.bytes_out / 8000,
-            self.frames_out,
+            self.media_sent,
             self.bytes_in,
         )
         if self.websocket.application_state is not WebSocketState.DISCONNECTED:
             try:
                 await self.websocket.close(code=1000)
             except (RuntimeError, OSError, WebSocketDisconnect):
-                pass  # the caller's side closed first (after its stop): nothing to close
+                return  # the caller's side closed first (after its stop): nothing to close
+            await self._await_close_reply()
+
+    async def _await_close_reply(self) -> None:
+        """Read on until Twilio answers the close frame, for at most CLOSE_REPLY_TIMEOUT_S.
+
+        A socket closed with unread input is reset rather than closed, and the reset can
+        destroy the close frame before Twilio reads it: Twilio then reports 31903 (the stream
+        broke) and may end the call instead of following <Redirect>."""
+        if self.websocket.client_state is not WebSocketState.CONNECTED:
+            return
+        self.runtime.closing += 1
+        try:
+            async with asyncio.timeout(CLOSE_REPLY_TIMEOUT_S):
+                while (await self.websocket.receive())["type"] != "websocket.disconnect":
+                    pass  # what Twilio sent before it read the close: nobody relays it now
+        except (TimeoutError, RuntimeError, OSError, WebSocketDisconnect):
+            pass  # no reply in time, or the socket is gone already: either way, done
+        finally:
+            self.runtime.closing -= 1

@@ -64,6 +64,7 @@ class EdgeRuntime:
     clock: Clock = SYSTEM_CLOCK
     redis_ok: bool = False
     draining: bool = False
+    closing: int = 0  # streams closed by this edge still waiting for the caller's side to reply
     broken: str | None = None  # a background loop died: /healthz reports it
     recordings: RecordingStore | None = None  # the calls' own recordings (RECORDINGS_DIR)
     twilio: Client | None = None  # Twilio's REST API, when the edge places calls (API_TOKEN)

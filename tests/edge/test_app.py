@@ -259,6 +259,9 @@ class Occupant:
     def save_cursor(self) -> None:
         pass
 
+    def move_off(self) -> None:
+        pass
+
 
 def test_a_full_edge_declines_new_calls_and_counts_them() -> None:
     with running_edge(make_settings(EDGE_MAX_CALLS="1")) as edge:
