@@ -132,9 +132,12 @@ def _media(body: dict[str, Any], frame_bytes: int | None) -> CheckResult:
     fault = audio_fault(audio)
     if fault is not None:
         violations.append(fault)
-    if frame_bytes is not None and len(audio) != frame_bytes:
+    if frame_bytes is not None and len(audio) % frame_bytes:
         violations.append(
-            Violation("frame_size", f"{len(audio)} bytes of audio, expected {frame_bytes}")
+            Violation(
+                "frame_size",
+                f"{len(audio)} bytes of audio, not a whole number of {frame_bytes}-byte frames",
+            )
         )
     return CheckResult(OutMedia(audio), tuple(violations))
 
@@ -151,8 +154,9 @@ def check_outbound(
 ) -> CheckResult:
     """Check one WebSocket message from the edge; ``bytes`` means a binary frame.
 
-    ``frame_bytes``: the media size to insist on (the edge sends whole 20 ms frames); None
-    accepts any size, as Twilio does.
+    ``frame_bytes``: the frame size every media payload must be a whole number of (the edge
+    sends whole 20 ms frames, one or several per message); None accepts any size, as Twilio
+    does.
     """
     if isinstance(frame, bytes):
         return _drop("binary_frame", f"binary frame of {len(frame)} bytes (Twilio 31950)")

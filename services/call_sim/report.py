@@ -58,7 +58,7 @@ class CallConfig:
     max_redirects: int = 5
     send_stop: bool = True  # False: close the socket without a stop message
     status_callbacks: bool = True  # POST the <Stream statusCallback> events
-    frame_bytes: int | None = FRAME_BYTES  # the outbound media size to insist on; None: any
+    frame_bytes: int | None = FRAME_BYTES  # media payloads must be whole such frames; None: any
     timeout_s: float | None = None  # whole call; None: audio + hold + 30 s
     http_timeout_s: float = 10.0
     strict: bool = False  # raise CallFailed instead of only reporting

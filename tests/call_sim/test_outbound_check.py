@@ -129,3 +129,5 @@ def test_frame_size() -> None:
     assert _kinds(_media(payload)) == ["frame_size"]
     assert _kinds(_media(payload), frame_bytes=None) == []
     assert _kinds(_media(base64.b64encode(SPEECH[:160]).decode())) == []
+    assert _kinds(_media(base64.b64encode(SPEECH[:800]).decode())) == []  # five whole frames
+    assert _kinds(_media(base64.b64encode(SPEECH[:900]).decode())) == ["frame_size"]

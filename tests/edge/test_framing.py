@@ -1,11 +1,12 @@
-"""Re-framing model audio into whole 20 ms frames, with marks after the audio they follow."""
+"""Re-framing model audio into runs of whole 20 ms frames, with marks after the audio they
+follow."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.edge.framing import Frame, FrameMark, Framer, Output
+from services.edge.framing import MAX_RUN_BYTES, Frame, FrameMark, Framer, Output
 from shared.audio import FRAME_BYTES, SILENCE_BYTE
 
 
@@ -13,12 +14,26 @@ def _audio(outputs: list[Output]) -> bytes:
     return b"".join(o.audio for o in outputs if isinstance(o, Frame))
 
 
-def test_whole_frames_pass_at_once() -> None:
+def test_whole_frames_pass_at_once_in_one_message() -> None:
     framer = Framer()
     chunk = bytes(range(160)) * 3
     out = framer.audio(chunk)
-    assert out == [Frame(chunk[0:160]), Frame(chunk[160:320]), Frame(chunk[320:480])]
+    assert out == [Frame(chunk)]
     assert framer.held_bytes == 0
+
+
+def test_a_long_chunk_goes_out_in_runs_of_at_most_a_hundred_ms() -> None:
+    framer = Framer()
+    chunk = bytes(range(256)) * 10 + b"\x07" * 50  # 2,610 bytes: 16 whole frames and 50 bytes
+    out = framer.audio(chunk)
+    assert MAX_RUN_BYTES == 800
+    assert out == [
+        Frame(chunk[0:800]),
+        Frame(chunk[800:1600]),
+        Frame(chunk[1600:2400]),
+        Frame(chunk[2400:2560]),
+    ]
+    assert framer.held_bytes == 50
 
 
 def test_remainder_is_held_for_the_next_chunk() -> None:
@@ -49,10 +64,9 @@ def test_mark_waits_for_the_held_audio_before_it() -> None:
     assert framer.mark("m1") == []
     out = framer.audio(b"\x02" * 400)  # 500 bytes: three frames, the first ends the held audio
     assert out == [
-        Frame(b"\x01" * 100 + b"\x02" * 60),
+        Frame(b"\x01" * 100 + b"\x02" * 60),  # alone: the mark goes right after it
         FrameMark("m1"),
-        Frame(b"\x02" * 160),
-        Frame(b"\x02" * 160),
+        Frame(b"\x02" * 320),
     ]
     assert framer.held_bytes == 20
 
@@ -104,7 +118,7 @@ def test_clear_with_nothing_waiting() -> None:
 Op = tuple[str, bytes | str]
 _ops = st.lists(
     st.one_of(
-        st.tuples(st.just("audio"), st.binary(max_size=700)),
+        st.tuples(st.just("audio"), st.binary(max_size=2000)),
         st.tuples(st.just("mark"), st.text(max_size=5)),
         st.tuples(st.just("finish"), st.just("")),
     ),
@@ -137,14 +151,15 @@ def test_bytes_and_marks_keep_their_order(ops: list[Op]) -> None:
     if len(sent) % FRAME_BYTES:
         sent += bytes([SILENCE_BYTE]) * (FRAME_BYTES - len(sent) % FRAME_BYTES)
 
-    assert all(len(o.audio) == FRAME_BYTES for o in out if isinstance(o, Frame))
+    runs = [len(o.audio) for o in out if isinstance(o, Frame)]
+    assert all(size % FRAME_BYTES == 0 and 0 < size <= MAX_RUN_BYTES for size in runs)
     assert _audio(out) == sent  # bit-exact, in order, nothing lost or duplicated
     # Each mark comes after all the audio queued before it, at the first frame boundary.
     position = 0
     marks: list[tuple[str, int]] = []
     for o in out:
         if isinstance(o, Frame):
-            position += FRAME_BYTES
+            position += len(o.audio)
         else:
             marks.append((o.name, position))
     assert [name for name, _ in marks] == [name for name, _ in expected_marks]
