@@ -20,13 +20,14 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.edge.framing import Frame, Framer, Output
 from services.edge.lease_watch import Action, LeaseView
 from services.edge.limits import MediaPacer
 from services.edge.recording_store import StreamRecording
 from services.edge.runtime import EdgeRuntime
+from services.edge.socket_close import close_cleanly
 from services.edge.stream_token import TokenError, verify_token
 from services.edge.twilio_protocol import (
     Dtmf,
@@ -84,7 +85,6 @@ __all__ = ["CLOSE_POLICY", "EdgeCall", "Refused"]
 logger = logging.getLogger("switchboard.edge.media")
 
 MAX_MALFORMED = 100  # per call; past this the caller's side is clearly broken
-CLOSE_REPLY_TIMEOUT_S = 2.0  # how long a closed stream waits for Twilio's close frame
 MAX_MARKS_TIMED = 256  # marks awaiting Twilio's echo whose send time is kept, per call
 CLOSE_POLICY = 1008
 
@@ -502,27 +502,8 @@ class EdgeCall:
             self.media_sent,
             self.bytes_in,
         )
-        if self.websocket.application_state is not WebSocketState.DISCONNECTED:
-            try:
-                await self.websocket.close(code=1000)
-            except (RuntimeError, OSError, WebSocketDisconnect):
-                return  # the caller's side closed first (after its stop): nothing to close
-            await self._await_close_reply()
-
-    async def _await_close_reply(self) -> None:
-        """Read on until Twilio answers the close frame, for at most CLOSE_REPLY_TIMEOUT_S.
-
-        A socket closed with unread input is reset rather than closed, and the reset can
-        destroy the close frame before Twilio reads it: Twilio then reports 31903 (the stream
-        broke) and may end the call instead of following <Redirect>."""
-        if self.websocket.client_state is not WebSocketState.CONNECTED:
-            return
-        self.runtime.closing += 1
+        self.runtime.closing += 1  # a draining edge waits for the close to be answered
         try:
-            async with asyncio.timeout(CLOSE_REPLY_TIMEOUT_S):
-                while (await self.websocket.receive())["type"] != "websocket.disconnect":
-                    pass  # what Twilio sent before it read the close: nobody relays it now
-        except (TimeoutError, RuntimeError, OSError, WebSocketDisconnect):
-            pass  # no reply in time, or the socket is gone already: either way, done
+            await close_cleanly(self.websocket)
         finally:
             self.runtime.closing -= 1

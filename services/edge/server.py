@@ -13,8 +13,8 @@ from types import FrameType
 
 import uvicorn
 
-from services.edge.media_stream import CLOSE_REPLY_TIMEOUT_S
 from services.edge.runtime import RuntimeSlot
+from services.edge.socket_close import CLOSE_REPLY_TIMEOUT_S
 from shared.clock import SYSTEM_CLOCK
 
 __all__ = ["EdgeServer"]
