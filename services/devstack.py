@@ -236,6 +236,19 @@ class StackConfig:
     # Start the call simulator's stand-in for Twilio's REST API with these arguments (its
     # parties, numbers…), and let the edges place calls through it (POST /calls). None: no.
     twilio_api_args: list[str] | None = None
+    # The Realtime endpoint the workers use. None: the stack starts its own simulator
+    # (``sim_arguments`` says how), which is what runs when this is set elsewhere.
+    sim_url: str | None = None
+
+    @property
+    def sim_record(self) -> Path:
+        """Where the stack's simulator appends one JSON line per session."""
+        return self.log_dir / "realtime-sim-sessions.jsonl"
+
+    def sim_arguments(self, port: int) -> list[str]:
+        """The command line of the stack's realtime simulator, listening on ``port``."""
+        args = ["--port", str(port), "--mode", self.sim_mode, "--record", str(self.sim_record)]
+        return args + self.sim_args
 
 
 class Stack:
@@ -248,7 +261,7 @@ class Stack:
         self.workers: list[ManagedProcess] = []
         self.twilio_api: ManagedProcess | None = None
         self._twilio_api_port = free_port() if config.twilio_api_args is not None else None
-        self.sim_record = config.log_dir / "realtime-sim-sessions.jsonl"
+        self.sim_record = config.sim_record
 
     @property
     def edge_urls(self) -> list[str]:
@@ -268,6 +281,8 @@ class Stack:
 
     @property
     def sim_url(self) -> str:
+        if self.config.sim_url is not None:
+            return self.config.sim_url
         assert self.sim is not None
         return f"ws://{LOCALHOST}:{self.sim.port}/v1/realtime"
 
@@ -280,17 +295,18 @@ class Stack:
         to be up to start (ports are chosen first), and side by side they come up in about
         the time of the slowest instead of the sum."""
         c = self.config
-        port = free_port()
-        self.sim = spawn(
-            "realtime-sim",
-            "services.realtime_sim",
-            ["--port", str(port), "--mode", c.sim_mode, "--record", str(self.sim_record)]
-            + c.sim_args,
-            {"LOG_LEVEL": c.log_level},
-            c.log_dir,
-            port,
-        )
-        starting = [(self.sim, lambda: _port_open(port), "realtime simulator")]
+        starting: list[_Starting] = []
+        if c.sim_url is None:
+            port = free_port()
+            self.sim = spawn(
+                "realtime-sim",
+                "services.realtime_sim",
+                c.sim_arguments(port),
+                {"LOG_LEVEL": c.log_level},
+                c.log_dir,
+                port,
+            )
+            starting.append((self.sim, lambda: _port_open(port), "realtime simulator"))
         for _ in range(c.edges):
             starting.append(self._spawn_edge())
             self.edges.append(starting[-1][0])

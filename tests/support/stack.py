@@ -16,7 +16,7 @@ import re
 import signal
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from services.devstack import (
     provide_redis,
     start_redis_server,
 )
+from tests.support.sim_thread import simulator_thread
 from tests.support.waiting import eventually
 
 __all__ = [
@@ -109,8 +110,11 @@ def _delete_prefix(url: str, prefix: str) -> None:
 @contextmanager
 def running_stacks(redis_url: str, log_dir: Path) -> Iterator[StackFactory]:
     """Start stacks with ``factory(workers=2, sim_mode="echo", ...)``; on the way out all are
-    stopped, their processes must have exited 0, and their Redis keys are deleted."""
+    stopped, their processes must have exited 0, and their Redis keys are deleted. Each
+    stack's realtime simulator runs in a thread of this process (``tests.support.sim_thread``)
+    unless ``sim_url`` names another."""
     stacks: list[Stack] = []
+    simulators = ExitStack()
 
     def factory(**overrides: Any) -> Stack:
         config = StackConfig(
@@ -118,6 +122,9 @@ def running_stacks(redis_url: str, log_dir: Path) -> Iterator[StackFactory]:
             log_dir=log_dir / f"stack{len(stacks)}",
             **_with_coverage(overrides),
         )
+        if config.sim_url is None:
+            config.log_dir.mkdir(parents=True, exist_ok=True)
+            config.sim_url = simulators.enter_context(simulator_thread(config.sim_arguments(0)))
         stack = Stack(config)
         stacks.append(stack)
         stack.start()
@@ -133,6 +140,7 @@ def running_stacks(redis_url: str, log_dir: Path) -> Iterator[StackFactory]:
         for stack in stacks:
             codes[stack.config.key_prefix] = stack.stop()
             _delete_prefix(redis_url, stack.config.key_prefix)
+        simulators.close()  # after the workers: their sessions end as the processes stop
     for stack in stacks:
         bad = {name: code for name, code in codes[stack.config.key_prefix].items() if code != 0}
         assert not bad, f"processes exited with errors: {bad}\n" + "\n".join(
