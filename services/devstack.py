@@ -252,7 +252,8 @@ class StackConfig:
 
 
 class Stack:
-    """The realtime simulator, edges and workers, started in that order and stopped in reverse."""
+    """The realtime simulator (unless ``sim_url`` names one), edges and workers: started side
+    by side, stopped together."""
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
