@@ -137,10 +137,10 @@ def running_stacks(redis_url: str, log_dir: Path) -> Iterator[StackFactory]:
             for process in stack.processes():
                 process.signal(signal.SIGTERM)
         codes = {}
-        for stack in stacks:
-            codes[stack.config.key_prefix] = stack.stop()
-            _delete_prefix(redis_url, stack.config.key_prefix)
-        simulators.close()  # after the workers: their sessions end as the processes stop
+        with simulators:  # closed after the workers: their sessions end as they stop
+            for stack in stacks:
+                codes[stack.config.key_prefix] = stack.stop()
+                _delete_prefix(redis_url, stack.config.key_prefix)
     for stack in stacks:
         bad = {name: code for name, code in codes[stack.config.key_prefix].items() if code != 0}
         assert not bad, f"processes exited with errors: {bad}\n" + "\n".join(
