@@ -260,12 +260,15 @@ async def _answered(
     loop = asyncio.get_running_loop()
     answered_at = loop.time()
     runner.outgoing.origin = answered_at  # the party talks from the answer on
+    # One instant for everything that starts at the answer: the party's first word and the
+    # recording's first sample line up to the sample, however busy the loop is.
+    answered_ms = (answered_at - runner.tally.origin) * 1000
     facts.status, facts.start_time, facts.date_updated = "in-progress", _now(), _now()
     if request.recording is not None:
-        runner.recorder.start(request.recording, runner.now_ms())
+        runner.recorder.start(request.recording, answered_ms)
     verdict = _plan_amd(call, line)
     if call.amd is not None:
-        call.amd["answered_ms"] = runner.now_ms()
+        call.amd["answered_ms"] = answered_ms
     progress.event("answered", "in-progress")
     amd_task: asyncio.Task[None] | None = None
     if verdict is not None and request.async_amd:
