@@ -262,7 +262,6 @@ class Stack:
         self.workers: list[ManagedProcess] = []
         self.twilio_api: ManagedProcess | None = None
         self._twilio_api_port = free_port() if config.twilio_api_args is not None else None
-        self.sim_record = config.sim_record
 
     @property
     def edge_urls(self) -> list[str]:
@@ -279,6 +278,10 @@ class Stack:
         """The stand-in for Twilio's REST API (TWILIO_API_BASE_URL of the edges)."""
         assert self._twilio_api_port is not None, "the stack has no twilio_api_args"
         return f"http://{LOCALHOST}:{self._twilio_api_port}"
+
+    @property
+    def sim_record(self) -> Path:
+        return self.config.sim_record
 
     @property
     def sim_url(self) -> str:

@@ -12,16 +12,14 @@ back into the model's deltas. ``scoring.py`` joins it with the simulator's side 
 
 from __future__ import annotations
 
-import base64
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.bench.ear import Listener, Playout
-from services.bench.loadgen import Call, CallResult, Generator, LoadConfig, LoadResult
+from services.bench.loadgen import Call, CallResult, Generator, LoadResult
 from services.bench.scoring import BARGE_CLEAR_LIMIT_S, CallerLog
 from services.bench.turns import Caller
 from services.call_sim.routing import new_sid
@@ -40,15 +38,6 @@ class _TalkCall(Call):
 
 class ConversationGenerator(Generator[_TalkCall]):
     """Callers in conversation; see the module's docstring."""
-
-    def __init__(
-        self,
-        config: LoadConfig,
-        on_window_start: Callable[[], None],
-        on_window_end: Callable[[], None],
-    ) -> None:
-        super().__init__(config, on_window_start, on_window_end)
-        self._b64decode = base64.b64decode
 
     def new_call(self, index: int) -> _TalkCall:
         call = _TalkCall(index, CallResult(index, new_sid("CA")))

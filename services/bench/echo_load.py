@@ -4,7 +4,6 @@ Each echoed delta is followed by the bridge's marks, echoed when playback reache
 
 from __future__ import annotations
 
-import base64
 import math
 from collections import deque
 from collections.abc import Callable
@@ -37,7 +36,6 @@ class EchoGenerator(Generator[_EchoCall]):
     ) -> None:
         super().__init__(config, on_window_start, on_window_end)
         self.latencies: list[float] = []
-        self._b64decode = base64.b64decode
 
     def new_call(self, index: int) -> _EchoCall:
         return _EchoCall(index, CallResult(index, new_sid("CA")))

@@ -19,6 +19,7 @@ flight gets ``drain_s`` to arrive, each call sends ``stop`` and hangs up.
 from __future__ import annotations
 
 import asyncio
+import base64
 import binascii
 import contextlib
 import logging
@@ -205,6 +206,7 @@ class Generator(Generic[CallT]):
         self.window = _Window()
         self.pacing = True
         self.placed = 0
+        self._b64decode = base64.b64decode  # per media message: one attribute lookup, not two
 
     # --- what a load says ----------------------------------------------------------------
 

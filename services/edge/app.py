@@ -211,13 +211,6 @@ async def stream_status(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def healthz(request: Request) -> Response:
-    runtime = runtime_of(request)
-    if runtime.broken:
-        return JSONResponse({"status": "broken", "reason": runtime.broken}, status_code=503)
-    return JSONResponse({"status": "ok"})
-
-
 async def readyz(request: Request) -> Response:
     runtime = runtime_of(request)
     if runtime.ready:
@@ -271,7 +264,6 @@ def create_app(
         *transfer_routes(),
         *call_progress_routes(),
         WebSocketRoute(MEDIA_PATH, media_endpoint),
-        Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         *probe_routes(settings),

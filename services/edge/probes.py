@@ -19,11 +19,12 @@ from starlette.routing import Route
 
 from services.edge.runtime import runtime_of
 from services.edge.settings import EdgeSettings
+from shared.probes import LIVEZ_PATH
 from shared.testing_hooks import BLOCK_LOOP_PATH, block_loop, block_seconds
 
-__all__ = ["LIVEZ_PATH", "livez", "probe_routes"]
+__all__ = ["HEALTHZ_PATH", "livez", "probe_routes"]
 
-LIVEZ_PATH = "/livez"
+HEALTHZ_PATH = "/healthz"  # the same answer, for probes written before /livez
 
 
 async def livez(request: Request) -> Response:
@@ -52,8 +53,8 @@ async def _blocking(seconds: float) -> None:
 
 
 def probe_routes(settings: EdgeSettings) -> list[Route]:
-    """``/livez``, and the test hook when SWITCHBOARD_TEST_HOOKS is on."""
-    routes = [Route(LIVEZ_PATH, livez)]
+    """``/livez`` and ``/healthz``, and the test hook when SWITCHBOARD_TEST_HOOKS is on."""
+    routes = [Route(LIVEZ_PATH, livez), Route(HEALTHZ_PATH, livez)]
     if settings.test_hooks:
         routes.append(Route(BLOCK_LOOP_PATH, _block_loop, methods=["POST"]))
     return routes

@@ -24,13 +24,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from shared.probes import LIVEZ_PATH
 from shared.testing_hooks import BLOCK_LOOP_PATH, block_loop, block_seconds
 
-__all__ = ["LIVEZ_PATH", "METRICS_PATH", "ProbeServer"]
+__all__ = ["METRICS_PATH", "ProbeServer"]
 
 logger = logging.getLogger("switchboard.worker")
 
-LIVEZ_PATH = "/livez"
 METRICS_PATH = "/metrics"
 READ_TIMEOUT_S = 5.0  # a client that sends no request in this time is dropped
 MAX_HEAD_BYTES = 8192

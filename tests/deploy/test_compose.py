@@ -16,8 +16,8 @@ import pytest
 
 from services.config_catalog import all_variables
 from services.edge.settings import EdgeSettings
-from services.realtime_worker.probe_server import LIVEZ_PATH as WORKER_LIVEZ_PATH
 from services.realtime_worker.settings import WorkerSettings
+from shared.probes import LIVEZ_PATH
 from tests.support.deploy import (
     COMPOSE,
     COMPOSE_ONLY_VARIABLES,
@@ -93,7 +93,7 @@ def test_healthchecks_probe_real_routes_on_the_configured_ports() -> None:
     worker = " ".join(SERVICES["realtime-worker"]["healthcheck"]["test"])
     assert path[1] == "/livez", "liveness answered by the event loop"
     worker_port = environment("realtime-worker")["METRICS_PORT"]
-    assert f"127.0.0.1:{worker_port}{WORKER_LIVEZ_PATH}'" in worker
+    assert f"127.0.0.1:{worker_port}{LIVEZ_PATH}'" in worker
     command = SERVICES["realtime-sim"]["command"]
     sim_port = command[command.index("--port") + 1]
     sim_url = f"ws://realtime-sim:{sim_port}/v1/realtime"

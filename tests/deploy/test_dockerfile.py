@@ -10,7 +10,7 @@ import re
 import pytest
 
 from services.config_catalog import all_variables
-from services.realtime_worker.probe_server import LIVEZ_PATH as WORKER_LIVEZ_PATH
+from shared.probes import LIVEZ_PATH
 from tests.support.deploy import ROOT, STAGES, Stage, default_of, edge_routes
 
 SERVICE_TARGETS = {
@@ -105,7 +105,7 @@ def test_healthchecks_probe_the_real_endpoints_on_the_configured_ports() -> None
     assert STAGES["edge"].all("EXPOSE") == ["8080 8081"]
     assert default_of("PORT") == "8080"
     worker = STAGES["worker"].all("HEALTHCHECK")[0]
-    assert f"{WORKER_LIVEZ_PATH}'" in worker and "os.environ.get('METRICS_PORT', '9100')" in worker
+    assert f"{LIVEZ_PATH}'" in worker and "os.environ.get('METRICS_PORT', '9100')" in worker
     assert default_of("METRICS_PORT") == "9100"
 
 

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from services.edge.probes import LIVEZ_PATH
 from services.edge.settings import EdgeSettings
-from services.realtime_worker.probe_server import LIVEZ_PATH as WORKER_LIVEZ_PATH
 from services.realtime_worker.probe_server import METRICS_PATH
 from services.realtime_worker.settings import WorkerSettings
+from shared.probes import LIVEZ_PATH
 from tests.support.deploy import (
     DEPLOY,
     K8S_BASE,
@@ -162,7 +161,7 @@ def test_probes_point_at_real_routes_and_ports() -> None:
     assert edge["readinessProbe"]["httpGet"]["path"] == "/readyz"
     # Liveness is answered by the event loop (a stuck loop answers nothing), on both.
     assert edge["livenessProbe"]["httpGet"]["path"] == LIVEZ_PATH
-    assert worker["livenessProbe"]["httpGet"]["path"] == WORKER_LIVEZ_PATH
+    assert worker["livenessProbe"]["httpGet"]["path"] == LIVEZ_PATH
     assert worker["readinessProbe"]["httpGet"]["path"] == METRICS_PATH
     for probe in ("readinessProbe", "livenessProbe"):
         assert edge[probe]["httpGet"]["path"] in edge_routes()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 
 import pytest
 from twilio.request_validator import RequestValidator
@@ -23,6 +22,7 @@ from tests.support.edge_app import (
     stream_token,
     voice_params,
 )
+from tests.support.live_call import StubCall
 
 OTHER_CALL = "CA" + "9" * 32
 
@@ -241,31 +241,9 @@ def test_a_draining_edge_can_reject_instead_of_speaking() -> None:
         assert [(child.tag, child.attrib) for child in root] == [("Reject", {"reason": "busy"})]
 
 
-@dataclass
-class Occupant:
-    """A live call as the edge's registry sees it, without a socket."""
-
-    call_sid: str
-    lease_key: str = "sb:call:x:lease"
-    record_key: str = "sb:call:x"
-    worker: str | None = None
-
-    def check_worker(self, holder: str | None, state: str | None, now: float) -> None:
-        pass
-
-    def worker_gone(self, worker: str, revoked: bool, now: float) -> None:
-        pass
-
-    def save_cursor(self) -> None:
-        pass
-
-    def move_off(self) -> None:
-        pass
-
-
 def test_a_full_edge_declines_new_calls_and_counts_them() -> None:
     with running_edge(make_settings(EDGE_MAX_CALLS="1")) as edge:
-        other = Occupant("CA" + "1" * 32)
+        other = StubCall("CA" + "1" * 32)
         edge.runtime.calls.add(other)
         try:
             response = edge.post_signed("/twilio/voice", voice_params())

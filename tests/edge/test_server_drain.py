@@ -18,6 +18,7 @@ from services.edge.runtime import EdgeRuntime, RuntimeSlot
 from services.edge.server import EdgeServer
 from services.edge.socket_close import CLOSE_REPLY_TIMEOUT_S
 from tests.support.clock import ManualClock
+from tests.support.live_call import StubCall
 
 pytestmark = pytest.mark.anyio
 
@@ -40,29 +41,6 @@ class Listener:
 
     def close(self) -> None:
         self.closed = True
-
-
-@dataclass
-class Call:
-    """A live call as the drain sees it."""
-
-    call_sid: str
-    moved_off: bool = False
-    lease_key: str = "sb:call:x:lease"
-    record_key: str = "sb:call:x"
-    worker: str | None = None
-
-    def check_worker(self, holder: str | None, state: str | None, now: float) -> None:
-        pass
-
-    def worker_gone(self, worker: str, revoked: bool, now: float) -> None:
-        pass
-
-    def save_cursor(self) -> None:
-        pass
-
-    def move_off(self) -> None:
-        self.moved_off = True
 
 
 @dataclass
@@ -89,7 +67,7 @@ async def test_calls_get_the_drain_timeout_then_are_closed_and_the_edge_waits_fo
     None
 ):
     runtime = Runtime()
-    call = Call("CA" + "1" * 32)
+    call = StubCall("CA" + "1" * 32)
     runtime.calls.add(call)
     server, (public, admin) = draining_edge(runtime)
     assert runtime.draining
@@ -128,7 +106,7 @@ async def test_an_edge_without_calls_exits_at_once() -> None:
 
 async def test_a_second_signal_stops_at_once() -> None:
     runtime = Runtime()
-    runtime.calls.add(Call("CA" + "2" * 32))
+    runtime.calls.add(StubCall("CA" + "2" * 32))
     server, _ = draining_edge(runtime)
     assert await server.on_tick(1) is False
     server.handle_exit(signal.SIGTERM, None)
