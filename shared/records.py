@@ -29,6 +29,7 @@ __all__ = [
     "TURN_ROLES",
     "CallRecord",
     "Turn",
+    "attach_stream",
     "count_command",
     "create_call",
     "detached_commands",
@@ -160,8 +161,9 @@ async def create_call(
 #                       transferred → dispatched → …   (the person did not answer: back to the AI)
 #
 # Every write to a call record goes through these, from the edge and from the worker. Each
-# returns Redis commands for a ``BatchWriter`` (pipelined, never waiting); ``create_call`` above
-# is the one that waits, because the webhook's answer depends on it.
+# returns Redis commands for a ``BatchWriter`` (pipelined, never waiting), except the ones whose
+# caller's answer depends on them: ``create_call`` above (the webhook's), ``attach_stream``
+# (the media socket's) and ``return_from_transfer`` (the resume route's), which wait.
 
 Command = tuple[object, ...]
 
@@ -191,13 +193,50 @@ def count_command(keys: Keys, call_sid: str, field: CallField, amount: int = 1) 
 
 
 def live_commands(keys: Keys, call_sid: str, edge_id: str, stream_sid: str) -> list[Command]:
-    """An edge attached the call's stream: ``live``, on that edge; the call's keys renewed."""
+    """The record of a live call written back by its edge (Redis restarted empty): ``live``,
+    on that edge; the call's keys renewed. Attaching goes through ``attach_stream``."""
     fields: dict[CallField, object] = {
         CallField.STATE: CallState.LIVE,
         CallField.EDGE_ID: edge_id,
         CallField.STREAM_SID: stream_sid,
     }
     return [_hset(keys, call_sid, fields), *refresh_commands(keys, call_sid)]
+
+
+# KEYS: the call's keys (record first). ARGV: the live state, edge id, stream sid, key TTL,
+# then the final states. The record as it was (HGETALL), written only when it exists and has
+# not ended: a worker that ended the call a moment earlier is never overwritten by "live".
+_ATTACH_STREAM = """
+local record = redis.call('HGETALL', KEYS[1])
+if #record == 0 then return record end
+local state = redis.call('HGET', KEYS[1], 'state')
+for i = 5, #ARGV do
+  if state == ARGV[i] then return record end
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'edge_id', ARGV[2], 'stream_sid', ARGV[3])
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[4]) end
+return record
+"""
+
+
+async def attach_stream(
+    client: aioredis.Redis, keys: Keys, call_sid: str, edge_id: str, stream_sid: str
+) -> CallRecord | None:
+    """An edge attaches the call's stream: the record becomes ``live`` on that edge (the
+    call's keys renewed) unless it has ended, in one step. Returns the record as it was before
+    (None: no such call), so the edge refuses a stream whose call ended."""
+    call_keys = keys.call_keys(call_sid)
+    flat: list[bytes] = await client.eval(
+        _ATTACH_STREAM,
+        len(call_keys),
+        *call_keys,
+        CallState.LIVE.value,
+        edge_id,
+        stream_sid,
+        CALL_KEY_TTL_S,
+        *(state.value for state in FINAL_STATES),
+    )
+    return CallRecord.from_hash(call_sid, dict(zip(flat[::2], flat[1::2], strict=True)))
 
 
 def refresh_commands(keys: Keys, call_sid: str) -> list[Command]:

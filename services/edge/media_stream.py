@@ -70,12 +70,12 @@ from shared.messages import (
 )
 from shared.metrics import HOP_WORKER_TO_EDGE
 from shared.records import (
+    attach_stream,
     detached_commands,
     edge_counts_command,
     ended_commands,
     expire_streams_commands,
     live_commands,
-    load_call,
     set_fields_command,
 )
 from shared.tasks import run_until_first_returns
@@ -163,13 +163,16 @@ class EdgeCall:
             verify_token(runtime.token_keys, token, start.call_sid, runtime.clock.wall())
         except TokenError as exc:
             raise Refused(exc.kind, f"{exc} (call {start.call_sid})") from None
-        record = await load_call(runtime.redis, runtime.keys, start.call_sid)
+        if start.call_sid in runtime.calls:
+            raise Refused("already_attached", f"call {start.call_sid} already has a stream")
+        # One step: a worker ending the call meanwhile must not be overwritten by "live".
+        record = await attach_stream(
+            runtime.redis, runtime.keys, start.call_sid, runtime.settings.edge_id, start.stream_sid
+        )
         if record is None:
             raise Refused("unknown_call", f"no call {start.call_sid} was answered here")
         if record.ended:
             raise Refused("call_ended", f"call {start.call_sid} has ended")
-        if start.call_sid in runtime.calls:
-            raise Refused("already_attached", f"call {start.call_sid} already has a stream")
         call = cls(runtime, websocket, stream, start)
         out_cursor = record.get(CallField.OUT_CURSOR)
         created_ms = record.get(CallField.CREATED_MS)
@@ -181,7 +184,6 @@ class EdgeCall:
     async def _bind(self, worker_id: str | None, out_cursor: str | None) -> None:
         runtime = self.runtime
         edge_id = runtime.settings.edge_id
-        self._write_live_record()
         runtime.writer.xadd_nowait(
             self.inbound_key,
             StreamStarted(self.stream_sid, edge_id, self.clock.wall()),
@@ -229,8 +231,9 @@ class EdgeCall:
             self.saved_cursor = self.sent_cursor
 
     def _write_live_record(self) -> None:
-        """This edge's part of the call record (state, edge, stream) and the call's key TTLs;
-        the outbound cursor is saved again at the next ``save_cursor``."""
+        """This edge's part of the call record (state, edge, stream) and the call's key TTLs,
+        written back after Redis lost them; the outbound cursor is saved again at the next
+        ``save_cursor``."""
         runtime = self.runtime
         for command in live_commands(
             runtime.keys, self.call_sid, runtime.settings.edge_id, self.stream_sid

@@ -9,7 +9,14 @@ from fakeredis.aioredis import FakeRedis
 
 from shared.keys import CALL_KEY_TTL_S, CallField, CallState, Keys
 from shared.messages import CallDispatch
-from shared.records import CallRecord, create_call, load_call, now_ms
+from shared.records import (
+    CallRecord,
+    attach_stream,
+    create_call,
+    ended_commands,
+    load_call,
+    now_ms,
+)
 from tests.support.fake_redis import stream_messages
 
 pytestmark = pytest.mark.anyio
@@ -54,6 +61,44 @@ async def test_create_call_is_once_per_sid(redis: FakeRedis) -> None:
 
 async def test_load_unknown_call(redis: FakeRedis) -> None:
     assert await load_call(redis, KEYS, "CAnone") is None
+
+
+async def test_attaching_a_stream_makes_the_call_live_on_that_edge(redis: FakeRedis) -> None:
+    assert await create_call(redis, KEYS, SID, {CallField.FROM: "+15550001"})
+    await redis.xadd(KEYS.inbound(SID), {"m": b"in"})
+    await redis.expire(KEYS.call(SID), 10)
+
+    before = await attach_stream(redis, KEYS, SID, "edge-1", "MZ1")
+
+    assert before is not None and before.state is CallState.DISPATCHED
+    assert before.get(CallField.EDGE_ID) is None, "the record as it was before the attach"
+    record = await load_call(redis, KEYS, SID)
+    assert record is not None and record.state is CallState.LIVE
+    assert (record.get(CallField.EDGE_ID), record.get(CallField.STREAM_SID)) == ("edge-1", "MZ1")
+    assert record.get(CallField.FROM) == "+15550001"
+    assert await redis.ttl(KEYS.call(SID)) > 10, "the call's keys renewed"
+    assert await redis.ttl(KEYS.inbound(SID)) > 0
+
+
+async def test_a_call_ended_before_its_stream_attached_stays_ended(redis: FakeRedis) -> None:
+    # A worker ended the call (its session refused the format) while Twilio was connecting
+    # the stream: the edge must see "ended", and must not make the record live again (a live
+    # record without a lease is dispatched again, and a worker would take the call up anew).
+    assert await create_call(redis, KEYS, SID, {CallField.FROM: "+15550001"})
+    (end,) = ended_commands(KEYS, SID, "format_mismatch", 1_700_000_000_000, "audio/pcm")
+    await redis.execute_command(*end)  # type: ignore[no-untyped-call]
+
+    before = await attach_stream(redis, KEYS, SID, "edge-1", "MZ1")
+
+    assert before is not None and before.ended
+    record = await load_call(redis, KEYS, SID)
+    assert record is not None and record.state is CallState.ENDED
+    assert record.get(CallField.EDGE_ID) is None and record.get(CallField.STREAM_SID) is None
+
+
+async def test_attaching_a_stream_of_an_unknown_call_creates_nothing(redis: FakeRedis) -> None:
+    assert await attach_stream(redis, KEYS, "CAnone", "edge-1", "MZ1") is None
+    assert await redis.exists(KEYS.call("CAnone")) == 0
 
 
 def test_ended_and_unknown_states() -> None:
