@@ -16,15 +16,14 @@ BENCH_ARGS ?=
 LOCK_ARGS ?=
 # The suite runs in two passes. First everything but the tests marked `serial`, in parallel
 # (pytest-xdist): the end-to-end tests mostly wait on real-time calls, so more workers than
-# cores pays, and 4 is the most we found stable on 2 cores (6 was 10 % faster, but a barge-in
-# test's ±60 ms truncation bound then failed once in three clean-clone runs); one
-# test at a time per worker is handed out (--maxschedchunk 1), the long ones first
-# (tests/conftest.py). Then the `serial` tests, alone: the 20-call soak keeps 2 cores busy by
-# itself, and shares them with nothing; so does the worker-crash measurement. PYTEST_WORKERS=0
+# cores pays. With their simulators in the test processes, 6 workers keep 2 cores about 90 %
+# busy (3:24 for this pass, against 3:57 with 4); one test at a time per worker is handed out
+# (--maxschedchunk 1), the long ones first (tests/conftest.py). Then the `serial` test, alone:
+# the 20-call soak keeps 2 cores busy by itself, and shares them with nothing. PYTEST_WORKERS=0
 # runs the first pass serially too; PYTEST_ARGS adds options to both (exit status 5 of the
 # second pass: it selected no test). `make test` runs lint, types and the generated-files check
 # beside the suite (-j; each one's output kept together).
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 6
 # Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE): pytest
 # then keeps the test modules it rewrites for its assertions, and a later pytest process (the
 # serial pass, the next run) loads them instead of rewriting 250 modules again (8 s → 4 s).

@@ -23,7 +23,12 @@ from tests.support.ports import allocator
 TESTS = Path(__file__).parent
 E2E_DIR = TESTS / "e2e"
 #: End-to-end modules whose tests take longest (the soak alone takes over a minute).
-LONGEST_FIRST = ("test_failover_soak.py", "test_restarts.py", "test_model_session.py")
+LONGEST_FIRST = (
+    "test_failover_soak.py",
+    "test_worker_crash_gap.py",
+    "test_restarts.py",
+    "test_model_session.py",
+)
 
 
 @pytest.fixture

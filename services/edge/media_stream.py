@@ -194,7 +194,6 @@ class EdgeCall:
         if worker_id and lease_holder(await runtime.redis.get(self.lease_key)) is None:
             self._dispatch_again()
             self.log.info("worker %s no longer holds the call; dispatched it again", worker_id)
-        runtime.calls.add(self)
         runtime.metrics.active_calls.inc()
         if runtime.recordings is not None:
             self.recording = runtime.recordings.open_stream(self.call_sid, self.stream_sid)
@@ -205,6 +204,7 @@ class EdgeCall:
             edge_id,
             f" (resuming after outbound entry {out_cursor})" if out_cursor else "",
         )
+        runtime.calls.add(self)  # last: a call in the registry is wholly attached
 
     async def run(self) -> None:
         """Relay both ways until the call ends on either side, then record the end."""

@@ -4,10 +4,12 @@ recognises audio that is not μ-law speech in the first second it sends."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.call_sim import place_call
-from tests.support.calls import CALLER_AUDIO
+from tests.support.calls import CALLER_AUDIO, short_reply
 from tests.support.stack import StackFactory, call_config, call_record, metric_value, scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -31,8 +33,14 @@ async def test_a_session_that_is_not_mulaw_ends_the_call_naming_the_format(
     assert metric_value(worker_metrics, errors, code="format_mismatch") == 1
 
 
-async def test_double_base64_audio_is_named_by_the_edge(make_stack: StackFactory) -> None:
-    stack = make_stack(workers=1, sim_mode="conversation", sim_args=["--fault", "double-base64"])
+async def test_double_base64_audio_is_named_by_the_edge(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    stack = make_stack(
+        workers=1,
+        sim_mode="conversation",
+        sim_args=["--fault", "double-base64", *short_reply(tmp_path)],
+    )
     report = await place_call(call_config(stack, CALLER_AUDIO, hold_s=3.0))
 
     # The caller simulator, playing Twilio, hears the fault too.
@@ -49,8 +57,8 @@ async def test_double_base64_audio_is_named_by_the_edge(make_stack: StackFactory
     assert record["audio_check"] == "base64_text"
 
 
-async def test_correct_speech_raises_no_alarm(make_stack: StackFactory) -> None:
-    stack = make_stack(workers=1, sim_mode="conversation")
+async def test_correct_speech_raises_no_alarm(make_stack: StackFactory, tmp_path: Path) -> None:
+    stack = make_stack(workers=1, sim_mode="conversation", sim_args=short_reply(tmp_path))
     report = await place_call(call_config(stack, CALLER_AUDIO, hold_s=3.0))
     assert report.problems() == [] and report.received_audio
     metrics = scrape(stack.edge_admin_urls[0])

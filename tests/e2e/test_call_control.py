@@ -187,10 +187,12 @@ async def test_an_unanswered_warm_transfer_brings_the_caller_back_to_the_ai(
     make_stack: StackFactory, tmp_path: Path
 ) -> None:
     stack = _transferring(make_stack, tmp_path, warm=True)
+    # The hold covers the handoff, the 1 s ring and the return to a new stream, until the
+    # model's next reply starts; the caller then stays on the line while it plays.
     config = call_config(
         stack,
         CALLER_AUDIO,
-        hold_s=20.0,
+        hold_s=10.0,
         to_number=SUPPORT_NUMBER,
         from_number=CALLER,
         callee="no-answer",

@@ -17,6 +17,7 @@ from tests.support.calls import (
     SILENCE,
     item_audio,
     padded,
+    short_reply,
     sim_session,
     tokens_reported,
     wait_for_call_end,
@@ -28,13 +29,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 
 async def test_caller_barges_in_reply_is_cleared_and_truncated_to_what_was_heard(
-    make_stack: StackFactory,
+    make_stack: StackFactory, tmp_path: Path
 ) -> None:
-    stack = make_stack(workers=1, edge_env={"ADMIN_TOKEN": ADMIN_TOKEN})
-    # Speak, wait while the reply plays for about 2 s, speak over it, then listen to the second
-    # reply to its end.
+    stack = make_stack(
+        workers=1, sim_args=short_reply(tmp_path, 4.0), edge_env={"ADMIN_TOKEN": ADMIN_TOKEN}
+    )
+    # Speak, wait while the 4 s reply plays for about 2 s, speak over it, then listen to the
+    # second reply to its end (the caller stays on the line while audio comes).
     gap = SILENCE * (25 * 800)  # 2.5 s
-    report = await place_call(call_config(stack, CALLER_AUDIO + gap + CALLER_AUDIO, hold_s=10.0))
+    report = await place_call(call_config(stack, CALLER_AUDIO + gap + CALLER_AUDIO, hold_s=4.0))
 
     assert report.problems() == []
     assert report.clears == 1
@@ -76,10 +79,12 @@ async def test_caller_barges_in_reply_is_cleared_and_truncated_to_what_was_heard
 
 
 async def test_model_ends_the_call_after_its_goodbye_has_been_heard(
-    make_stack: StackFactory,
+    make_stack: StackFactory, tmp_path: Path
 ) -> None:
     stack = make_stack(
-        workers=1, sim_args=["--end-call-after", "1"], edge_env={"ADMIN_TOKEN": ADMIN_TOKEN}
+        workers=1,
+        sim_args=["--end-call-after", "1", *short_reply(tmp_path)],
+        edge_env={"ADMIN_TOKEN": ADMIN_TOKEN},
     )
     report = await place_call(call_config(stack, CALLER_AUDIO, hold_s=20.0))
 

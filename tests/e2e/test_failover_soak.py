@@ -19,6 +19,7 @@ from tests.support.calls import (
     CALLER_AUDIO,
     REPLY_TEXT,
     segments_of,
+    short_reply,
     sim_sessions,
     wait_for_sessions,
 )
@@ -53,12 +54,14 @@ def longest_gap_ms(report: CallReport) -> float:
 
 
 async def test_worker_killed_in_conversation_new_session_knows_the_turns(
-    make_stack: StackFactory,
+    make_stack: StackFactory, tmp_path: Path
 ) -> None:
-    stack = make_stack(workers=2, sim_mode="conversation", worker_env=FAILOVER)
-    # Speak, listen to the reply, speak again after the worker died, listen again.
-    audio = CALLER_AUDIO + silence(8000 * 7) + CALLER_AUDIO
-    task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=9.0)))
+    stack = make_stack(
+        workers=2, sim_mode="conversation", sim_args=short_reply(tmp_path), worker_env=FAILOVER
+    )
+    # Speak, listen to the 2 s reply, speak again after the worker died, listen again.
+    audio = CALLER_AUDIO + silence(8000 * 4) + CALLER_AUDIO
+    task = asyncio.create_task(place_call(call_config(stack, audio, hold_s=4.0)))
     victim = await call_holder(stack)
 
     async def first_reply_done() -> bool:  # its tokens are counted at its response.done

@@ -22,7 +22,14 @@ from services.call_sim import place_call
 from services.call_sim.report import StreamAudio
 from services.devstack import Stack
 from shared.audio import BYTES_PER_MS, ulaw_to_linear
-from tests.support.calls import CALLER_AUDIO, SILENCE, item_audio, padded, sim_session
+from tests.support.calls import (
+    CALLER_AUDIO,
+    SILENCE,
+    item_audio,
+    padded,
+    short_reply,
+    sim_session,
+)
 from tests.support.stack import ADMIN_TOKEN, StackFactory, call_config, wait_for_audio_out
 from tests.support.waiting import eventually
 
@@ -98,12 +105,14 @@ async def test_own_recording_of_a_barge_in_is_what_the_caller_heard_where_they_h
     recordings = tmp_path / "recordings"
     recordings.mkdir()
     stack = make_stack(
-        workers=1, edge_env={"ADMIN_TOKEN": ADMIN_TOKEN, "RECORDINGS_DIR": str(recordings)}
+        workers=1,
+        sim_args=short_reply(tmp_path, 4.0),
+        edge_env={"ADMIN_TOKEN": ADMIN_TOKEN, "RECORDINGS_DIR": str(recordings)},
     )
-    # As test_conversation's barge-in: speak, let the reply play about 2 s, speak over it, then
-    # hear the second reply to its end.
+    # As test_conversation's barge-in: speak, let the 4 s reply play about 2 s, speak over it,
+    # then hear the second reply to its end.
     gap = SILENCE * (25 * 800)  # 2.5 s
-    report = await place_call(call_config(stack, CALLER_AUDIO + gap + CALLER_AUDIO, hold_s=10.0))
+    report = await place_call(call_config(stack, CALLER_AUDIO + gap + CALLER_AUDIO, hold_s=4.0))
     assert report.problems() == []
     assert report.clears == 1
     (stream,) = report.streams

@@ -3,8 +3,9 @@
 The edge sees the worker's alive key lapse (WORKER_ALIVE_TTL_MS, 1 s) at its next worker check
 (WORKER_CHECK_INTERVAL_MS, 0.25 s), revokes the call's lease and dispatches the call again;
 another worker takes it over at once. Target: at most 1.5 s without audio reaching the caller.
-The bound asserted here is looser, so that a busy 2-core machine does not fail the test; the
-distribution is printed (docs/failures.md records it).
+The bound asserted here is looser, so that a busy 2-core machine (this test runs beside the
+rest of the suite) does not fail the test; the distribution is printed (docs/failures.md
+records it, measured alone).
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ async def all_idle(workers: list[ManagedProcess]) -> bool:
     return all([await active_calls(worker) == 0 for worker in workers])
 
 
-@pytest.mark.serial
 async def test_worker_sigkill_caller_gap_with_default_settings(make_stack: StackFactory) -> None:
     stack = make_stack(workers=2, sim_mode="echo")  # every timing setting at its default
     silences: list[float] = []

@@ -26,6 +26,7 @@ __all__ = [
     "segments_of",
     "sim_session",
     "sim_sessions",
+    "short_reply",
     "tokens_reported",
     "wait_for_call_end",
     "wait_for_sessions",
@@ -42,6 +43,14 @@ REPLY_TEXT = (
 #: A 2 s reply (``--reply-audio``) keeps conversation tests short.
 REPLY_AUDIO = default_reply_audio()[: 2 * 8000]
 SILENCE = bytes([SILENCE_BYTE])
+
+
+def short_reply(directory: Path, seconds: float = 2.0) -> list[str]:
+    """Simulator arguments for a reply of the default one's first ``seconds`` (8 s in full):
+    a test that needs no long reply should not wait for one to play in real time."""
+    path = directory / f"reply-{seconds:g}s.ulaw"
+    path.write_bytes(default_reply_audio()[: round(seconds * 8000)])
+    return ["--reply-audio", str(path)]
 
 
 # --- the caller's audio -------------------------------------------------------------------

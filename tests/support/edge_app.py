@@ -125,7 +125,8 @@ class Edge:
         with self.stream() as ws:
             send(ws, tf.connected())
             send(ws, tf.start(token))
-            eventually_sync(lambda: self.record().get("state") == "live")
+            # The registry is the last step of attaching (the record is live before it).
+            eventually_sync(lambda: tf.CALL_SID in self.runtime.calls.sids())
             yield ws
 
 
