@@ -27,7 +27,11 @@ PYTEST_WORKERS ?= 6
 # Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE): pytest
 # then keeps the test modules it rewrites for its assertions, and a later pytest process (the
 # serial pass, the next run) loads them instead of rewriting 250 modules again (8 s → 4 s).
+# WARM writes it all once, in one process, before the parallel pass of `make test`: on a clean
+# clone each of the 6 workers, and every edge and worker they start at first, would otherwise
+# compile the same modules side by side (the pass took 3:36 on a clean clone, 3:01 warm).
 export PYTHONDONTWRITEBYTECODE :=
+WARM := $(BIN)/python -m compileall -q services shared && $(BIN)/pytest --collect-only -q >/dev/null
 PYTEST_ARGS ?=
 PARALLEL := $(BIN)/pytest -n $(PYTEST_WORKERS) --maxschedchunk 1 $(PYTEST_ARGS)
 SERIAL := $(BIN)/pytest -p no:xdist $(PYTEST_ARGS)
@@ -68,6 +72,7 @@ test: $(STAMP)  ## everything CI runs: lint, types, generated files, the suite
 	$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck check-generated pytest
 
 pytest: $(STAMP)  ## the whole suite (parallel, then serial) with branch coverage and its floor
+	$(WARM)
 	$(PARALLEL) -m "not serial" $(COVERAGE)
 	$(SERIAL) -m serial $(COVERAGE) --cov-append || [ $$? -eq 5 ]
 	$(BIN)/coverage report
