@@ -195,26 +195,35 @@ def count_command(keys: Keys, call_sid: str, field: CallField, amount: int = 1) 
 def live_commands(keys: Keys, call_sid: str, edge_id: str, stream_sid: str) -> list[Command]:
     """The record of a live call written back by its edge (Redis restarted empty): ``live``,
     on that edge; the call's keys renewed. Attaching goes through ``attach_stream``."""
-    fields: dict[CallField, object] = {
+    fields = _live_fields(edge_id, stream_sid)
+    return [_hset(keys, call_sid, fields), *refresh_commands(keys, call_sid)]
+
+
+def _live_fields(edge_id: str, stream_sid: str) -> dict[CallField, object]:
+    """What an edge writes of a call whose stream it holds (the state first)."""
+    return {
         CallField.STATE: CallState.LIVE,
         CallField.EDGE_ID: edge_id,
         CallField.STREAM_SID: stream_sid,
     }
-    return [_hset(keys, call_sid, fields), *refresh_commands(keys, call_sid)]
 
 
-# KEYS: the call's keys (record first). ARGV: the live state, edge id, stream sid, key TTL,
-# then the final states. The record as it was (HGETALL), written only when it exists and has
-# not ended: a worker that ended the call a moment earlier is never overwritten by "live".
+# KEYS: the call's keys (record first). ARGV: the key TTL, the state field, then the fields
+# to set (state first) as name, value pairs up to the empty separator, then the final states.
+# The record as it was (HGETALL), written only when it exists and has not ended: a worker that
+# ended the call a moment earlier is never overwritten by "live".
 _ATTACH_STREAM = """
 local record = redis.call('HGETALL', KEYS[1])
 if #record == 0 then return record end
-local state = redis.call('HGET', KEYS[1], 'state')
-for i = 5, #ARGV do
-  if state == ARGV[i] then return record end
+local state = redis.call('HGET', KEYS[1], ARGV[2])
+local i = 3
+local fields = {}
+while ARGV[i] ~= '' do table.insert(fields, ARGV[i]); i = i + 1 end
+for j = i + 1, #ARGV do
+  if state == ARGV[j] then return record end
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'edge_id', ARGV[2], 'stream_sid', ARGV[3])
-for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[4]) end
+redis.call('HSET', KEYS[1], unpack(fields))
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1]) end
 return record
 """
 
@@ -230,10 +239,10 @@ async def attach_stream(
         _ATTACH_STREAM,
         len(call_keys),
         *call_keys,
-        CallState.LIVE.value,
-        edge_id,
-        stream_sid,
         CALL_KEY_TTL_S,
+        CallField.STATE.value,
+        *(str(v) for k, x in _live_fields(edge_id, stream_sid).items() for v in (k.value, x)),
+        "",
         *(state.value for state in FINAL_STATES),
     )
     return CallRecord.from_hash(call_sid, dict(zip(flat[::2], flat[1::2], strict=True)))
