@@ -210,7 +210,9 @@ def redis_url_var() -> Any:
         "REDIS_URL",
         "redis://127.0.0.1:6379/0",
         _redis_url,
-        "Redis holding the dispatch queue, call records and audio streams. Query options "
+        "Redis holding the dispatch queue, call records and audio streams: one Redis (a "
+        "primary, with replicas if you like); a Redis Cluster node is refused at start-up. "
+        "Query options "
         "(rediss:// TLS with ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_check_hostname…; "
         "socket_timeout, socket_connect_timeout, socket_keepalive, client_name) apply to every "
         "connection; an option the audio path cannot honour is refused at start-up.",

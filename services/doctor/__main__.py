@@ -68,8 +68,8 @@ async def run_checks(args: argparse.Namespace, environ: Mapping[str, str]) -> li
     parsed = [s for s in settings.values() if s is not None]
     redis_url = parsed[0].redis_url if parsed else environ.get("REDIS_URL")
     if redis_url:
-        version, error = await probe_redis(redis_url, args.timeout)
-        checks.append(redis_check(redis_url, version, error))
+        info, error = await probe_redis(redis_url, args.timeout)
+        checks.append(redis_check(redis_url, info, error))
     else:
         checks.append(Check("redis", "skip", "REDIS_URL is invalid: fix the configuration first"))
     if args.admin_url:

@@ -14,6 +14,7 @@ from services.realtime_worker.settings import WorkerSettings
 from shared.audio_check import AudioVerdict
 from shared.config import redact_url
 from shared.errors import ConfigError
+from shared.redis_kind import cluster_refusal
 
 __all__ = [
     "Check",
@@ -84,10 +85,11 @@ def config_checks(
     return settings, checks
 
 
-def redis_check(url: str, version: str | None, error: str | None) -> Check:
-    """Whether Redis answered, and is recent enough."""
+def redis_check(url: str, info: Mapping[str, object] | None, error: str | None) -> Check:
+    """Whether Redis answered (``info``: its ``INFO``), is recent enough, and is not a cluster
+    node (which the services refuse)."""
     where = redact_url(url)
-    if error is not None or version is None:
+    if error is not None or info is None:
         return Check(
             "redis",
             "fail",
@@ -95,6 +97,10 @@ def redis_check(url: str, version: str | None, error: str | None) -> Check:
             "check REDIS_URL (host, port, password, database) and that Redis runs and is "
             "reachable from here",
         )
+    version = str(info.get("redis_version", "unknown"))
+    refusal = cluster_refusal(url, dict(info))
+    if refusal is not None:
+        return Check("redis", "fail", refusal, "point REDIS_URL at a Redis without cluster-enabled")
     try:
         parsed = tuple(int(part) for part in version.split(".")[:2])
     except ValueError:

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -43,15 +44,16 @@ def test_tone(ms: int = TONE_MS, hz: float = 440.0, dbfs: float = -20.0) -> byte
 test_tone.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
-async def probe_redis(url: str, timeout_s: float) -> tuple[str | None, str | None]:
-    """(server version, None) or (None, what went wrong)."""
+async def probe_redis(url: str, timeout_s: float) -> tuple[dict[str, Any] | None, str | None]:
+    """(``INFO``'s default sections, server and cluster among them, None) or (None, what went
+    wrong)."""
     client = aioredis.Redis.from_url(
         url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
     )
     try:
         async with asyncio.timeout(timeout_s):
-            info = await client.info("server")
-        return str(info.get("redis_version", "unknown")), None
+            info: dict[str, Any] = await client.info()
+        return info, None
     except (TimeoutError, OSError, aioredis.RedisError) as exc:
         return None, str(exc) or type(exc).__name__
     finally:

@@ -14,6 +14,7 @@ from services.edge.server import EdgeServer
 from services.edge.settings import EdgeSettings
 from shared.errors import ConfigError
 from shared.logs import setup_logging
+from shared.redis_kind import unsupported_redis
 
 
 def main() -> int:
@@ -28,6 +29,9 @@ def main() -> int:
     )
     logger = logging.getLogger("switchboard.edge")
     logger.info("starting edge: %s", settings.describe())
+    if (problem := unsupported_redis(settings.redis_url)) is not None:
+        print(f"switchboard edge: {problem}", file=sys.stderr)
+        return 2
     try:
         # Bound before anything starts, so a port in use stops the edge at once.
         sockets = bind_listeners(settings)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
+
+from services.devstack import wait_for
+from tests.support.ports import allocator
 
 pytestmark = pytest.mark.e2e
 
@@ -44,3 +51,50 @@ def test_edge_without_public_url_refuses_to_start_and_keeps_secrets_out() -> Non
     assert "PUBLIC_URL" in result.stderr
     assert "PORT" in result.stderr
     assert secret not in result.stderr + result.stdout
+
+
+@pytest.fixture
+def cluster_node(tmp_path: Path) -> Iterator[str]:
+    """The URL of a private ``redis-server`` started with ``cluster-enabled yes`` (a node with
+    no slots yet: what a process pointed at a cluster by mistake would meet first)."""
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is not installed (.ci/run installs it)"
+    port = allocator()
+    password = "cluster-node-secret-4711"
+    node = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        + ["--cluster-enabled", "yes", "--dir", str(tmp_path), "--requirepass", password],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    try:
+        wait_for(lambda: _cluster_enabled(url), 10, "the cluster node")
+        yield url
+    finally:
+        node.terminate()
+        node.wait(timeout=10)
+
+
+def _cluster_enabled(url: str) -> bool:
+    try:
+        return redis.Redis.from_url(url).info("cluster").get("cluster_enabled") == 1
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("module", "env"),
+    [
+        ("services.realtime_worker", {"OPENAI_API_KEY": "sk-test-key"}),
+        ("services.edge", {"PUBLIC_URL": "https://voice.example.com", "TWILIO_AUTH_TOKEN": "t"}),
+    ],
+)
+def test_a_redis_cluster_node_is_refused_at_start_naming_it(
+    cluster_node: str, module: str, env: dict[str, str]
+) -> None:
+    result = _run(module, {"REDIS_URL": cluster_node, **env})
+    assert result.returncode == 2
+    assert "is a Redis Cluster node (cluster_enabled:1)" in result.stderr
+    assert "Redis Cluster is not supported yet" in result.stderr
+    assert "cluster-node-secret-4711" not in result.stderr + result.stdout
