@@ -31,7 +31,8 @@ PYTEST_WORKERS ?= 6
 # clone each of the 6 workers, and every edge and worker they start at first, would otherwise
 # compile the same modules side by side (the pass took 3:36 on a clean clone, 3:01 warm).
 export PYTHONDONTWRITEBYTECODE :=
-WARM := $(BIN)/python -m compileall -q services shared && $(BIN)/pytest --collect-only -q >/dev/null
+WARM := $(BIN)/python -m compileall -q services shared && $(BIN)/pytest --collect-only -q \
+	>$(VENV)/collect.log || { tail -n 40 $(VENV)/collect.log; exit 1; }
 PYTEST_ARGS ?=
 PARALLEL := $(BIN)/pytest -n $(PYTEST_WORKERS) --maxschedchunk 1 $(PYTEST_ARGS)
 SERIAL := $(BIN)/pytest -p no:xdist $(PYTEST_ARGS)
