@@ -13,7 +13,9 @@ Per direction, over the frames and deltas *sent* in the measured window:
   model's, or of a cleared reply after its clear, is counted.
 
 And the barge-ins: how long from the caller's first word to the clear, how many got none, and
-how far the bridge's truncation point was from what the caller had actually heard.
+how far the bridge's truncation point was from what the caller had actually heard. Callers
+stop talking when the window closes, so a barge-in begun in its last ``BARGE_JUDGED_S`` may be
+cut off before any VAD could hear it: only the ones begun earlier are judged.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from services.bench.stats import LatencySummary, summarize
 __all__ = ["BARGE_CLEAR_LIMIT_S", "CallerLog", "ConversationFigures", "score"]
 
 BARGE_CLEAR_LIMIT_S = 2.0  # a barge-in with no clear within this is missed
+#: A barge-in is judged if it began this long before the window closed: five times the
+#: simulator's 40 ms VAD onset, with room for frames sent late on a busy machine.
+BARGE_JUDGED_S = 0.2
 
 
 @dataclass
@@ -145,6 +150,7 @@ def score(
 ) -> ConversationFigures:
     """The run's figures, from every caller's log and every session's probe line."""
     start, end = window_ns
+    judged_end = end - round(BARGE_JUDGED_S * 1e9)
     by_call = _by_call(probes)
     up_ms: list[float] = []
     down_ms: list[float] = []
@@ -167,9 +173,9 @@ def score(
         down_ms += [
             (got - sent) / 1e6 for sent, got in log.listener.latencies if start <= sent < end
         ]
-        barge_ins += sum(start <= t < end for t in log.barge_ins)
-        missed += sum(start <= t < end for t in log.barges_missed)
-        clear_ms += [ms for t, ms in log.clears if start <= t < end]
+        barge_ins += sum(start <= t < judged_end for t in log.barge_ins)
+        missed += sum(start <= t < judged_end for t in log.barges_missed)
+        clear_ms += [ms for t, ms in log.clears if start <= t < judged_end]
     listeners = [log.listener for log in logs]
     return ConversationFigures(
         up=summarize(up_ms),

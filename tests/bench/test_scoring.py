@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 
 from services.bench.ear import Listener, Playout
-from services.bench.scoring import CallerLog, score, worst_p99
+from services.bench.scoring import BARGE_JUDGED_S, CallerLog, score, worst_p99
 from services.bench.stats import summarize
 from services.realtime_sim.stamps import reply_unit
 
 MS = 1_000_000
 WINDOW = (100 * MS, 200 * MS)
+JUDGED = round(BARGE_JUDGED_S * 1e9)
 
 
 def _log(call: int) -> CallerLog:
@@ -76,10 +77,23 @@ def test_a_cleared_reply_loses_nothing_and_its_truncation_is_compared() -> None:
     log.listener.clear(play, 0.171)  # 50 ms of the 200 played
     reply = _reply(1, [120, 130, 140], "cancelled") | {"truncated_ms": 60}
     log.barge_ins, log.clears = [150 * MS], [(150 * MS, 21.0)]
-    figures = score([log], [_line(0, [2, 3, 4], [reply])], WINDOW)
+    window = (100 * MS, 151 * MS + JUDGED)  # the barge-in begun just early enough to be judged
+    figures = score([log], [_line(0, [2, 3, 4], [reply])], window)
     assert figures.down_deltas == 3 and figures.down_lost == 0
     assert figures.truncate_error_ms.max == pytest.approx(10.0)
     assert figures.barge_ins == 1 and figures.clear_ms.p50 == 21.0 and figures.barges_missed == 0
+
+
+def test_a_barge_in_begun_as_the_window_closed_is_not_judged() -> None:
+    # The callers stop talking when the window closes: one that began to barge in 0.1 s before
+    # was cut off before a VAD could hear it, so it got no clear, and is neither a barge-in
+    # nor a missed one. One begun earlier and never cleared is missed.
+    late, early = _log(0), _log(1)
+    end = 1000 * MS
+    late.barge_ins = [end - JUDGED // 2]
+    early.barge_ins, early.barges_missed = [end - 2 * JUDGED], [end - 2 * JUDGED]
+    figures = score([late, early], [_line(0, [], []), _line(1, [], [])], (100 * MS, end))
+    assert figures.barge_ins == 1 and figures.barges_missed == 1 and figures.clear_ms.count == 0
 
 
 def test_worst_p99_ignores_empty_summaries() -> None:
