@@ -18,7 +18,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from shared.audio import BYTES_PER_MS
+from shared.audio import BYTES_PER_MS, FRAME_BYTES
 
 __all__ = ["MARK_EVERY_BYTES", "ItemPlayback", "PlaybackTracker", "mark_item"]
 
@@ -46,7 +46,7 @@ class ItemPlayback:
     echoed_at: float | None = None
     audio_done: bool = False  # the server said the item's audio is complete
     interrupted: bool = False  # barge-in: cleared at the caller, truncated on the server
-    marks: dict[str, int] = field(default_factory=dict)  # pending mark → bytes before it
+    marks: dict[str, int] = field(default_factory=dict)  # pending mark → bytes heard at its echo
 
     def heard_bytes(self, now: float) -> int:
         """Bytes heard by ``now``: the last echo, plus real time since, capped by what was sent."""
@@ -138,7 +138,11 @@ class PlaybackTracker:
     def _mark(self, item: ItemPlayback) -> str:
         self._seq += 1
         name = f"{item.item_id}:{self._seq}"
-        item.marks[name] = item.marked_bytes = item.sent_bytes
+        item.marked_bytes = item.sent_bytes
+        # The edge sends whole 20 ms frames, and a mark after a partial one only behind the
+        # frame that completes it (with the next audio, or silence at the item's end): so the
+        # echo means the caller has heard up to that frame's end. Items start on a frame.
+        item.marks[name] = -(-item.sent_bytes // FRAME_BYTES) * FRAME_BYTES
         return name
 
     def mark_played(self, name: str, now: float) -> ItemPlayback | None:

@@ -98,6 +98,26 @@ def test_an_echo_resets_the_clock_and_marks_are_consumed_in_order() -> None:
     assert tracker.mark_played("unknown_item:7", 1.0) is None
 
 
+def test_a_mark_after_a_partial_frame_is_heard_to_that_frames_end() -> None:
+    # 900 bytes: five whole frames and 100 bytes of a sixth. The edge holds those 100 bytes, and
+    # the mark behind them, until the next delta completes the frame: the echo comes when the
+    # caller has heard 960 bytes, not 900.
+    tracker = _tracker()
+    mark = _marked(tracker, "item_1", 900, 0.0)
+    assert tracker.audio_sent("item_1", "resp_1", 500, 0.0) is None  # not due a mark yet
+    item = tracker.get("item_1")
+    assert item is not None
+    tracker.mark_played(mark, 1.0)
+    assert item.heard_bytes(1.0) == 960
+    assert item.heard_bytes(1.01) == 1040
+    # At the item's end the edge pads the partial frame with silence: heard stops at the audio.
+    last = tracker.close_item("item_1")
+    assert last is not None
+    tracker.mark_played(last, 2.0)
+    assert item.heard_bytes(2.0) == item.heard_bytes(3.0) == 1400
+    assert tracker.all_heard()
+
+
 def test_audio_before_the_stream_attaches_starts_playing_when_it_does() -> None:
     tracker = PlaybackTracker()
     tracker.audio_sent("greeting", "resp_1", 8000, 1.0)
