@@ -17,7 +17,7 @@ LOCK_ARGS ?=
 # The suite runs in two passes. First everything but the tests marked `serial`, in parallel
 # (pytest-xdist): the end-to-end tests mostly wait on real-time calls, so more workers than
 # cores pays. With their simulators in the test processes, 6 workers keep 2 cores about 90 %
-# busy (3:24 for this pass, against 3:57 with 4); one test at a time per worker is handed out
+# busy (3:28 for this pass, against 3:57 with 4); one test at a time per worker is handed out
 # (--maxschedchunk 1), the long ones first (tests/conftest.py). Then the `serial` test, alone:
 # the 20-call soak keeps 2 cores busy by itself, and shares them with nothing. PYTEST_WORKERS=0
 # runs the first pass serially too; PYTEST_ARGS adds options to both (exit status 5 of the
