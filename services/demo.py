@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ import openai  # noqa: F401
 
 from services.call_sim import CallConfig, CallReport, place_call
 from services.devstack import DEMO_AUTH_TOKEN, PUBLIC_URL, Stack, StackConfig, provide_redis
+from services.realtime_sim.record import read_records
 from shared.audio import FRAME_BYTES, SILENCE_BYTE, write_ulaw_wav
 
 CALLER_AUDIO = Path(__file__).parent / "call_sim" / "assets" / "caller.ulaw"
@@ -43,7 +43,7 @@ def _sim_output(record_path: Path) -> tuple[bytes, list[str]]:
     """Audio the simulated model sent (all deltas, in order) and its transcripts."""
     if not record_path.exists():
         raise DemoFailed(f"the realtime simulator wrote no session record at {record_path}")
-    sessions = [json.loads(line) for line in record_path.read_text().splitlines() if line]
+    sessions = read_records(record_path)
     if len(sessions) != 1:
         raise DemoFailed(f"expected one realtime session, the simulator saw {len(sessions)}")
     session = sessions[0]

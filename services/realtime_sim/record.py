@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SessionRecord", "append_record"]
+__all__ = ["SessionRecord", "append_record", "read_records"]
 
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
@@ -161,3 +161,13 @@ def append_record(path: Path, record: SessionRecord) -> None:
     with path.open("a", encoding="utf-8") as out:
         out.write(line)
         out.flush()
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The sessions recorded in ``path`` so far, one per complete line. A line still being
+    appended as this reads (a long one reaches the file in parts) is left for the next read."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line]

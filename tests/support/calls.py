@@ -5,11 +5,11 @@ record through the admin API."""
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
 from services.devstack import Stack
+from services.realtime_sim.record import read_records
 from services.realtime_sim.reply import default_reply_audio
 from shared.audio import FRAME_BYTES, SILENCE_BYTE
 from tests.support.stack import read_api
@@ -97,9 +97,7 @@ def padded(audio: bytes) -> bytes:
 
 def sim_sessions(stack: Stack) -> list[dict[str, Any]]:
     """The sessions the simulator has recorded so far (each is written as it closes)."""
-    path = stack.sim_record
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines if line]
+    return read_records(stack.sim_record)
 
 
 def wait_for_sessions(stack: Stack, count: int, timeout_s: float = 10) -> list[dict[str, Any]]:
