@@ -17,7 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from services.realtime_sim.behaviour import BehaviourConfig, Mode, SimSession
 from services.realtime_sim.client_events import validate_server_event
-from services.realtime_sim.record import SessionRecord
+from services.realtime_sim.record import SessionRecord, read_records
 from services.realtime_worker import openai_protocol as rt
 from shared.audio import FRAME_BYTES, SAMPLE_RATE, linear_to_ulaw, silence
 from tests.support.waiting import eventually
@@ -156,9 +156,8 @@ async def records(path: Path, count: int = 1) -> list[dict[str, Any]]:
     """The session records the simulator wrote to ``path``, once ``count`` of them are."""
 
     async def written() -> list[dict[str, Any]]:
-        file = anyio.Path(path)
-        lines = (await file.read_text()).splitlines() if await file.exists() else []
-        return [json.loads(line) for line in lines] if len(lines) >= count else []
+        sessions = await anyio.to_thread.run_sync(read_records, path)
+        return sessions if len(sessions) >= count else []
 
     return await eventually(written, what=f"{count} session records")
 
