@@ -208,21 +208,18 @@ def _live_fields(edge_id: str, stream_sid: str) -> dict[CallField, object]:
     }
 
 
-# KEYS: the call's keys (record first). ARGV: the key TTL, the state field, then the fields
-# to set (state first) as name, value pairs up to the empty separator, then the final states.
-# The record as it was (HGETALL), written only when it exists and has not ended: a worker that
-# ended the call a moment earlier is never overwritten by "live".
+# KEYS: the call's keys (record first). ARGV: the key TTL, the three live fields as name, value
+# pairs (the state first), then the final states. The record as it was (HGETALL), written only
+# when it exists and has not ended: a worker that ended the call a moment earlier is never
+# overwritten by "live".
 _ATTACH_STREAM = """
 local record = redis.call('HGETALL', KEYS[1])
 if #record == 0 then return record end
 local state = redis.call('HGET', KEYS[1], ARGV[2])
-local i = 3
-local fields = {}
-while ARGV[i] ~= '' do table.insert(fields, ARGV[i]); i = i + 1 end
-for j = i + 1, #ARGV do
-  if state == ARGV[j] then return record end
+for i = 8, #ARGV do
+  if state == ARGV[i] then return record end
 end
-redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1]) end
 return record
 """
@@ -235,15 +232,14 @@ async def attach_stream(
     call's keys renewed) unless it has ended, in one step. Returns the record as it was before
     (None: no such call), so the edge refuses a stream whose call ended."""
     call_keys = keys.call_keys(call_sid)
+    live = _live_fields(edge_id, stream_sid)
     flat: list[bytes] = await client.eval(
         _ATTACH_STREAM,
         len(call_keys),
         *call_keys,
         CALL_KEY_TTL_S,
-        CallField.STATE.value,
-        *(str(v) for k, x in _live_fields(edge_id, stream_sid).items() for v in (k.value, x)),
-        "",
-        *(state.value for state in FINAL_STATES),
+        *(str(part) for pair in live.items() for part in pair),
+        *FINAL_STATES,
     )
     return CallRecord.from_hash(call_sid, dict(zip(flat[::2], flat[1::2], strict=True)))
 

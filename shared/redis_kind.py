@@ -11,6 +11,8 @@ answer yet is not refused: the services wait for it, as they always have.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import redis
 
 from shared.config import redact_url
@@ -21,7 +23,7 @@ __all__ = ["CHECK_TIMEOUT_S", "cluster_refusal", "unsupported_redis"]
 CHECK_TIMEOUT_S = 2.0
 
 
-def cluster_refusal(url: str, cluster_info: dict[str, object]) -> str | None:
+def cluster_refusal(url: str, cluster_info: Mapping[str, object]) -> str | None:
     """The error for the Redis at ``url`` given its ``INFO cluster`` section; None if it is
     not a cluster node."""
     if str(cluster_info.get("cluster_enabled", 0)) != "1":

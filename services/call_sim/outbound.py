@@ -221,8 +221,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _plan_amd(call: OutboundCall, line: Line) -> Verdict | None:
-    """AMD's verdict for the party that answered (None: no AMD), noted in ``call.amd``."""
+def _plan_amd(call: OutboundCall, line: Line, answered_ms: float) -> Verdict | None:
+    """AMD's verdict for the party that answered at ``answered_ms`` (None: no AMD), noted in
+    ``call.amd``."""
     amd = call.request.amd
     if amd is None:
         return None
@@ -239,7 +240,7 @@ def _plan_amd(call: OutboundCall, line: Line) -> Verdict | None:
         "async": call.request.async_amd,
         "answered_by": verdict.answered_by,
         "duration_ms": verdict.duration_ms,
-        "answered_ms": None,  # on the call's clock: when the call was answered
+        "answered_ms": answered_ms,  # on the call's clock
         "at_ms": None,  # on the call's clock, once decided
     }
     return verdict
@@ -266,9 +267,7 @@ async def _answered(
     facts.status, facts.start_time, facts.date_updated = "in-progress", _now(), _now()
     if request.recording is not None:
         runner.recorder.start(request.recording, answered_ms)
-    verdict = _plan_amd(call, line)
-    if call.amd is not None:
-        call.amd["answered_ms"] = answered_ms
+    verdict = _plan_amd(call, line, answered_ms)
     progress.event("answered", "in-progress")
     amd_task: asyncio.Task[None] | None = None
     if verdict is not None and request.async_amd:

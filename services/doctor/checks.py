@@ -98,7 +98,7 @@ def redis_check(url: str, info: Mapping[str, object] | None, error: str | None) 
             "reachable from here",
         )
     version = str(info.get("redis_version", "unknown"))
-    refusal = cluster_refusal(url, dict(info))
+    refusal = cluster_refusal(url, info)
     if refusal is not None:
         return Check("redis", "fail", refusal, "point REDIS_URL at a Redis without cluster-enabled")
     try:

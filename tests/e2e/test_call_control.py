@@ -20,10 +20,10 @@ from services.devstack import Stack
 from services.realtime_worker.transfer_tool import RETURN_CUE
 from tests.support.calls import (
     CALLER_AUDIO,
-    REPLY_AUDIO,
     SILENCE,
     item_audio,
     padded,
+    short_reply,
     sim_session,
     wait_for_call_end,
     wait_for_sessions,
@@ -73,13 +73,11 @@ def _stack(
     sim_args: list[str] | None = None,
     worker_env: dict[str, str] | None = None,
 ) -> Stack:
-    reply = tmp_path / "reply.ulaw"
-    reply.write_bytes(REPLY_AUDIO)
     return make_stack(
         workers=1,
         edge_env={"ADMIN_TOKEN": ADMIN_TOKEN, "AGENTS_FILE": str(agents)},
         worker_env={"AGENTS_FILE": str(agents), **(worker_env or {})},
-        sim_args=["--reply-audio", str(reply), *(sim_args or [])],
+        sim_args=[*short_reply(tmp_path), *(sim_args or [])],
     )
 
 

@@ -163,9 +163,7 @@ async def test_a_failing_tool_gives_the_model_an_error_and_the_call_goes_on(
 async def test_a_key_press_reaches_the_model_and_prompts_a_reply(
     make_stack: StackFactory, tmp_path: Path
 ) -> None:
-    reply_file = tmp_path / "reply.ulaw"
-    reply_file.write_bytes(REPLY_AUDIO)
-    stack = make_stack(workers=1, sim_args=["--reply-audio", str(reply_file)])
+    stack = make_stack(workers=1, sim_args=short_reply(tmp_path))
     # Silence only: no spoken turn; the key press is the caller's turn.
     report = await place_call(call_config(stack, SILENCE * 8000, hold_s=5.0, dtmf=[(0.5, "4")]))
 
@@ -184,9 +182,7 @@ async def test_a_key_press_during_a_reply_waits_for_its_cancel_before_asking_aga
     # At real-time pace the reply is still being generated when the key is pressed: the real
     # server ends a cancelled response a little later, and refuses a response.create before
     # that (conversation_already_has_active_response), as the simulator does.
-    reply_file = tmp_path / "reply.ulaw"
-    reply_file.write_bytes(REPLY_AUDIO)
-    stack = make_stack(workers=1, sim_args=["--reply-audio", str(reply_file), "--speed", "1"])
+    stack = make_stack(workers=1, sim_args=[*short_reply(tmp_path), "--speed", "1"])
     speech_s = len(CALLER_AUDIO) / 8000
     report = await place_call(
         call_config(stack, CALLER_AUDIO, hold_s=6.0, dtmf=[(speech_s + 1.5, "7")])
@@ -206,11 +202,9 @@ async def test_a_key_press_during_a_reply_waits_for_its_cancel_before_asking_aga
 async def test_duration_cap_ends_the_call_after_the_goodbye_is_heard_usage_on_the_record(
     make_stack: StackFactory, tmp_path: Path
 ) -> None:
-    reply_file = tmp_path / "reply.ulaw"
-    reply_file.write_bytes(REPLY_AUDIO)
     stack = make_stack(
         workers=1,
-        sim_args=["--reply-audio", str(reply_file)],
+        sim_args=short_reply(tmp_path),
         worker_env={"MAX_CALL_DURATION": "5"},
         edge_env={"ADMIN_TOKEN": ADMIN_TOKEN},
     )

@@ -14,10 +14,10 @@ from services.call_sim import place_call
 from services.realtime_worker.settings import WorkerSettings
 from tests.support.calls import (
     CALLER_AUDIO,
-    REPLY_AUDIO,
     item_audio,
     padded,
     segments_of,
+    short_reply,
     wait_for_call_end,
     wait_for_sessions,
 )
@@ -135,11 +135,9 @@ async def test_the_greeting_and_the_goodbye_keep_the_persona(
 ) -> None:
     persona = "You are the front desk of the Grand Hotel. Speak formally."
     greeting = "Greet the caller and ask how you can help."
-    reply = tmp_path / "reply.ulaw"
-    reply.write_bytes(REPLY_AUDIO)
     stack = make_stack(
         workers=1,
-        sim_args=["--reply-audio", str(reply), "--end-call-after", "1"],
+        sim_args=[*short_reply(tmp_path), "--end-call-after", "1"],
         worker_env={"INSTRUCTIONS": persona, "GREETING": greeting},
     )
     report = await place_call(call_config(stack, CALLER_AUDIO, hold_s=15.0))
@@ -160,11 +158,9 @@ async def test_the_greeting_and_the_goodbye_keep_the_persona(
 async def test_late_caller_transcripts_are_stored_in_conversation_order(
     make_stack: StackFactory, tmp_path: Path
 ) -> None:
-    reply = tmp_path / "reply.ulaw"
-    reply.write_bytes(REPLY_AUDIO)
     stack = make_stack(
         workers=1,
-        sim_args=["--reply-audio", str(reply), "--late-transcripts"],
+        sim_args=[*short_reply(tmp_path), "--late-transcripts"],
         edge_env={"ADMIN_TOKEN": ADMIN_TOKEN},
     )
     gap = b"\xff" * (3 * 8000)  # the reply plays out before the caller speaks again

@@ -21,7 +21,7 @@ import yaml
 
 from services.devstack import DEMO_ACCOUNT_SID, DEMO_API_TOKEN, Stack
 from services.realtime_worker.answering import voicemail_cue
-from tests.support.calls import REPLY_AUDIO, sim_session, wait_for_sessions
+from tests.support.calls import short_reply, sim_session, wait_for_sessions
 from tests.support.stack import ADMIN_TOKEN, StackFactory, call_record, read_api
 from tests.support.waiting import eventually
 
@@ -72,8 +72,6 @@ def _stack(
     make_stack: StackFactory, tmp_path: Path, api_key: bool = False, **edge_env: str
 ) -> Stack:
     agents = _agents(tmp_path)
-    reply = tmp_path / "reply.ulaw"
-    reply.write_bytes(REPLY_AUDIO)
     parties = {HUMAN: "human", MACHINE: "machine", MACHINE_HANGUP: "machine"}
     parties[NO_ANSWER] = "no-answer"
     api_args = ["--ring-s", "1", "--detect-s", "1", "--greeting-s", "2", "--hold-s", "6"]
@@ -88,7 +86,7 @@ def _stack(
         workers=1,
         edge_env={"ADMIN_TOKEN": ADMIN_TOKEN, "AGENTS_FILE": str(agents), **edge_env},
         worker_env={"AGENTS_FILE": str(agents)},
-        sim_args=["--reply-audio", str(reply)],
+        sim_args=short_reply(tmp_path),
         twilio_api_args=api_args,
     )
 

@@ -78,7 +78,8 @@ def cluster_node(tmp_path: Path) -> Iterator[str]:
 
 def _cluster_enabled(url: str) -> bool:
     try:
-        return redis.Redis.from_url(url).info("cluster").get("cluster_enabled") == 1
+        with redis.Redis.from_url(url) as client:
+            return bool(client.info("cluster").get("cluster_enabled") == 1)
     except redis.exceptions.ConnectionError:
         return False
 

@@ -40,12 +40,14 @@ REPLY_TEXT = (
     "Thanks for calling Switchboard. Your order shipped this morning, and it will arrive on "
     "Thursday. Is there anything else I can help you with?"
 )
-#: A 2 s reply (``--reply-audio``) keeps conversation tests short.
-REPLY_AUDIO = default_reply_audio()[: 2 * 8000]
+#: How long the reply ``short_reply`` gives is, unless a test asks for another length.
+SHORT_REPLY_S = 2.0
+#: That reply's audio: the default reply's first ``SHORT_REPLY_S``.
+REPLY_AUDIO = default_reply_audio()[: round(SHORT_REPLY_S * 8000)]
 SILENCE = bytes([SILENCE_BYTE])
 
 
-def short_reply(directory: Path, seconds: float = 2.0) -> list[str]:
+def short_reply(directory: Path, seconds: float = SHORT_REPLY_S) -> list[str]:
     """Simulator arguments for a reply of the default one's first ``seconds`` (8 s in full):
     a test that needs no long reply should not wait for one to play in real time."""
     path = directory / f"reply-{seconds:g}s.ulaw"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from services.devstack import Stack
-from tests.support.calls import REPLY_AUDIO
+from tests.support.calls import short_reply
 from tests.support.stack import ADMIN_TOKEN, StackFactory
 
 __all__ = ["ToolServer", "tools_stack"]
@@ -90,15 +90,12 @@ def tools_stack(
     ]
     tools_file = tmp_path / "tools.json"
     tools_file.write_text(json.dumps(tools))
-    reply = tmp_path / "reply.ulaw"
-    reply.write_bytes(REPLY_AUDIO)
     return make_stack(
         workers=1,
         worker_env={"TOOLS_FILE": str(tools_file)},
         edge_env={"ADMIN_TOKEN": ADMIN_TOKEN},
         sim_args=[
-            "--reply-audio",
-            str(reply),
+            *short_reply(tmp_path),
             "--call-tool",
             "lookup_order",
             "--tool-arguments",
