@@ -18,8 +18,9 @@ LOCK_ARGS ?=
 # (pytest-xdist): the end-to-end tests mostly wait on real-time calls, so more workers than
 # cores pays. With their simulators in the test processes, 6 workers keep 2 cores about 90 %
 # busy (3:28 for this pass, against 3:57 with 4); one test at a time per worker is handed out
-# (--maxschedchunk 1), the long ones first (tests/conftest.py). Then the `serial` test, alone:
-# the 20-call soak keeps 2 cores busy by itself, and shares them with nothing. PYTEST_WORKERS=0
+# (--maxschedchunk 1), the long ones first (tests/conftest.py). Then the `serial` tests, alone:
+# the 20-call soak keeps 2 cores busy by itself, and the barge-in test's ±60 ms bound is a
+# timing that a saturated machine stretches by scheduling alone. PYTEST_WORKERS=0
 # runs the first pass serially too; PYTEST_ARGS adds options to both (exit status 5 of the
 # second pass: it selected no test). `make test` runs lint, types and the generated-files check
 # beside the suite (-j; each one's output kept together).
