@@ -17,6 +17,8 @@ __all__ = ["PROBE_TIMEOUT_S", "LivenessLog", "livez", "probing"]
 
 #: The livenessProbe's timeoutSeconds (deploy/k8s/base/edge.yaml and worker.yaml).
 PROBE_TIMEOUT_S = 3.0
+#: How long after a failed probe its process is judged: long enough for a killed one to be gone.
+EXIT_GRACE_S = 1.0
 
 
 def livez(port: int, timeout_s: float = PROBE_TIMEOUT_S) -> int:
@@ -48,8 +50,8 @@ def _probe_port(process: ManagedProcess) -> int | None:
 def probing(stack: Stack, interval_s: float = 0.5) -> Iterator[LivenessLog]:
     """Probe each edge's and worker's /livez every ``interval_s`` from a thread of its own (the
     test's event loop, busy with the calls, does not slow it), until the block ends. A probe
-    that fails counts only if its process is still alive (a process the test killed does not
-    answer, by design)."""
+    that fails counts only if its process is still alive ``EXIT_GRACE_S`` later (a process the
+    test killed does not answer, by design)."""
     log = LivenessLog()
     done = threading.Event()
 
@@ -63,6 +65,9 @@ def probing(stack: Stack, interval_s: float = 0.5) -> Iterator[LivenessLog]:
                 try:
                     livez(port)
                 except OSError as exc:
+                    # A process the test SIGKILLs resets its sockets while it exits, a moment
+                    # before it is gone: judge it once that moment has passed.
+                    done.wait(EXIT_GRACE_S)
                     if process.alive() and process in stack.processes():
                         log.failures.append(f"{process.name}: {exc}")
                 else:
