@@ -224,6 +224,7 @@ class StackConfig:
     redis_url: str
     log_dir: Path
     key_prefix: str = field(default_factory=lambda: f"sbdemo{uuid.uuid4().hex[:8]}")
+    redis_cluster: bool = False  # redis_url is a Redis Cluster node (REDIS_CLUSTER)
     workers: int = 1
     edges: int = 1
     sim_mode: str = "conversation"
@@ -292,7 +293,12 @@ class Stack:
 
     def _common_env(self) -> dict[str, str]:
         c = self.config
-        return {"REDIS_URL": c.redis_url, "KEY_PREFIX": c.key_prefix, "LOG_LEVEL": c.log_level}
+        return {
+            "REDIS_URL": c.redis_url,
+            "REDIS_CLUSTER": str(c.redis_cluster).lower(),
+            "KEY_PREFIX": c.key_prefix,
+            "LOG_LEVEL": c.log_level,
+        }
 
     def start(self) -> None:
         """Start every process at once, then wait for each to be ready: none needs another

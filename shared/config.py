@@ -46,6 +46,7 @@ __all__ = [
     "process_id",
     "redact_url",
     "redis_batch_var",
+    "redis_cluster_var",
     "redis_url_var",
     "text",
     "test_hooks_var",
@@ -211,12 +212,23 @@ def redis_url_var() -> Any:
         "redis://127.0.0.1:6379/0",
         _redis_url,
         "Redis holding the dispatch queue, call records and audio streams: one Redis (a "
-        "primary, with replicas if you like); a Redis Cluster node is refused at start-up. "
-        "Query options "
+        "primary, with replicas if you like), or with REDIS_CLUSTER=true any node of a Redis "
+        "Cluster. Query options "
         "(rediss:// TLS with ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_check_hostname…; "
         "socket_timeout, socket_connect_timeout, socket_keepalive, client_name) apply to every "
         "connection; an option the audio path cannot honour is refused at start-up.",
         secret=True,  # may carry a password; shown redacted
+    )
+
+
+def redis_cluster_var() -> Any:
+    return variable(
+        "REDIS_CLUSTER",
+        "false",
+        boolean,
+        "true: REDIS_URL names a node of a Redis Cluster (its database must be 0), and each "
+        "call's keys share one hash slot (docs/scaling.md). Every edge and worker of a "
+        "deployment must agree; a mismatch with the Redis found is refused at start-up.",
     )
 
 

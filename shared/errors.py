@@ -23,6 +23,7 @@ import redis.exceptions
 import websockets.exceptions
 
 __all__ = [
+    "CLUSTER_IN_FLUX",
     "ConfigError",
     "DecodeError",
     "FormatMismatchError",
@@ -80,15 +81,30 @@ class RealtimeSessionError(SwitchboardError):
         self.code = code
 
 
+#: Replies of a Redis Cluster whose slot map is changing: the client's map needs a refresh.
+CLUSTER_IN_FLUX = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "UNBLOCKED")
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for transient failures of Redis or the network that a backoff may cure."""
     if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
         return False  # subclasses of ConnectionError, but a wrong password stays wrong
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return True
+    if isinstance(
+        exc,
+        redis.exceptions.ClusterError
+        | redis.exceptions.SlotNotCoveredError
+        | redis.exceptions.RedisClusterUnreachableError
+        | redis.exceptions.AskError  # MOVED too: a slot still moving after the redirects
+        | redis.exceptions.TryAgainError,
+    ):
+        return True  # a cluster between owners of a slot: a failover or a migration
     if isinstance(exc, redis.exceptions.ResponseError):
-        # Redis restarting from disk, or a replica that cannot serve yet.
-        return str(exc).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN"))
+        # Redis restarting from disk, or a replica that cannot serve yet; on a cluster, a slot
+        # without a primary for a moment, or one being moved, or a blocked read ended because
+        # its node became a replica (a failover).
+        return str(exc).startswith(CLUSTER_IN_FLUX + ("LOADING", "MASTERDOWN"))
     if isinstance(exc, websockets.exceptions.InvalidStatus):
         return exc.response.status_code in (429, 500, 502, 503, 504)
     return isinstance(exc, OSError | asyncio.TimeoutError | websockets.exceptions.InvalidHandshake)

@@ -15,15 +15,25 @@ each other's data.
 | ``{p}:proc:{id}:wake``       | stream            | wakes one process's blocking reader       |
 | ``{p}:proc:{id}:alive``      | string, PX ttl    | a worker's event loop is turning          |
 | ``{p}:calls:recent``         | sorted set        | call sids by start time, last RECENT_MAX  |
+
+On a Redis Cluster (``REDIS_CLUSTER``) every call belongs to one of ``CLUSTER_GROUPS`` slot
+groups, fixed by its sid, and its keys carry the group's hash tag so that they share one slot:
+``{p}:{g7}:call:{sid}``, ``…:in`` and so on. A process's wake stream is then one per group,
+``{p}:{g7}:proc:{id}:wake``, read together with that group's streams. Global keys (dispatch,
+recent calls, outbound slots, alive keys) are single keys, each used alone. docs/scaling.md
+explains the layout.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
     "CALL_KEY_TTL_S",
+    "CLUSTER_GROUPS",
     "DISPATCH_MAXLEN",
     "ENDED_STREAM_TTL_S",
     "INBOUND_MAXLEN",
@@ -36,6 +46,8 @@ __all__ = [
     "CallField",
     "CallState",
     "Keys",
+    "by_hash_tag",
+    "hash_tag",
 ]
 
 WORKER_GROUP = "workers"
@@ -53,6 +65,11 @@ RECENT_CALLS_MAX = 1_000  # calls listed by the read API; older ones drop out of
 CALL_KEY_TTL_S = 600
 ENDED_STREAM_TTL_S = 60  # audio streams linger briefly after the end, for late readers
 WAKE_TTL_S = 3600
+
+#: Slot groups on a Redis Cluster: a few times the primaries of most clusters (3 to 8), so the
+#: groups spread over them, and few enough that one blocking read per group stays cheap. Every
+#: process of a deployment must agree on it, so it is a constant, not a setting.
+CLUSTER_GROUPS = 24
 
 
 class CallState(StrEnum):
@@ -146,28 +163,41 @@ class CallField(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names under one prefix."""
+    """Key names under one prefix; ``clustered``: per-call keys in slot groups (Redis
+    Cluster)."""
 
     prefix: str = "sb"
+    clustered: bool = False
+
+    def _call_base(self, call_sid: str) -> str:
+        if not self.clustered:
+            return f"{self.prefix}:call:{call_sid}"
+        return f"{self.prefix}:{{{self.group_of(call_sid)}}}:call:{call_sid}"
+
+    @staticmethod
+    def group_of(call_sid: str) -> str:
+        """The call's slot group: its hash tag on a cluster (crc32, stable across processes
+        and versions, unlike ``hash``)."""
+        return f"g{zlib.crc32(call_sid.encode()) % CLUSTER_GROUPS}"
 
     @property
     def dispatch(self) -> str:
         return f"{self.prefix}:calls:dispatch"
 
     def call(self, call_sid: str) -> str:
-        return f"{self.prefix}:call:{call_sid}"
+        return self._call_base(call_sid)
 
     def inbound(self, call_sid: str) -> str:
-        return f"{self.prefix}:call:{call_sid}:in"
+        return f"{self._call_base(call_sid)}:in"
 
     def outbound(self, call_sid: str) -> str:
-        return f"{self.prefix}:call:{call_sid}:out"
+        return f"{self._call_base(call_sid)}:out"
 
     def lease(self, call_sid: str) -> str:
-        return f"{self.prefix}:call:{call_sid}:lease"
+        return f"{self._call_base(call_sid)}:lease"
 
     def turns(self, call_sid: str) -> str:
-        return f"{self.prefix}:call:{call_sid}:turns"
+        return f"{self._call_base(call_sid)}:turns"
 
     @property
     def recent_calls(self) -> str:
@@ -180,7 +210,16 @@ class Keys:
         return f"{self.prefix}:calls:outbound"
 
     def wake(self, process_id: str) -> str:
+        """The wake stream of a process on one Redis (``wake_for`` serves both layouts)."""
         return f"{self.prefix}:proc:{process_id}:wake"
+
+    def wake_for(self, process_id: str, stream: str) -> str:
+        """The wake stream read together with ``stream`` (a call's stream): on a cluster, the
+        process's stream in that call's slot group, so one read covers the group."""
+        tag = hash_tag(stream)
+        if not self.clustered or tag is None:
+            return self.wake(process_id)
+        return f"{self.prefix}:{{{tag}}}:proc:{process_id}:wake"
 
     def alive(self, worker_id: str) -> str:
         """Set by the worker every WORKER_ALIVE_INTERVAL_MS with a short TTL: once it lapses,
@@ -199,3 +238,24 @@ class Keys:
     def pattern(self) -> str:
         """A SCAN pattern matching every key under this prefix."""
         return f"{self.prefix}:*"
+
+
+def hash_tag(key: str) -> str | None:
+    """The hash tag of ``key`` as Redis Cluster reads it (the text between its first ``{``
+    and the next ``}``, if not empty), or None."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    if end <= start + 1:
+        return None
+    return key[start + 1 : end]
+
+
+def by_hash_tag(keys: Iterable[str]) -> list[list[int]]:
+    """The positions of ``keys`` grouped by hash tag, first-seen order: one group per slot
+    group on a cluster, a single group for untagged keys (one Redis)."""
+    groups: dict[str | None, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(hash_tag(key), []).append(index)
+    return list(groups.values())

@@ -1,8 +1,9 @@
 """Who serves a call (its lease) and whether that worker still runs (its alive key).
 
 - A call's lease (``Keys.lease``) holds the id of the worker serving it, with a PX TTL that the
-  worker's heartbeat renews for all its calls in one script call (``renew_lease_status``: a
-  lease Redis lost is taken back, one held by another owner is reported lost). Every write a
+  worker's heartbeat renews for all its calls in one script call per slot group, so one on a
+  single Redis (``renew_lease_status``: a lease Redis lost is taken back, one held by another
+  owner is reported lost). Every write a
   worker makes toward a caller is fenced by it (``BatchWriter.fenced_xadd``).
 - A worker's alive key (``Keys.alive``) is one key per worker with a short TTL, renewed by one
   SET every WORKER_ALIVE_INTERVAL_MS however many calls the worker holds. An edge that finds it
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 from enum import IntEnum
 
 import redis.asyncio as aioredis
+
+from shared.keys import by_hash_tag
 
 __all__ = [
     "REVOKED_PREFIX",
@@ -107,17 +110,21 @@ async def renew_lease_status(
     after Redis restarted empty is then never in Redis without the alive key that vouches for
     it, which an edge would take for a dead worker.
     """
-    if alive_key is None:
-        if not keys:
-            return []
-        flags = await client.eval(_RENEW_LEASES, len(keys), *keys, owner, ttl_ms)
-    else:
-        async with client.pipeline(transaction=False) as pipe:
+    # One script per slot group: a script's keys must share a slot on a cluster. On one Redis
+    # the keys are untagged, so they form one group and one script, as ever.
+    groups = by_hash_tag(keys)
+    if alive_key is None and not groups:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        if alive_key is not None:
             pipe.set(alive_key, _ALIVE_VALUE, px=alive_ttl_ms)
-            if keys:
-                pipe.eval(_RENEW_LEASES, len(keys), *keys, owner, ttl_ms)
-            results = await pipe.execute()
-        flags = results[1] if keys else []
+        for group in groups:
+            pipe.eval(_RENEW_LEASES, len(group), *(keys[i] for i in group), owner, ttl_ms)
+        results = await pipe.execute()
+    flags: list[int] = [0] * len(keys)
+    for group, group_flags in zip(groups, results[alive_key is not None :], strict=True):
+        for index, flag in zip(group, group_flags, strict=True):
+            flags[index] = int(flag)
     return [LeaseStatus(int(flag)) for flag in flags]
 
 

@@ -310,10 +310,11 @@ def transfer_done_commands(keys: Keys, call_sid: str, dial_status: str) -> list[
 
 
 # Back from a failed transfer, atomically and once (Twilio may retry the action request):
-# live again, the model told why, the call in line for a worker; its audio streams (set to
-# linger briefly when the stream closed for the transfer) kept like a live call's, and read
-# from their ends: what is in them belongs to the stream before the transfer (the worker's
-# Hangup, the caller's last marks), and must not end or confuse the new one.
+# live again, the model told why; its audio streams (set to linger briefly when the stream
+# closed for the transfer) kept like a live call's, and read from their ends: what is in them
+# belongs to the stream before the transfer (the worker's Hangup, the caller's last marks), and
+# must not end or confuse the new one. KEYS: the call's own (one slot on a cluster); the call
+# is put in line for a worker afterwards, since the dispatch stream is in another slot.
 _RETURN_FROM_TRANSFER = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], ARGV[4], ARGV[5])
@@ -322,11 +323,10 @@ redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('RPUSH', KEYS[2], ARGV[9])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[10]), -1)
 redis.call('EXPIRE', KEYS[2], ARGV[8])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[11], '*', ARGV[12], ARGV[13])
+redis.call('EXPIRE', KEYS[3], ARGV[8])
 redis.call('EXPIRE', KEYS[4], ARGV[8])
-redis.call('EXPIRE', KEYS[5], ARGV[8])
-for i, cursor in ipairs({ARGV[14], ARGV[15]}) do
-  local last = redis.call('XREVRANGE', KEYS[3 + i], '+', '-', 'COUNT', 1)
+for i, cursor in ipairs({ARGV[11], ARGV[12]}) do
+  local last = redis.call('XREVRANGE', KEYS[2 + i], '+', '-', 'COUNT', 1)
   if #last > 0 then redis.call('HSET', KEYS[1], cursor, last[1][1]) end
 end
 return 1
@@ -344,13 +344,11 @@ async def return_from_transfer(
     """A transfer that did not reach the person: the call goes back to the AI (dispatched,
     the ``notice`` appended to its turns for the next session to hear). False when the call
     was not waiting on a transfer (a retried request: nothing changes)."""
-    dispatch = encode(CallDispatch(call_sid, CallDispatch.TRANSFER_FAILED, clock.wall()))
     done: int = await client.eval(
         _RETURN_FROM_TRANSFER,
-        5,
+        4,
         keys.call(call_sid),
         keys.turns(call_sid),
-        keys.dispatch,
         keys.inbound(call_sid),
         keys.outbound(call_sid),
         CallField.STATE.value,
@@ -363,13 +361,17 @@ async def return_from_transfer(
         CALL_KEY_TTL_S,
         encode_turn(notice),
         TURNS_MAX,
-        DISPATCH_MAXLEN,
-        ENTRY_FIELD,
-        dispatch,
         CallField.IN_CURSOR.value,
         CallField.OUT_CURSOR.value,
     )
-    return bool(done)
+    if not done:
+        return False
+    # Only the request that moved the record gets here, so the call is put in line once.
+    dispatch = encode(CallDispatch(call_sid, CallDispatch.TRANSFER_FAILED, clock.wall()))
+    await client.xadd(
+        keys.dispatch, {ENTRY_FIELD: dispatch}, maxlen=DISPATCH_MAXLEN, approximate=True
+    )
+    return True
 
 
 def expire_streams_commands(keys: Keys, call_sid: str) -> list[Command]:

@@ -34,12 +34,25 @@ import hiredis
 import redis.exceptions
 from redis.connection import parse_url
 
-__all__ = ["HONOURED_OPTIONS", "Command", "Entry", "RespPipe", "check_url_options"]
+__all__ = [
+    "FRAME_RETRY_MAX_S",
+    "HONOURED_OPTIONS",
+    "Command",
+    "Entry",
+    "RespPipe",
+    "check_url_options",
+    "parse_xread",
+]
 
 Command = tuple[object, ...]
 Entry = tuple[bytes, dict[bytes, bytes]]  # (entry id, fields), the shape redis-py gives too
 
 _CLOSED = "Connection closed by server."
+
+#: The longest wait between attempts of the frame path's writes and reads while Redis fails:
+#: callers hear nothing until the next attempt after Redis is back (a restart, a failover), and
+#: one attempt a second per process costs Redis nothing.
+FRAME_RETRY_MAX_S = 1.0
 
 #: REDIS_URL query options the frame path honours as redis-py does.
 HONOURED_OPTIONS = frozenset(
@@ -218,12 +231,7 @@ class RespPipe:
         (reply,) = await self.execute([tuple(command)])
         if isinstance(reply, Exception):
             raise reply
-        if not reply:
-            return []
-        return [
-            (stream, [(entry_id, _fields(flat)) for entry_id, flat in entries])
-            for stream, entries in reply
-        ]
+        return parse_xread(reply)
 
     async def aclose(self) -> None:
         protocol, self._protocol = self._protocol, None
@@ -278,6 +286,16 @@ class RespPipe:
                     raise reply
         self._protocol = protocol
         return protocol
+
+
+def parse_xread(reply: Any) -> list[tuple[bytes, list[Entry]]]:
+    """An ``XREAD`` reply (hiredis's lists) as (stream, entries) pairs."""
+    if not reply:
+        return []
+    return [
+        (stream, [(entry_id, _fields(flat)) for entry_id, flat in entries])
+        for stream, entries in reply
+    ]
 
 
 def _fields(flat: list[bytes]) -> dict[bytes, bytes]:

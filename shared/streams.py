@@ -21,23 +21,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from shared.backoff import Backoff
+from shared.cluster_pipe import ClusterPipe, NodeDown
 from shared.errors import is_retryable
 from shared.keys import WAKE_MAXLEN, WAKE_TTL_S
 from shared.leases import LeaseStatus, acquire_lease, release_lease, renew_lease_status
 from shared.messages import ENTRY_FIELD, Message, encode
-from shared.resp import Command, Entry, RespPipe
+from shared.resp import FRAME_RETRY_MAX_S, Command, Entry, RespPipe
 
 __all__ = [
     "BatchWriter",
@@ -47,11 +50,16 @@ __all__ = [
     "acquire_lease",
     "connect",
     "ensure_group",
+    "frame_pipe",
     "release_lease",
     "renew_lease_status",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: How often the writer tries an unreachable primary's refused commands again when no newer
+#: writes come to carry them (the primary's own backoff decides when an attempt is made).
+NODE_DOWN_POLL_S = 0.1
 
 
 # KEYS: lease, stream. ARGV: owner, maxlen, then one encoded message per entry. Refused (0) only
@@ -70,14 +78,27 @@ _FENCED_XADD_SHA = hashlib.sha1(_FENCED_XADD.encode()).hexdigest()
 _LOAD_FENCED_XADD: Command = ("SCRIPT", "LOAD", _FENCED_XADD)
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, *, cluster: bool = False) -> aioredis.Redis:
     """A client for ``url`` (hiredis parser when installed). Commands time out after 10 s so a
     silent network failure surfaces as a retryable error.
 
     After a Redis restart every pooled connection is dead: a connection idle for a couple of
     seconds is pinged before use, and a command that meets a closed connection is sent once
     more on a fresh one, so the first webhook after the restart is not turned away.
+
+    ``cluster``: ``url`` is a seed node of a Redis Cluster, and the client is redis-py's
+    cluster client, which routes each command by its slot and follows ``MOVED``/``ASK`` and
+    failovers itself. It takes the same commands (every command and script of Switchboard's
+    touches one slot), so it is typed as the single-Redis client its callers expect.
     """
+    if cluster:
+        client = RedisCluster.from_url(
+            url,
+            socket_timeout=10.0,
+            socket_connect_timeout=5.0,
+            max_connections=64,
+        )
+        return cast(aioredis.Redis, client)
     return aioredis.Redis.from_url(
         url,
         socket_timeout=10.0,
@@ -87,6 +108,17 @@ def connect(url: str) -> aioredis.Redis:
         retry_on_error=[redis.exceptions.ConnectionError],
         max_connections=64,
     )
+
+
+def frame_pipe(
+    client: aioredis.Redis, url: str, *, reading: bool = False
+) -> RespPipe | ClusterPipe:
+    """A lean connection for the frame path to the Redis ``client`` speaks to (``connect``'s):
+    ``reading``, one for blocking reads (their replies may take the whole block)."""
+    options: dict[str, float] = {"timeout_s": 5.0, "min_timeout_s": 2.0} if reading else {}
+    if isinstance(client, RedisCluster):
+        return ClusterPipe(url, client, **options)
+    return RespPipe(url, **options)
 
 
 class _RedisPyPipe:
@@ -108,11 +140,12 @@ class _RedisPyPipe:
         return reply or []
 
 
-Pipe = RespPipe | _RedisPyPipe
+Pipe = RespPipe | ClusterPipe | _RedisPyPipe
+Client = aioredis.Redis | RespPipe | ClusterPipe
 
 
-def _as_pipe(client: aioredis.Redis | RespPipe) -> Pipe:
-    return client if isinstance(client, RespPipe) else _RedisPyPipe(client)
+def _as_pipe(client: Client) -> Pipe:
+    return client if isinstance(client, RespPipe | ClusterPipe) else _RedisPyPipe(client)
 
 
 async def ensure_group(client: aioredis.Redis, stream: str, group: str) -> None:
@@ -148,7 +181,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        client: aioredis.Redis | RespPipe,
+        client: Client,
         max_pending: int = 20_000,
         *,
         errors: _Count | None = None,
@@ -221,8 +254,13 @@ class BatchWriter:
             await self._progress.wait_for(lambda: self._written >= target)
 
     async def run(self) -> None:
-        """The flush loop; run it as a supervised task for the life of the process."""
-        backoff = Backoff()
+        """The flush loop; run it as a supervised task for the life of the process.
+
+        Commands that meet a transient failure go back to the head of the queue, in order,
+        ahead of newer ones: on one Redis that is the whole batch, sent again after a backoff;
+        on a cluster it may be only an unreachable primary's commands, and the others' writes
+        go on meanwhile (its commands are refused at once until its next attempt is due)."""
+        backoff = Backoff(maximum=FRAME_RETRY_MAX_S)
         while True:
             await self._has_work.wait()
             if self._gather_s:
@@ -231,34 +269,63 @@ class BatchWriter:
             batch, fenced = self._pending, self._pending_fenced
             self._pending, self._pending_fenced = [], False
             self._has_room.set()
-            while True:
-                try:
-                    await self._send(batch, fenced)
-                except Exception as exc:
-                    if not is_retryable(exc):
-                        raise
-                    self.healthy = False
-                    self._errors.inc()
-                    delay = backoff.next_delay()
-                    logger.warning(
-                        "redis write of %d commands failed (%s); retrying in %.2fs",
-                        len(batch),
-                        exc,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    continue
+            try:
+                again, failure = await self._send(batch, fenced)
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                again, failure = batch, exc
+            self._written += len(batch) - len(again)
+            async with self._progress:
+                self._progress.notify_all()
+            if failure is None:
                 if not self.healthy:
                     logger.info("redis writes flowing again")
                     self._reconnects.inc()
                 self.healthy = True
                 backoff.reset()
-                break
-            self._written += len(batch)
-            async with self._progress:
-                self._progress.notify_all()
+                continue
+            self._pending[:0] = again
+            self._pending_fenced = self._pending_fenced or fenced
+            if isinstance(failure, NodeDown):
+                # Only primaries already known down, refused without an attempt: newer writes
+                # go out as they come; the refused ones are tried again with them.
+                await self._wait_for_work(NODE_DOWN_POLL_S)
+                continue
+            self.healthy = False
+            self._errors.inc()
+            if isinstance(self._pipe, ClusterPipe) and self._pipe.reachable:
+                # The primaries that failed refuse their commands at once until their next
+                # attempt is due (their own backoff): newer writes to the others go on.
+                logger.warning(
+                    "redis write of %d of %d commands failed (%s); the others' writes go on",
+                    len(again),
+                    len(batch),
+                    failure,
+                )
+                await self._wait_for_work(NODE_DOWN_POLL_S)
+                continue
+            delay = backoff.next_delay()
+            logger.warning(
+                "redis write of %d commands failed (%s); retrying in %.2fs",
+                len(again),
+                failure,
+                delay,
+            )
+            await asyncio.sleep(delay)  # Redis (every primary) is down or restarting
+            self._has_work.set()
 
-    async def _send(self, batch: list[Command], fenced: bool) -> None:
+    async def _wait_for_work(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._has_work.wait(), timeout_s)
+        self._has_work.set()
+
+    async def _send(
+        self, batch: list[Command], fenced: bool
+    ) -> tuple[list[Command], Exception | None]:
+        """Send ``batch``; the commands to send again (those that met a transient failure:
+        on a cluster, the commands of one unreachable primary) and the failure to report: an
+        attempt that failed rather than a ``NodeDown`` refusal, when there is one."""
         if fenced:
             # Cheap when Redis has it already, and a restarted Redis has forgotten it: loading
             # it ahead of the batch (even a batch resent on a new connection) keeps every
@@ -266,15 +333,32 @@ class BatchWriter:
             results = (await self._pipe.execute([_LOAD_FENCED_XADD, *batch]))[1:]
         else:
             results = await self._pipe.execute(batch)
+        again: list[Command] = []
+        failure: Exception | None = None
         for args, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
                 if is_retryable(result):
-                    raise result
+                    again.append(args)
+                    if failure is None or isinstance(failure, NodeDown):
+                        failure = result
+                    continue
                 # A rejected command is a bug or a foreign key in our namespace: report it,
                 # never let it stall the writes of every other call.
                 logger.error("redis rejected %s %s: %s", args[0], args[1], result)
             elif fenced and result == 0 and args[0] == "EVALSHA":
                 self._fenced.inc()
+        return again, failure
+
+
+@dataclass(slots=True)
+class _Group:
+    """Streams read together in one blocking ``XREAD`` with their wake stream: all of a
+    process's streams on one Redis, one slot group's on a cluster."""
+
+    wake_stream: str
+    pipe: Pipe
+    wake_id: bytes | str = "0-0"
+    subs: dict[str, _Subscription] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -282,11 +366,18 @@ class _Subscription:
     stream: str
     last_id: bytes | str
     sink: Callable[[list[Entry]], bool]
+    group: _Group
     paused: bool = False
 
 
 class FanInReader:
-    """One blocking ``XREAD`` over every subscribed stream of this process.
+    """One blocking ``XREAD`` over every subscribed stream of this process, or, on a cluster,
+    one per slot group the process has streams in (a command's keys must share a slot).
+
+    ``wake_stream``: the stream that interrupts a blocked read when the set of streams
+    changes; a function of the subscribed stream on a cluster (``Keys.wake_for``), whose groups
+    each read on a connection of their own from ``open_pipe``. The number of reads per loop
+    turn is the number of groups, however many calls.
 
     ``sink(entries)`` is called in the reader's task with each batch for its stream, in order;
     it must not block. It returns False to pause the stream (its queue is full); the subscriber
@@ -297,63 +388,110 @@ class FanInReader:
 
     def __init__(
         self,
-        client: aioredis.Redis | RespPipe,
+        client: Client,
         writer: BatchWriter,
-        wake_stream: str,
+        wake_stream: str | Callable[[str], str],
         *,
+        open_pipe: Callable[[], Client] | None = None,
         block_ms: int = 1000,
         count: int = 64,
         errors: _Count | None = None,
         reconnects: _Count | None = None,
         gather_s: float = 0.0,
     ) -> None:
-        self._pipe = _as_pipe(client)
+        self._pipe: Pipe | None = _as_pipe(client)  # the first group's
+        self._open_pipe = open_pipe
+        self._opened: list[Client] = []
         self._errors: _Count = errors if errors is not None else _NoCount()
         self._reconnects: _Count = reconnects if reconnects is not None else _NoCount()
         self._gather_s = gather_s
         self._writer = writer
-        self._wake_stream = wake_stream
-        self._wake_id: bytes | str = "0-0"
         self._block_ms = block_ms
         self._count = count
         self._subs: dict[str, _Subscription] = {}
+        self._groups: dict[str, _Group] = {}
+        self._spawn: Callable[[_Group], object] | None = None  # set while ``run`` runs
+        if isinstance(wake_stream, str):
+            self._group(wake_stream)  # one Redis: its one read runs from the start
+            self._wake_of: Callable[[str], str] = lambda _stream: wake_stream
+        else:
+            self._wake_of = wake_stream
         self.healthy = True
 
     def subscribe(
         self, stream: str, sink: Callable[[list[Entry]], bool], start_id: bytes | str = "0-0"
     ) -> None:
         """Deliver ``stream``'s entries after ``start_id`` to ``sink``."""
-        self._subs[stream] = _Subscription(stream, start_id, sink)
-        self._wake()
+        group = self._group(self._wake_of(stream))
+        self._subs[stream] = group.subs[stream] = _Subscription(stream, start_id, sink, group)
+        self._wake(group)
 
     def unsubscribe(self, stream: str) -> None:
-        self._subs.pop(stream, None)
+        sub = self._subs.pop(stream, None)
+        if sub is not None:
+            sub.group.subs.pop(stream, None)
 
     def resume(self, stream: str) -> None:
         sub = self._subs.get(stream)
         if sub is not None and sub.paused:
             sub.paused = False
-            self._wake()
+            self._wake(sub.group)
 
     def last_id(self, stream: str) -> bytes | str | None:
         sub = self._subs.get(stream)
         return None if sub is None else sub.last_id
 
-    def _wake(self) -> None:
+    def _group(self, wake_stream: str) -> _Group:
+        group = self._groups.get(wake_stream)
+        if group is not None:
+            return group
+        if self._pipe is not None:
+            pipe, self._pipe = self._pipe, None
+        elif self._open_pipe is not None:
+            opened = self._open_pipe()
+            self._opened.append(opened)
+            pipe = _as_pipe(opened)
+        else:
+            raise RuntimeError("a second wake stream needs open_pipe for its reads")
+        group = self._groups[wake_stream] = _Group(wake_stream, pipe)
+        if self._spawn is not None:
+            self._spawn(group)
+        return group
+
+    def _wake(self, group: _Group) -> None:
         # Interrupts a blocked XREAD so that it picks up the new set of streams at once.
-        self._writer.command("XADD", self._wake_stream, "MAXLEN", "~", WAKE_MAXLEN, "*", "w", "1")
-        self._writer.command("EXPIRE", self._wake_stream, WAKE_TTL_S)
+        stream = group.wake_stream
+        self._writer.command("XADD", stream, "MAXLEN", "~", WAKE_MAXLEN, "*", "w", "1")
+        self._writer.command("EXPIRE", stream, WAKE_TTL_S)
 
     async def run(self) -> None:
-        """The read loop; run it as a supervised task for the life of the process."""
-        backoff = Backoff()
+        """The read loops; run it as a supervised task for the life of the process."""
+        try:
+            async with asyncio.TaskGroup() as loops:
+
+                def spawn(group: _Group) -> object:
+                    return loops.create_task(self._read(group), name=f"read {group.wake_stream}")
+
+                self._spawn = spawn
+                for group in self._groups.values():
+                    spawn(group)
+                await asyncio.Event().wait()  # until cancelled, or a loop fails
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the one read loop that failed
+        finally:
+            self._spawn = None
+            for pipe in self._opened:
+                await pipe.aclose()
+
+    async def _read(self, group: _Group) -> None:
+        backoff = Backoff(maximum=FRAME_RETRY_MAX_S)
         while True:
             streams: dict[str, bytes | str] = {
-                s.stream: s.last_id for s in self._subs.values() if not s.paused
+                s.stream: s.last_id for s in group.subs.values() if not s.paused
             }
-            streams[self._wake_stream] = self._wake_id
+            streams[group.wake_stream] = group.wake_id
             try:
-                reply = await self._pipe.xread(streams, count=self._count, block_ms=self._block_ms)
+                reply = await group.pipe.xread(streams, count=self._count, block_ms=self._block_ms)
             except Exception as exc:
                 if not is_retryable(exc):
                     raise
@@ -368,17 +506,17 @@ class FanInReader:
                 self._reconnects.inc()
             self.healthy = True
             backoff.reset()
-            self._deliver(reply)
+            self._deliver(group, reply)
             if self._gather_s and reply:
                 await asyncio.sleep(self._gather_s)  # REDIS_BATCH_MS
 
-    def _deliver(self, reply: Iterable[tuple[bytes, list[Entry]]]) -> None:
+    def _deliver(self, group: _Group, reply: Iterable[tuple[bytes, list[Entry]]]) -> None:
         for raw_stream, entries in reply:
             stream = raw_stream.decode()
-            if stream == self._wake_stream:
-                self._wake_id = entries[-1][0]
+            if stream == group.wake_stream:
+                group.wake_id = entries[-1][0]
                 continue
-            sub = self._subs.get(stream)
+            sub = group.subs.get(stream)
             if sub is None or not entries:
                 continue
             sub.last_id = entries[-1][0]

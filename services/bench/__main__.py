@@ -1,4 +1,5 @@
-"""``python -m services.bench``: the split stack, the peer and the lean relay, in one run."""
+"""``python -m services.bench``: the split stack, the peer and the lean relay, in one run; with
+``--cluster``, the split stack against a Redis Cluster too."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from services.bench.profiling import top
 from services.bench.report import plot, table, to_json
 from services.bench.runner import (
     CONFIGS,
+    DEFAULT_CONFIGS,
+    SPLIT,
+    SPLIT_CLUSTER,
     RunOptions,
     RunResult,
     estimated_seconds,
@@ -61,6 +65,16 @@ def _span_ms(text: str) -> tuple[int, int]:
     return low, high
 
 
+def selected_configs(configs: Sequence[str], cluster: bool) -> list[str]:
+    """The configurations to run, in order, each once: ``--configs``, and with ``--cluster``
+    split-cluster as well, right after split (beside it in the tables) or else last."""
+    chosen = list(dict.fromkeys(configs))
+    if cluster and SPLIT_CLUSTER not in chosen:
+        at = chosen.index(SPLIT) + 1 if SPLIT in chosen else len(chosen)
+        chosen.insert(at, SPLIT_CLUSTER)
+    return chosen
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m services.bench",
@@ -86,8 +100,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--configs",
         type=_names(CONFIGS),
-        default=list(CONFIGS),
-        help="split, peer, baseline (the lean relay), any of them (default all three)",
+        default=list(DEFAULT_CONFIGS),
+        help="split, peer, baseline (the lean relay), split-cluster (see --cluster), any of "
+        "them (default split,peer,baseline)",
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run split-cluster too: the split stack with REDIS_CLUSTER=true against a private "
+        "Redis Cluster of 3 primaries with a replica each (every node counted as the bridge's "
+        "Redis; the keys and CPU of each primary reported). It adds split-cluster to --configs, "
+        "whether given or the default three; --configs split-cluster alone runs it alone. "
+        "--redis-url does not apply to it. Needs redis-server and redis-cli",
     )
     p.add_argument(
         "--workers", type=int, default=1, help="realtime workers in the split stack (default 1)"
@@ -145,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.barge_share <= 1:
         print("--barge-share: a fraction, 0..1", file=sys.stderr)
         return 2
+    configs = selected_configs(args.configs, args.cluster)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     base = RunOptions(
@@ -183,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for load in args.loads:
         if args.step:
-            live = list(args.configs)
+            live = list(configs)
             capacity[load] = dict.fromkeys(live)
             calls = args.step_start
             while live and calls <= args.step_max:
@@ -196,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 calls += args.step_size
         else:
             for calls in args.calls:
-                for config in args.configs:
+                for config in configs:
                     run(load, config, calls)
     if not results:
         print("no run fitted in the time budget", file=sys.stderr)

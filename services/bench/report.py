@@ -13,14 +13,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from services.bench.balance import balance_line
 from services.bench.loadgen import CONVERSATION, ECHO
-from services.bench.runner import BASELINE, PEER, SPLIT, RunResult
+from services.bench.runner import (
+    BASELINE,
+    PEER,
+    SPLIT,
+    SPLIT_CLUSTER,
+    SPLIT_CONFIGS,
+    RunResult,
+)
 from services.bench.stats import LatencySummary
 
 __all__ = ["machine", "plot", "table", "to_json"]
 
 KIB = 1024
 MIB = 1024 * 1024
+CONFIG_W = len(SPLIT_CLUSTER) + 1  # the config column
 
 
 def machine() -> dict[str, Any]:
@@ -50,7 +59,7 @@ def _three(s: LatencySummary, digits: int = 2) -> str:
 
 def _cpu_parts(r: RunResult) -> str:
     """The bridge's CPU per call-minute, process by process."""
-    if r.config == SPLIT:
+    if r.config in SPLIT_CONFIGS:
         roles = ("edge", "worker", "redis")
         return " + ".join(_f(r.cpu_of(role), 2) for role in roles)
     return ""
@@ -58,7 +67,7 @@ def _cpu_parts(r: RunResult) -> str:
 
 def _echo_table(results: Sequence[RunResult]) -> list[str]:
     head = (
-        f"{'config':<9}{'C':>5}{'wk':>3} │{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8} ms │"
+        f"{'config':<{CONFIG_W}}{'C':>5}{'wk':>3} │{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8} ms │"
         f"{'sent':>8}{'lost':>6}{'!=':>4}{'fail':>5} │{'1st audio p50/p95/max':>22} │"
         f"{'bridge CPU':>11}{'edge+worker+redis':>20}"
     )
@@ -67,8 +76,9 @@ def _echo_table(results: Sequence[RunResult]) -> list[str]:
         lat, fa = r.latency, r.first_audio_ms
         first = f"{_f(fa.p50, 0)} / {_f(fa.p95, 0)} / {_f(fa.max, 0)}"
         lines.append(
-            f"{r.config:<9}{r.calls:>5}{r.workers or '':>3} │{_f(lat.p50, 2):>8}{_f(lat.p95, 2):>8}"
-            f"{_f(lat.p99, 2):>8}{_f(lat.max, 1):>8}    │{r.sent_in_window:>8}{r.frames_lost:>6}"
+            f"{r.config:<{CONFIG_W}}{r.calls:>5}{r.workers or '':>3} │"
+            f"{_f(lat.p50, 2):>8}{_f(lat.p95, 2):>8}{_f(lat.p99, 2):>8}{_f(lat.max, 1):>8}    │"
+            f"{r.sent_in_window:>8}{r.frames_lost:>6}"
             f"{r.frames_not_exact:>4}{r.failed_calls:>5} │{first:>22} │"
             f"{_f(r.bridge_cpu_per_call_min, 3):>11}{_cpu_parts(r):>20}"
         )
@@ -82,8 +92,9 @@ def _echo_table(results: Sequence[RunResult]) -> list[str]:
 
 def _conversation_table(results: Sequence[RunResult]) -> list[str]:
     head = (
-        f"{'config':<9}{'C':>5} │{'caller→model p50/p99/max':>25} │{'model→caller p50/p99/max':>25}"
-        f" │{'frames':>7}{'lost':>5}{'!=':>4} │{'deltas':>7}{'lost':>5}{'!=':>4}{'stale':>6} │"
+        f"{'config':<{CONFIG_W}}{'C':>5} │{'caller→model p50/p99/max':>25} │"
+        f"{'model→caller p50/p99/max':>25} │{'frames':>7}{'lost':>5}{'!=':>4} │"
+        f"{'deltas':>7}{'lost':>5}{'!=':>4}{'stale':>6} │"
         f"{'barge-ins':>10}{'clear p50/p99':>15}{'missed':>7}{'trunc err':>10} │"
         f"{'bridge CPU':>11}{'edge+worker+redis':>20}"
     )
@@ -99,7 +110,7 @@ def _conversation_table(results: Sequence[RunResult]) -> list[str]:
         clear = f"{_f(c.clear_ms.p50, 0)} / {_f(c.clear_ms.p99, 0)}"
         trunc = _f(c.truncate_error_ms.p50, 0)
         lines.append(
-            f"{r.config:<9}{r.calls:>5} │{_three(c.up):>25} │{_three(c.down):>25} │"
+            f"{r.config:<{CONFIG_W}}{r.calls:>5} │{_three(c.up):>25} │{_three(c.down):>25} │"
             f"{c.up_sent:>7}{c.up_lost:>5}{c.up_not_exact:>4} │{c.down_deltas:>7}{c.down_lost:>5}"
             f"{c.down_not_exact:>4}{c.down_stale_bytes + c.down_garbled_bytes:>6} │"
             f"{c.barge_ins:>10}{clear:>15}{c.barges_missed:>7}{trunc:>10} │"
@@ -126,35 +137,53 @@ def table(results: Sequence[RunResult]) -> str:
     if talk:
         lines += [*_conversation_table(talk), ""]
     lines += [
-        "CPU in seconds per call-minute; bridge: edge+workers+Redis (split), the peer, or the "
-        "lean relay (baseline)",
+        "CPU in seconds per call-minute; bridge: edge+workers+Redis (split; split-cluster: "
+        "every node, replicas included), the peer, or the lean relay (baseline)",
         "",
     ]
+    indent = " " * (13 + CONFIG_W + 5)
     head2 = (
-        f"{'load':<13}{'config':<9}{'C':>5} {'process':<14}{'CPU s':>8}{'s/call-min':>11}"
+        f"{'load':<13}{'config':<{CONFIG_W}}{'C':>5} {'process':<14}{'CPU s':>8}{'s/call-min':>11}"
         f"{'RSS idle':>10}{'RSS end':>10}{'KiB/call':>9}"
     )
     lines += [head2, "─" * len(head2)]
     for r in results:
         for p in r.processes:
             lines.append(
-                f"{r.load:<13}{r.config:<9}{r.calls:>5} {p.name:<14}{_f(p.cpu_s, 2):>8}"
+                f"{r.load:<13}{r.config:<{CONFIG_W}}{r.calls:>5} {p.name:<14}{_f(p.cpu_s, 2):>8}"
                 f"{_f(p.cpu_per_call_min, 4):>11}"
                 f"{p.rss_idle / MIB:>8.1f}Mi{p.rss_end / MIB:>8.1f}Mi"
                 f"{_f(p.rss_per_call / KIB, 1):>9}"
             )
-        if r.config == SPLIT:
+        if r.config in SPLIT_CONFIGS:
+            nodes = " (all its nodes together)" if r.config == SPLIT_CLUSTER else ""
             lines.append(
-                f"{'':<28}Redis used_memory per live call: "
+                f"{indent}Redis used_memory per live call{nodes}: "
                 f"{_f(r.redis_memory_per_call / KIB, 1)} KiB"
             )
         lines.append(
-            f"{'':<28}machine busy {_f(r.machine_busy_cores, 2)} cores in the window, "
+            f"{indent}machine busy {_f(r.machine_busy_cores, 2)} cores in the window, "
             f"{_f(r.other_cores, 2)} of them outside the bench's processes"
         )
         for error in r.errors:
-            lines.append(f"{'':<28}error: {error}")
-    return "\n".join(lines)
+            lines.append(f"{indent}error: {error}")
+    return "\n".join(lines + _balance_table(results))
+
+
+def _balance_table(results: Sequence[RunResult]) -> list[str]:
+    """One line per split-cluster run: how evenly its primaries were loaded."""
+    runs = [r for r in results if r.cluster is not None]
+    if not runs:
+        return []
+    lines = [
+        "",
+        "Redis Cluster balance (split-cluster): the run's keys on each primary while every call "
+        "was live, CPU s in the window",
+    ]
+    for r in runs:
+        assert r.cluster is not None
+        lines.append(f"{r.load:<13}C={r.calls:<5} {balance_line(r.cluster)}")
+    return lines
 
 
 def _clean(value: Any) -> Any:
@@ -190,7 +219,12 @@ def plot(results: Sequence[RunResult], path: Path) -> bool:
     except ImportError:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colors = {SPLIT: "tab:blue", PEER: "tab:green", BASELINE: "tab:orange"}
+    colors = {
+        SPLIT: "tab:blue",
+        SPLIT_CLUSTER: "tab:purple",
+        PEER: "tab:green",
+        BASELINE: "tab:orange",
+    }
     dashes = {ECHO: "-", CONVERSATION: "--"}
     for (config, color), (load, dash) in itertools.product(colors.items(), dashes.items()):
         runs = sorted(

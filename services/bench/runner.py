@@ -1,13 +1,17 @@
 """Start a configuration's processes, run a load against it, account for every process.
 
-Three configurations, each started fresh for every load and C so that memory and CPU start
+Four configurations, each started fresh for every load and C so that memory and CPU start
 from idle, each against its own realtime simulator (echo mode for the echo load, conversation
 mode with ``--probe`` for the conversation load):
 
 - ``split``: a private redis-server (or ``--redis-url``), one edge and N workers, through
   ``services.devstack``;
 - ``peer``: the one-process bridge in the style of Twilio's sample (``peer.py``);
-- ``baseline``: the lean relay (``baseline.py``).
+- ``baseline``: the lean relay (``baseline.py``);
+- ``split-cluster`` (not run by default): the split stack with ``REDIS_CLUSTER=true`` against
+  a private Redis Cluster of 3 primaries with a replica each (``services.devcluster``); every
+  node counts as the bridge's Redis, and the run records how evenly the primaries were loaded
+  (``balance.py``).
 
 CPU seconds and RSS come from /proc at the edges of the measured window; the load generator
 runs in this process and is accounted the same way.
@@ -20,7 +24,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,7 @@ import redis
 import uvloop
 
 from services.bench import setups
+from services.bench.balance import ClusterBalance, balance
 from services.bench.loadgen import CONVERSATION, ECHO, LoadConfig, LoadResult, run_load
 from services.bench.procstat import ProcSample, machine_cpu, sample
 from services.bench.profiling import signal_all
@@ -40,8 +46,11 @@ from services.devstack import DEMO_AUTH_TOKEN, PUBLIC_URL
 __all__ = [
     "BASELINE",
     "CONFIGS",
+    "DEFAULT_CONFIGS",
     "PEER",
     "SPLIT",
+    "SPLIT_CLUSTER",
+    "SPLIT_CONFIGS",
     "ProcessFigures",
     "RunOptions",
     "RunResult",
@@ -53,7 +62,10 @@ logger = logging.getLogger("switchboard.bench")
 SPLIT = "split"
 PEER = "peer"
 BASELINE = "baseline"
-CONFIGS = (SPLIT, PEER, BASELINE)
+SPLIT_CLUSTER = "split-cluster"
+CONFIGS = (SPLIT, PEER, BASELINE, SPLIT_CLUSTER)  # every configuration
+DEFAULT_CONFIGS = (SPLIT, PEER, BASELINE)  # what runs unless asked otherwise
+SPLIT_CONFIGS = frozenset({SPLIT, SPLIT_CLUSTER})  # the split bridge: edge, workers, Redis
 # Roles whose CPU is the bridge's cost; the generator and the simulator stand for Twilio and
 # OpenAI and are reported beside it.
 BRIDGE_ROLES = frozenset({"edge", "worker", "redis", "relay", "peer"})
@@ -115,6 +127,7 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
     load: str = ECHO
     conversation: ConversationFigures | None = None  # the conversation load's figures
+    cluster: ClusterBalance | None = None  # split-cluster: how evenly its primaries were loaded
 
     @property
     def bridge_cpu_per_call_min(self) -> float:
@@ -141,10 +154,9 @@ class RunResult:
         return self.ok and self.p99 < p99_limit_ms
 
 
-def _redis_used_memory(client: redis.Redis | None) -> int:
-    if client is None:
-        return 0
-    return int(client.info("memory")["used_memory"])
+def _redis_used_memory(clients: Sequence[redis.Redis]) -> int:
+    """used_memory of every Redis server together (a cluster's replicas included)."""
+    return sum(int(client.info("memory")["used_memory"]) for client in clients)
 
 
 def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
@@ -152,9 +164,15 @@ def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
     to teardown."""
     log_dir = options.log_dir / f"{options.load}-{config}-{calls}"
     started = time.monotonic()
-    with setups.start(config, calls, options, log_dir) as setup:
+    keys_error: list[str] = []
+    with (
+        setups.start(config, calls, options, log_dir) as setup,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-keys") as counter,
+    ):
         procs = [*setup.procs, ("loadgen", "loadgen", os.getpid())]
         client = setup.redis
+        cluster = setup.cluster
+        counting: list[Future[dict[int, int]]] = []
         profiled = [pid for _, role, pid in procs if role in PROFILED_ROLES]
         time.sleep(0.5)  # let start-up settle before the idle figures
         idle = {pid: sample(pid) for _, _, pid in procs}
@@ -175,6 +193,10 @@ def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
             redis_end.append(_redis_used_memory(client))
             if options.profile_dir is not None:
                 signal_all(profiled, start=False)
+            if cluster is not None:
+                # While every call is still live, but off the event loop: a SCAN of each
+                # primary would hold up the frames still in flight, at a large C for a while.
+                counting.append(counter.submit(cluster.keys_by_primary))
 
         load = LoadConfig(
             edge_url=setup.url,
@@ -191,9 +213,14 @@ def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
             seed=options.seed,
         )
         result = uvloop.run(run_load(load, window_start, window_end))
+        keys = _counted(counting, keys_error)
     run = _figures(
         config, calls, options, result, procs, idle, marks, redis_idle, redis_end, started
     )
+    if cluster is not None:
+        cpu = {p.pid: p.cpu_s for p in run.processes}
+        run.cluster = balance(cluster.nodes, cluster.key_pattern, keys, cpu)
+        run.errors += keys_error
     if options.load == CONVERSATION:
         _score(run, result, setups.probe_path(log_dir))
     if options.profile_dir is not None:
@@ -208,6 +235,18 @@ def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
         ours = math.fsum(p.cpu_s for p in run.processes if not math.isnan(p.cpu_s))
         run.other_cores = max(0.0, (busy1 - busy0 - ours) / run.window_s)
     return run
+
+
+def _counted(counting: list[Future[dict[int, int]]], errors: list[str]) -> dict[int, int] | None:
+    """The keys per primary counted at the window's end; None if they were not (the window
+    never ended, or the cluster did not answer: said in ``errors``)."""
+    if not counting:
+        return None
+    try:
+        return counting[0].result(timeout=60)
+    except (redis.exceptions.RedisError, LookupError, TimeoutError) as exc:
+        errors.append(f"keys per primary not counted: {exc!r}")
+        return None
 
 
 def _score(run: RunResult, result: LoadResult, probe_file: Path) -> None:
@@ -262,7 +301,7 @@ def _figures(
     return RunResult(
         config=config,
         calls=calls,
-        workers=options.workers if config == SPLIT else 0,
+        workers=options.workers if config in SPLIT_CONFIGS else 0,
         window_s=result.window_s,
         latency=summarize(result.latencies_ms),
         first_audio_ms=summarize(first_audio),

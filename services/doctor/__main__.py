@@ -67,9 +67,10 @@ async def run_checks(args: argparse.Namespace, environ: Mapping[str, str]) -> li
     settings, checks = config_checks(roles, environ)
     parsed = [s for s in settings.values() if s is not None]
     redis_url = parsed[0].redis_url if parsed else environ.get("REDIS_URL")
+    cluster = parsed[0].redis_cluster if parsed else False
     if redis_url:
         info, error = await probe_redis(redis_url, args.timeout)
-        checks.append(redis_check(redis_url, info, error))
+        checks.append(redis_check(redis_url, cluster, info, error))
     else:
         checks.append(Check("redis", "skip", "REDIS_URL is invalid: fix the configuration first"))
     if args.admin_url:

@@ -14,7 +14,7 @@ from services.realtime_worker.settings import WorkerSettings
 from shared.audio_check import AudioVerdict
 from shared.config import redact_url
 from shared.errors import ConfigError
-from shared.redis_kind import cluster_refusal
+from shared.redis_kind import redis_mismatch
 
 __all__ = [
     "Check",
@@ -85,9 +85,11 @@ def config_checks(
     return settings, checks
 
 
-def redis_check(url: str, info: Mapping[str, object] | None, error: str | None) -> Check:
-    """Whether Redis answered (``info``: its ``INFO``), is recent enough, and is not a cluster
-    node (which the services refuse)."""
+def redis_check(
+    url: str, cluster: bool, info: Mapping[str, object] | None, error: str | None
+) -> Check:
+    """Whether Redis answered (``info``: its ``INFO``), is recent enough, and is the kind
+    REDIS_CLUSTER (``cluster``) says (the services refuse a mismatch)."""
     where = redact_url(url)
     if error is not None or info is None:
         return Check(
@@ -98,9 +100,9 @@ def redis_check(url: str, info: Mapping[str, object] | None, error: str | None) 
             "reachable from here",
         )
     version = str(info.get("redis_version", "unknown"))
-    refusal = cluster_refusal(url, info)
+    refusal = redis_mismatch(url, cluster, info)
     if refusal is not None:
-        return Check("redis", "fail", refusal, "point REDIS_URL at a Redis without cluster-enabled")
+        return Check("redis", "fail", refusal, "set REDIS_CLUSTER to match the Redis you run")
     try:
         parsed = tuple(int(part) for part in version.split(".")[:2])
     except ValueError:

@@ -14,7 +14,7 @@ from services.edge.server import EdgeServer
 from services.edge.settings import EdgeSettings
 from shared.errors import ConfigError
 from shared.logs import setup_logging
-from shared.redis_kind import unsupported_redis
+from shared.redis_kind import unsuitable_redis
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
     )
     logger = logging.getLogger("switchboard.edge")
     logger.info("starting edge: %s", settings.describe())
-    if (problem := unsupported_redis(settings.redis_url)) is not None:
+    if (problem := unsuitable_redis(settings.redis_url, settings.redis_cluster)) is not None:
         print(f"switchboard edge: {problem}", file=sys.stderr)
         return 2
     try:

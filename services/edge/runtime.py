@@ -4,6 +4,7 @@ metrics, the live calls, and the background loops that keep them healthy."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -27,8 +28,7 @@ from shared.errors import is_retryable
 from shared.keys import CALL_KEY_TTL_S, CallField, Keys
 from shared.leases import lease_holder, revoke_leases, workers_alive
 from shared.records import refresh_commands
-from shared.resp import RespPipe
-from shared.streams import BatchWriter, FanInReader, connect
+from shared.streams import BatchWriter, FanInReader, connect, frame_pipe
 from shared.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -218,15 +218,12 @@ async def edge_runtime(
     """Open Redis (and, when the edge places calls, an HTTP client for Twilio's API: ``http``
     if given), start the background loops, and stop them all on exit."""
     own_client = client is None
-    redis_client = client if client is not None else connect(settings.redis_url)
+    url, clustered = settings.redis_url, settings.redis_cluster
+    redis_client = client if client is not None else connect(url, cluster=clustered)
     # The frame path (every audio frame's write and read) has its own lean connections.
-    write_pipe = RespPipe(settings.redis_url) if own_client else redis_client
-    read_pipe = (
-        RespPipe(settings.redis_url, timeout_s=5.0, min_timeout_s=2.0)
-        if own_client
-        else redis_client
-    )
-    keys = Keys(settings.key_prefix)
+    write_pipe = frame_pipe(redis_client, url) if own_client else redis_client
+    read_pipe = frame_pipe(redis_client, url, reading=True) if own_client else redis_client
+    keys = Keys(settings.key_prefix, clustered=clustered)
     metrics = EdgeMetrics.create(registry)
     gather_s = settings.redis_batch_ms / 1000
     writer = BatchWriter(
@@ -250,7 +247,10 @@ async def edge_runtime(
         reader=FanInReader(
             read_pipe,
             writer,
-            keys.wake(settings.edge_id),
+            functools.partial(keys.wake_for, settings.edge_id)
+            if clustered
+            else keys.wake(settings.edge_id),
+            open_pipe=functools.partial(frame_pipe, redis_client, url, reading=True),
             errors=metrics.redis_errors.labels("edge", "read"),
             reconnects=metrics.redis_reconnects.labels("edge", "read"),
             gather_s=gather_s,

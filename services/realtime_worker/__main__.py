@@ -14,7 +14,7 @@ from services.realtime_worker.settings import WorkerSettings
 from services.realtime_worker.worker import Worker
 from shared.errors import ConfigError
 from shared.logs import setup_logging
-from shared.redis_kind import unsupported_redis
+from shared.redis_kind import unsuitable_redis
 
 logger = logging.getLogger("switchboard.worker")
 
@@ -58,7 +58,7 @@ def main() -> int:
         return 2
     setup_logging(settings.log_level, secrets=settings.secret_values())
     logger.info("starting worker: %s", settings.describe())
-    if (problem := unsupported_redis(settings.redis_url)) is not None:
+    if (problem := unsuitable_redis(settings.redis_url, settings.redis_cluster)) is not None:
         print(f"switchboard realtime worker: {problem}", file=sys.stderr)
         return 2
     try:

@@ -23,6 +23,7 @@ from shared.config import (
     optional_text,
     process_id,
     redis_batch_var,
+    redis_cluster_var,
     redis_url_var,
     test_hooks_var,
     text,
@@ -65,6 +66,7 @@ class WorkerSettings(Settings):
     """Settings of ``python -m services.realtime_worker``."""
 
     redis_url: str = redis_url_var()
+    redis_cluster: bool = redis_cluster_var()
     redis_batch_ms: int = redis_batch_var()
     key_prefix: str = key_prefix_var()
     log_level: str = log_level_var()

@@ -26,6 +26,7 @@ the rest.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -48,7 +49,6 @@ from shared.leases import set_alive
 from shared.messages import ENTRY_FIELD, CallDispatch, decode
 from shared.outbound_records import placed_variables
 from shared.records import load_call, set_fields_command, worker_fields_commands
-from shared.resp import RespPipe
 from shared.streams import (
     BatchWriter,
     Entry,
@@ -57,6 +57,7 @@ from shared.streams import (
     acquire_lease,
     connect,
     ensure_group,
+    frame_pipe,
     renew_lease_status,
 )
 from shared.tasks import cancel_and_wait
@@ -89,16 +90,13 @@ class Worker:
         """``client``: a Redis client for everything (tests: fakeredis), instead of the process's
         own connections; ``realtime_connect`` opens each Realtime WebSocket."""
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
+        url, clustered = settings.redis_url, settings.redis_cluster
+        self.keys = Keys(settings.key_prefix, clustered=clustered)
         self._own_clients = client is None
-        self.redis = client if client is not None else connect(settings.redis_url)
+        self.redis = client if client is not None else connect(url, cluster=clustered)
         # The frame path (every audio frame's write and read) has its own lean connections.
-        self._write_pipe = RespPipe(settings.redis_url) if client is None else client
-        self._read_pipe = (
-            RespPipe(settings.redis_url, timeout_s=5.0, min_timeout_s=2.0)
-            if client is None
-            else client
-        )
+        self._write_pipe = frame_pipe(self.redis, url) if client is None else client
+        self._read_pipe = frame_pipe(self.redis, url, reading=True) if client is None else client
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = WorkerMetrics.create(self.registry)
         self.metrics.capacity.set(settings.max_calls)
@@ -122,7 +120,10 @@ class Worker:
             reader=FanInReader(
                 self._read_pipe,
                 writer,
-                self.keys.wake(settings.worker_id),
+                functools.partial(self.keys.wake_for, settings.worker_id)
+                if clustered
+                else self.keys.wake(settings.worker_id),
+                open_pipe=functools.partial(frame_pipe, self.redis, url, reading=True),
                 errors=metrics.redis_errors.labels("worker", "read"),
                 reconnects=metrics.redis_reconnects.labels("worker", "read"),
                 gather_s=settings.redis_batch_ms / 1000,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from services.bench.__main__ import main, parser
+from services.bench.__main__ import main, parser, selected_configs
 from services.bench.loadgen import _mark_echo, media_text
 from services.bench.pattern import encode_frame
 from services.bench.report import table, to_json
@@ -29,6 +29,7 @@ def test_help_runs_as_a_module() -> None:
     )
     for option in ("--calls", "--duration", "--loads", "--configs", "--step", "--quick"):
         assert option in done.stdout
+    assert "--cluster" in done.stdout and "split-cluster" in done.stdout
 
 
 def test_lists_are_parsed_and_nonsense_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,6 +46,25 @@ def test_lists_are_parsed_and_nonsense_refused(capsys: pytest.CaptureFixture[str
             main(bad)
         assert exit_info.value.code == 2
     assert main(["--barge-share", "2"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "configs"),
+    [
+        ([], ["split", "peer", "baseline"]),
+        (["--cluster"], ["split", "split-cluster", "peer", "baseline"]),
+        (["--configs", "split-cluster"], ["split-cluster"]),
+        (["--configs", "split-cluster", "--cluster"], ["split-cluster"]),
+        (["--configs", "split,split-cluster", "--cluster"], ["split", "split-cluster"]),
+        (["--configs", "peer,split", "--cluster"], ["peer", "split", "split-cluster"]),
+        (["--configs", "baseline,peer", "--cluster"], ["baseline", "peer", "split-cluster"]),
+        (["--configs", "peer,peer"], ["peer"]),
+    ],
+)
+def test_cluster_adds_split_cluster_to_the_configs(argv: list[str], configs: list[str]) -> None:
+    args = parser().parse_args(argv)
+    assert args.cluster == ("--cluster" in argv)
+    assert selected_configs(args.configs, args.cluster) == configs
 
 
 def test_media_text_is_the_call_simulators_message() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.devstack import wait_for
+from services.devstack import RedisHandle, wait_for
 from tests.support.ports import allocator
 
 pytestmark = pytest.mark.e2e
@@ -91,11 +91,27 @@ def _cluster_enabled(url: str) -> bool:
         ("services.edge", {"PUBLIC_URL": "https://voice.example.com", "TWILIO_AUTH_TOKEN": "t"}),
     ],
 )
-def test_a_redis_cluster_node_is_refused_at_start_naming_it(
+def test_a_redis_cluster_node_without_redis_cluster_is_refused_at_start_naming_it(
     cluster_node: str, module: str, env: dict[str, str]
 ) -> None:
     result = _run(module, {"REDIS_URL": cluster_node, **env})
     assert result.returncode == 2
     assert "is a Redis Cluster node (cluster_enabled:1)" in result.stderr
-    assert "Redis Cluster is not supported yet" in result.stderr
+    assert "Set REDIS_CLUSTER=true" in result.stderr
     assert "cluster-node-secret-4711" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "env"),
+    [
+        ("services.realtime_worker", {"OPENAI_API_KEY": "sk-test-key"}),
+        ("services.edge", {"PUBLIC_URL": "https://voice.example.com", "TWILIO_AUTH_TOKEN": "t"}),
+    ],
+)
+def test_redis_cluster_set_against_a_single_redis_is_refused_at_start(
+    redis_handle: RedisHandle, module: str, env: dict[str, str]
+) -> None:
+    result = _run(module, {"REDIS_URL": redis_handle.url, "REDIS_CLUSTER": "true", **env})
+    assert result.returncode == 2
+    assert "REDIS_CLUSTER=true but REDIS_URL" in result.stderr
+    assert "is not a Redis Cluster node" in result.stderr

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
+import zlib
+from collections import Counter
 
 import pytest
+from redis.crc import key_slot
 
 from shared.keys import (
     CALL_KEY_TTL_S,
+    CLUSTER_GROUPS,
     DISPATCH_MAXLEN,
     ENDED_STREAM_TTL_S,
     INBOUND_MAXLEN,
@@ -16,6 +20,8 @@ from shared.keys import (
     CallField,
     CallState,
     Keys,
+    by_hash_tag,
+    hash_tag,
 )
 
 SID = "CA0123456789abcdef0123456789abcdef"
@@ -96,3 +102,46 @@ def test_bounds_are_sane() -> None:
     assert INBOUND_MAXLEN >= 1000
     assert OUTBOUND_MAXLEN >= 1000
     assert 0 < ENDED_STREAM_TTL_S < CALL_KEY_TTL_S
+
+
+# --- Redis Cluster: slot groups ------------------------------------------------------------
+
+
+def test_on_a_cluster_every_key_of_a_call_shares_one_slot_and_says_its_group() -> None:
+    keys = Keys("sb", clustered=True)
+    group = Keys.group_of(SID)
+    names = [*keys.call_keys(SID), keys.lease(SID)]
+    assert keys.call(SID) == f"sb:{{{group}}}:call:{SID}"
+    assert {key_slot(name.encode()) for name in names} == {key_slot(group.encode())}
+    assert {hash_tag(name) for name in names} == {group}
+
+
+def test_slot_groups_are_stable_and_spread_over_every_group() -> None:
+    sids = [f"CA{i:032x}" for i in range(2000)]
+    groups = Counter(Keys.group_of(sid) for sid in sids)
+    assert len(groups) == CLUSTER_GROUPS
+    assert min(groups.values()) > 2000 / CLUSTER_GROUPS / 2  # no group starved
+    assert Keys.group_of(SID) == Keys.group_of(SID)  # crc32: the same in every process
+    assert Keys.group_of(SID) == f"g{zlib.crc32(SID.encode()) % CLUSTER_GROUPS}"
+
+
+def test_a_process_wakes_each_group_on_a_stream_in_that_groups_slot() -> None:
+    keys = Keys("sb", clustered=True)
+    wake = keys.wake_for("edge-1", keys.outbound(SID))
+    assert wake == f"sb:{{{Keys.group_of(SID)}}}:proc:edge-1:wake"
+    assert key_slot(wake.encode()) == key_slot(keys.outbound(SID).encode())
+
+
+def test_on_one_redis_nothing_changes() -> None:
+    keys = Keys("sb")
+    assert keys.call(SID) == f"sb:call:{SID}"
+    assert keys.wake_for("edge-1", keys.outbound(SID)) == keys.wake("edge-1")
+    assert by_hash_tag([keys.lease(SID), keys.lease("CA2"), keys.lease("CA3")]) == [[0, 1, 2]]
+
+
+def test_hash_tags_are_read_as_redis_cluster_reads_them() -> None:
+    assert hash_tag("a:{g1}:b") == "g1"
+    assert hash_tag("a:{}:b{g2}") is None  # an empty first tag: the whole key is hashed
+    assert hash_tag("a:{g1") is None
+    assert hash_tag("plain") is None
+    assert by_hash_tag(["x:{g1}:a", "x:{g2}:a", "x:{g1}:b", "plain"]) == [[0, 2], [1], [3]]

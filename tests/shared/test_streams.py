@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import fakeredis
 import pytest
+import redis.exceptions
 from fakeredis.aioredis import FakeRedis
 from prometheus_client import CollectorRegistry, Counter
 
 from shared import metrics
+from shared.cluster_pipe import ClusterPipe, NodeDown
 from shared.messages import ENTRY_FIELD, InboundAudio, MarkPlayed, decode, encode
 from shared.streams import (
     BatchWriter,
@@ -27,7 +30,12 @@ from shared.streams import (
     release_lease,
     renew_lease_status,
 )
-from tests.support.fake_redis import add_message, stream_entries, stream_messages
+from tests.support.fake_redis import (
+    add_message,
+    polling_client,
+    stream_entries,
+    stream_messages,
+)
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
@@ -83,6 +91,35 @@ async def test_renew_extends_own_leases_and_retakes_missing_ones(redis: FakeRedi
         LeaseStatus.RENEWED,
         LeaseStatus.LOST,
     ]
+
+
+async def test_renewal_runs_one_script_per_slot_group_and_answers_in_key_order(
+    redis: FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a cluster a script's keys must share a slot: leases of two slot groups, interleaved.
+    keys = ["sb:{g1}:call:A:lease", "sb:{g2}:call:B:lease", "sb:{g1}:call:C:lease"]
+    await acquire_lease(redis, keys[1], "w2", 1000)
+    scripts: list[tuple[object, ...]] = []
+    pipeline = redis.pipeline
+
+    def recording_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        evaluate = pipe.eval
+
+        def eval_(script: str, numkeys: int, *rest: Any) -> Any:
+            scripts.append(rest[:numkeys])
+            return evaluate(script, numkeys, *rest)
+
+        pipe.eval = eval_  # type: ignore[method-assign]
+        return pipe
+
+    monkeypatch.setattr(redis, "pipeline", recording_pipeline)
+    assert await renew_lease_status(redis, keys, "w1", 60_000) == [
+        LeaseStatus.REACQUIRED,
+        LeaseStatus.LOST,
+        LeaseStatus.REACQUIRED,
+    ]
+    assert scripts == [(keys[0], keys[2]), (keys[1],)]
 
 
 async def lapsed(redis: FakeRedis, key: str) -> bool:
@@ -582,3 +619,106 @@ async def test_reader_counts_redis_errors_and_the_reconnect(
         await eventually(lambda: sink.names() == ["after"])
     assert _sample(registry, "switchboard_redis_errors_total", process="worker", op="read") >= 1
     assert _sample(registry, "switchboard_redis_reconnects_total", process="worker", op="read") == 1
+
+
+async def test_a_reader_over_slot_groups_reads_each_group_with_its_own_wake_stream(
+    redis: FakeRedis, redis_server: fakeredis.FakeServer
+) -> None:
+    # On a cluster: one XREAD per slot group, each on its own connection, each with the wake
+    # stream of its group (same slot); entries of every group delivered in order.
+    writer = BatchWriter(redis)
+    opened: list[FakeRedis] = []
+    reads: list[list[str]] = []
+
+    def open_pipe() -> Any:
+        client = polling_client(redis_server)
+        xread = client.xread
+
+        async def recording_xread(streams: Any, **kwargs: Any) -> Any:
+            reads.append(list(streams))
+            return await xread(streams, **kwargs)
+
+        client.xread = recording_xread  # type: ignore[method-assign,assignment]
+        opened.append(client)
+        return client
+
+    def wake_of(stream: str) -> str:
+        return f"{{{stream.split('{')[1].split('}')[0]}}}:wake"
+
+    reader = FanInReader(redis, writer, wake_of, open_pipe=open_pipe, block_ms=50)
+    a, b, c = Sink(), Sink(), Sink()
+    reader.subscribe("{g1}:a", a)
+    reader.subscribe("{g2}:b", b)
+    reader.subscribe("{g1}:c", c)
+    await _add(redis, "{g1}:a", "a0", "a1")
+    await _add(redis, "{g2}:b", "b0")
+    await _add(redis, "{g1}:c", "c0")
+    async with running(writer.run(), reader.run()):
+        await eventually(lambda: len(a.entries) == 2 and len(b.entries) == 1 and c.entries)
+        reader.subscribe("{g3}:d", d := Sink())  # a group that appears while running
+        await _add(redis, "{g3}:d", "d0")
+        await eventually(lambda: len(d.entries) == 1)
+    assert (a.names(), b.names(), c.names(), d.names()) == (["a0", "a1"], ["b0"], ["c0"], ["d0"])
+    assert len(opened) == 2  # the first group reads on the reader's own client
+    assert {tuple(sorted(r)) for r in reads} >= {("{g2}:b", "{g2}:wake"), ("{g3}:d", "{g3}:wake")}
+    assert all(len({s.split("}")[0] for s in r}) == 1 for r in reads)  # one group per read
+
+
+class TwoPrimaries(ClusterPipe):
+    """A cluster pipe whose primary of the ``b`` keys is down until ``b_up``: its commands
+    fail (the first attempt) or are refused at once (``NodeDown``) meanwhile."""
+
+    def __init__(self) -> None:  # no cluster behind it: execute is all there is
+        self.written: list[tuple[object, ...]] = []
+        self.b_up = False
+        self.b_attempts = 0
+
+    @property
+    def reachable(self) -> bool:
+        return True
+
+    async def execute(self, commands: Sequence[tuple[object, ...]]) -> list[Any]:
+        replies: list[Any] = []
+        tried_b = False
+        for args in commands:
+            if str(args[1]).startswith("b") and not self.b_up:
+                if not tried_b and self.b_attempts == 0:
+                    replies.append(redis.exceptions.ConnectionError("b: connection refused"))
+                else:
+                    replies.append(NodeDown("b unreachable; retrying soon"))
+                tried_b = True
+                continue
+            self.written.append(args)
+            replies.append(1)
+        self.b_attempts += tried_b
+        return replies
+
+
+async def test_on_a_cluster_one_primary_down_holds_up_only_its_own_writes() -> None:
+    pipe = TwoPrimaries()
+    registry = CollectorRegistry()
+    errors = Counter("errors", "", registry=registry)
+    writer = BatchWriter(pipe, errors=errors)
+
+    def written(key: str) -> list[object]:
+        return [args[2] for args in pipe.written if args[1] == key]
+
+    def has_written(key: str, count: int) -> bool:
+        return len(written(key)) == count
+
+    async with running(writer.run()):
+        writer.command("RPUSH", "a", 1)
+        writer.command("RPUSH", "b", 1)
+        await eventually(lambda: written("a") == [1])
+        for n in range(2, 6):  # the a-primary's writes go on while b's wait
+            writer.command("RPUSH", "a", n)
+            writer.command("RPUSH", "b", n)
+            await eventually(functools.partial(has_written, "a", n))
+        assert written("a") == [1, 2, 3, 4, 5]
+        assert written("b") == [] and not writer.healthy
+        pipe.b_up = True
+        writer.command("RPUSH", "b", 6)
+        await eventually(lambda: written("b") == [1, 2, 3, 4, 5, 6])  # in order, once each
+        await writer.flush()
+    assert writer.healthy
+    assert errors._value.get() == 1  # one failed attempt; the refusals after it are not errors

@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -32,6 +32,7 @@ from services.devstack import (
     provide_redis,
     start_redis_server,
 )
+from shared.keys import Keys
 from tests.support.sim_thread import simulator_thread
 from tests.support.waiting import eventually
 
@@ -97,12 +98,20 @@ def _with_coverage(overrides: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _delete_prefix(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url)
+def redis_client(config: StackConfig) -> redis.Redis:
+    """A client of the stack's Redis: redis-py's cluster client on a cluster (it takes the
+    same commands, one slot each)."""
+    if config.redis_cluster:
+        return cast(redis.Redis, redis.RedisCluster.from_url(config.redis_url))
+    return redis.Redis.from_url(config.redis_url)
+
+
+def _delete_prefix(config: StackConfig) -> None:
+    client = redis_client(config)
     try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        # One by one: on a cluster the keys live in many slots (SCAN visits every primary).
+        for key in list(client.scan_iter(match=f"{config.key_prefix}:*", count=1000)):
+            client.delete(key)
     finally:
         client.close()
 
@@ -140,7 +149,7 @@ def running_stacks(redis_url: str, log_dir: Path) -> Iterator[StackFactory]:
         with simulators:  # closed after the workers: their sessions end as they stop
             for stack in stacks:
                 codes[stack.config.key_prefix] = stack.stop()
-                _delete_prefix(redis_url, stack.config.key_prefix)
+                _delete_prefix(stack.config)
     for stack in stacks:
         bad = {name: code for name, code in codes[stack.config.key_prefix].items() if code != 0}
         assert not bad, f"processes exited with errors: {bad}\n" + "\n".join(
@@ -172,10 +181,11 @@ def call_config(stack: Stack, audio: bytes, hold_s: float = 1.0, **extra: Any) -
 
 def call_record(stack: Stack, call_sid: str) -> dict[str, str]:
     """The call's record (hash) in the stack's Redis, as the processes left it."""
-    client = redis.Redis.from_url(stack.config.redis_url, decode_responses=True)
+    client = redis_client(stack.config)
+    keys = Keys(stack.config.key_prefix, clustered=stack.config.redis_cluster)
     try:
-        record: dict[str, str] = client.hgetall(f"{stack.config.key_prefix}:call:{call_sid}")  # type: ignore[assignment]
-        return record
+        record: dict[bytes, bytes] = client.hgetall(keys.call(call_sid))  # type: ignore[assignment]
+        return {name.decode(): value.decode() for name, value in record.items()}
     finally:
         client.close()
 

@@ -1,0 +1,262 @@
+"""Switchboard on a real Redis Cluster (REDIS_CLUSTER=true): three primaries with a replica
+each, started by the test (``services.devcluster``), two edges and two workers.
+
+Calls are echoed bit-exact with their keys spread over every primary; a worker SIGKILLed
+mid-call loses the call to the other worker, which takes it over; a primary's replica promoted
+(CLUSTER FAILOVER) while calls run leaves those calls running, and a new call is answered
+within 5 s. What the calls lost in the failover is printed (docs/scaling.md records it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.call_sim import CallReport, place_call
+from services.devcluster import ClusterNode, RedisClusterHandle, start_redis_cluster
+from services.devstack import Stack, wait_for
+from shared.keys import Keys
+from tests.support.calls import segments_of
+from tests.support.stack import (
+    StackFactory,
+    call_config,
+    call_holder,
+    call_record,
+    running_stacks,
+    wait_for_audio_out,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+#: A new call after a failover must be answered (its first audio back) within this.
+NEW_CALL_WITHIN_S = 5.0
+#: The longest silence allowed on calls whose keys are on primaries that stay up while another
+#: dies (echo calls hear a frame every 20 ms; the rest is room for a busy 2-core machine).
+OTHER_SHARDS_SILENCE_MS = 1000
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterHandle]:
+    handle = start_redis_cluster(primaries=3, replicas_per_primary=1)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+@pytest.fixture
+def make_cluster_stack(cluster: RedisClusterHandle, tmp_path: Path) -> Iterator[StackFactory]:
+    with running_stacks(cluster.url, tmp_path) as factory:
+        yield factory
+
+
+def sids_on_every_primary(cluster: RedisClusterHandle, keys: Keys, per_primary: int) -> list[str]:
+    """Call sids whose slot groups put ``per_primary`` calls on each primary."""
+    rng = random.Random(7)
+    wanted = {node.port: per_primary for node in cluster.primaries()}
+    sids: list[str] = []
+    while any(wanted.values()):
+        sid = "CA" + rng.randbytes(16).hex()
+        port = cluster.node_for_key(keys.call(sid)).port
+        if wanted[port]:
+            wanted[port] -= 1
+            sids.append(sid)
+    return sids
+
+
+def lost_audio_ms(report: CallReport) -> float:
+    """The longest stretch of the caller's audio that never came back (echo), in ms."""
+    runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+    gaps = [max(0, b[0] - a[1]) for a, b in zip(runs, runs[1:], strict=False)]
+    return max(gaps, default=0) / 8
+
+
+async def new_call_answered(stack: Stack, since: float) -> float:
+    """Seconds from ``since`` (monotonic) until a new call placed now, or again every 0.2 s
+    while the edges decline calls, gets its first audio back; at most NEW_CALL_WITHIN_S."""
+    audio = random.Random(99).randbytes(8000)
+    while True:
+        report = await place_call(call_config(stack, audio, hold_s=0.5))
+        assert report.problems() == [], report.problems()
+        if report.timings.first_audio_ms is not None:
+            answered = time.monotonic() - report.timings.duration_ms / 1000
+            return answered - since + report.timings.first_audio_ms / 1000
+        assert time.monotonic() - since < NEW_CALL_WITHIN_S, "no new call answered in time"
+        await asyncio.sleep(0.2)
+
+
+def assert_echoed_whole(report: CallReport, audio: bytes) -> None:
+    assert report.problems() == [], report.problems()
+    assert report.sent_audio.startswith(audio)
+    assert len(report.received_audio) >= len(audio)
+    assert report.received_audio == report.sent_audio[: len(report.received_audio)]
+
+
+async def test_calls_on_a_cluster_are_bit_exact_with_keys_on_every_primary(
+    cluster: RedisClusterHandle, make_cluster_stack: StackFactory
+) -> None:
+    stack = make_cluster_stack(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
+    keys = Keys(stack.config.key_prefix, clustered=True)
+    sids = sids_on_every_primary(cluster, keys, per_primary=2)
+    audios = [random.Random(i).randbytes(4 * 8000) for i in range(len(sids))]
+    calls = [
+        asyncio.create_task(place_call(call_config(stack, audio, hold_s=0.5, call_sid=sid)))
+        for sid, audio in zip(sids, audios, strict=True)
+    ]
+    await wait_for_audio_out(stack, 8000)
+    # While the calls run, their records, streams and leases are on all three primaries.
+    spread = cluster.keys_by_primary(f"{stack.config.key_prefix}:{{g*}}:call:*")
+    reports = await asyncio.gather(*calls)
+    for audio, report in zip(audios, reports, strict=True):
+        assert_echoed_whole(report, audio)
+    assert sorted(spread) == sorted(node.port for node in cluster.primaries())
+    assert all(count >= 2 * 4 for count in spread.values()), spread  # 2 calls × 4 keys at least
+    worker_logs = "".join(worker.log() for worker in stack.workers)
+    assert sum(worker_logs.count(f"call={sid} claimed") for sid in sids) == len(sids)
+
+
+async def test_a_worker_killed_on_a_cluster_loses_its_call_to_the_other(
+    make_cluster_stack: StackFactory,
+) -> None:
+    stack = make_cluster_stack(redis_cluster=True, workers=2, sim_mode="echo")
+    audio = random.Random(11).randbytes(6 * 8000)
+    call = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
+    victim = await call_holder(stack)
+    await wait_for_audio_out(stack, 2 * 8000)
+    victim.signal(signal.SIGKILL)
+    assert victim.popen.wait(timeout=5) == -signal.SIGKILL
+    stack.workers.remove(victim)
+    report = await call
+
+    assert report.problems() == [], report.problems()
+    runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+    assert runs[-1][1] >= len(audio), "the caller's audio after the takeover must echo"
+    (survivor,) = stack.workers
+    assert f"call={report.call_sid} took over the call" in survivor.log()
+    print(
+        f"worker SIGKILL on the cluster: longest silence {report.longest_media_gap_ms():.0f} ms, "
+        f"caller audio lost {lost_audio_ms(report):.0f} ms"
+    )
+
+
+async def test_a_primary_failover_keeps_calls_running_and_new_calls_are_answered(
+    cluster: RedisClusterHandle, make_cluster_stack: StackFactory
+) -> None:
+    stack = make_cluster_stack(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
+    keys = Keys(stack.config.key_prefix, clustered=True)
+    sids = sids_on_every_primary(cluster, keys, per_primary=1)
+    audios = [random.Random(20 + i).randbytes(8 * 8000) for i in range(len(sids))]
+    calls = [
+        asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
+        for sid, audio in zip(sids, audios, strict=True)
+    ]
+    await wait_for_audio_out(stack, 2 * 8000)
+    # The primary serving the first call's keys (and the dispatch stream's, if it is the same
+    # node) hands its slots to its replica while every call runs.
+    old = cluster.node_for_key(keys.call(sids[0]))
+    started = time.monotonic()
+    new = await asyncio.to_thread(cluster.failover, old)
+    failover_s = time.monotonic() - started
+    assert cluster.node_for_key(keys.call(sids[0])).port == new.port
+    answered_s = await new_call_answered(stack, since=started + failover_s)
+    reports = await asyncio.gather(*calls)
+
+    lost = []
+    for audio, report in zip(audios, reports, strict=True):
+        assert report.problems() == [], report.problems()
+        assert report.closed_by == "caller"  # the call ran to its end, not cut off
+        runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+        assert runs[-1][1] >= len(audio), "the caller's audio after the failover must echo"
+        lost.append(lost_audio_ms(report))
+    print(
+        f"CLUSTER FAILOVER of one of 3 primaries took {failover_s:.2f} s; caller audio lost "
+        f"per call {[round(ms) for ms in lost]} ms, longest silence per call "
+        f"{[round(r.longest_media_gap_ms()) for r in reports]} ms; a new call's first audio "
+        f"{answered_s:.2f} s after the promotion"
+    )
+
+
+async def test_a_primary_killed_mid_call_silences_only_the_calls_that_need_it(
+    tmp_path: Path,
+) -> None:
+    # A cluster of its own: the dead node stays dead. With cluster-require-full-coverage no
+    # (docs/scaling.md recommends it) the other primaries go on serving while the cluster
+    # notices (cluster-node-timeout: 2 s here, 15 s by Redis's default) and promotes the dead
+    # one's replica; every call goes on, and those that need nothing on it must not notice.
+    cluster = start_redis_cluster(primaries=3, replicas_per_primary=1, full_coverage=False)
+    try:
+        with running_stacks(cluster.url, tmp_path) as factory:
+            stack = factory(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
+            keys = Keys(stack.config.key_prefix, clustered=True)
+            sids = sids_on_every_primary(cluster, keys, per_primary=1)
+            audios = [random.Random(40 + i).randbytes(10 * 8000) for i in range(len(sids))]
+            placed_at = time.monotonic()  # each call's first webhook, within a few ms
+            calls = [
+                asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
+                for sid, audio in zip(sids, audios, strict=True)
+            ]
+            await wait_for_audio_out(stack, 2 * 8000)
+            victim, spared = _victim(cluster, keys, {sid: call_record(stack, sid) for sid in sids})
+            killed_at = time.monotonic()
+            victim.process.kill()
+            victim.process.wait(timeout=5)
+
+            def promoted() -> bool:
+                return len(cluster.primaries()) == 3
+
+            await asyncio.to_thread(wait_for, promoted, 20, "a replica promoted")
+            promoted_s = time.monotonic() - killed_at
+            answered_s = await new_call_answered(stack, since=killed_at + promoted_s)
+            reports = await asyncio.gather(*calls)
+    finally:
+        cluster.close()
+
+    for audio, report in zip(audios, reports, strict=True):
+        assert report.problems() == [], report.problems()
+        assert report.closed_by == "caller"
+        runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+        assert runs[-1][1] >= len(audio), "the caller's audio after the failover must echo"
+    # From the kill until a second after the promotion, in each call's own time (ms since
+    # its first webhook).
+    window = ((killed_at - placed_at) * 1000, (killed_at - placed_at + promoted_s + 1) * 1000)
+    silences = {r.call_sid: round(r.longest_media_gap_ms(*window)) for r in reports}
+    print(
+        f"primary SIGKILLed: replica serving after {promoted_s:.2f} s; longest silence from "
+        f"the kill to a second after the promotion, of the calls with nothing on it "
+        f"{[silences[sid] for sid in spared]} ms, of the others "
+        f"{[ms for sid, ms in silences.items() if sid not in spared]} ms; caller audio lost "
+        f"per call {[round(lost_audio_ms(r)) for r in reports]} ms; a new call's first audio "
+        f"{answered_s:.2f} s after the promotion"
+    )
+    assert spared, "every call depended on the killed primary: nothing to compare"
+    assert all(silences[sid] <= OTHER_SHARDS_SILENCE_MS for sid in spared), silences
+
+
+def _victim(
+    cluster: RedisClusterHandle, keys: Keys, records: dict[str, dict[str, str]]
+) -> tuple[ClusterNode, set[str]]:
+    """The primary to kill, and the calls that depend on nothing it holds: neither their own
+    keys nor their worker's alive key (docs/scaling.md: a worker that cannot renew its alive
+    key stops speaking on all its calls). Never the seed node of REDIS_URL, which the test
+    harness cleans up through."""
+
+    def primary(key: str) -> ClusterNode:
+        return cluster.node_for_key(key)
+
+    needs = {
+        sid: {primary(keys.call(sid)), primary(keys.alive(record["worker_id"]))}
+        for sid, record in records.items()
+    }
+    candidates = [
+        node
+        for node in {primary(keys.call(sid)) for sid in records}
+        if node is not cluster.nodes[0]
+    ]
+    victim = max(candidates, key=lambda node: sum(node not in n for n in needs.values()))
+    return victim, {sid for sid, nodes in needs.items() if victim not in nodes}
