@@ -44,6 +44,7 @@ __all__ = [
     "call_config",
     "call_holder",
     "call_record",
+    "call_turns",
     "e2e_redis",
     "edge_ready",
     "metric_value",
@@ -186,6 +187,17 @@ def call_record(stack: Stack, call_sid: str) -> dict[str, str]:
     try:
         record: dict[bytes, bytes] = client.hgetall(keys.call(call_sid))  # type: ignore[assignment]
         return {name.decode(): value.decode() for name, value in record.items()}
+    finally:
+        client.close()
+
+
+def call_turns(stack: Stack, call_sid: str) -> list[bytes]:
+    """The conversation turns stored for the call (JSON items, oldest first)."""
+    client = redis_client(stack.config)
+    keys = Keys(stack.config.key_prefix, clustered=stack.config.redis_cluster)
+    try:
+        turns: list[bytes] = client.lrange(keys.turns(call_sid), 0, -1)  # type: ignore[assignment]
+        return turns
     finally:
         client.close()
 
