@@ -32,7 +32,14 @@ from redis.crc import key_slot
 
 from shared.backoff import Backoff
 from shared.errors import CLUSTER_IN_FLUX
-from shared.resp import FRAME_RETRY_MAX_S, Command, Entry, RespPipe, parse_xread
+from shared.resp import (
+    FRAME_RETRY_MAX_S,
+    Command,
+    Entry,
+    RespPipe,
+    parse_xread,
+    xread_command,
+)
 
 __all__ = ["MAX_REDIRECTS", "ClusterPipe", "NodeDown", "command_key", "node_url"]
 
@@ -166,13 +173,7 @@ class ClusterPipe:
         self, streams: dict[str, bytes | str], *, count: int, block_ms: int
     ) -> list[tuple[bytes, list[Entry]]]:
         """A blocking ``XREAD`` of streams that share one slot, on that slot's primary."""
-        command: list[object] = ["XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS"]
-        command += streams.keys()
-        command += streams.values()
-        (reply,) = await self.execute([tuple(command)])
-        if isinstance(reply, Exception):
-            raise reply
-        return parse_xread(reply)
+        return parse_xread(await self.execute([xread_command(streams, count, block_ms)]))
 
     async def aclose(self) -> None:
         pipes, self._pipes = list(self._pipes.values()), {}

@@ -169,7 +169,8 @@ class Keys:
     prefix: str = "sb"
     clustered: bool = False
 
-    def _call_base(self, call_sid: str) -> str:
+    def call(self, call_sid: str) -> str:
+        """The call record; the call's other keys are named after it."""
         if not self.clustered:
             return f"{self.prefix}:call:{call_sid}"
         return f"{self.prefix}:{{{self.group_of(call_sid)}}}:call:{call_sid}"
@@ -184,20 +185,17 @@ class Keys:
     def dispatch(self) -> str:
         return f"{self.prefix}:calls:dispatch"
 
-    def call(self, call_sid: str) -> str:
-        return self._call_base(call_sid)
-
     def inbound(self, call_sid: str) -> str:
-        return f"{self._call_base(call_sid)}:in"
+        return f"{self.call(call_sid)}:in"
 
     def outbound(self, call_sid: str) -> str:
-        return f"{self._call_base(call_sid)}:out"
+        return f"{self.call(call_sid)}:out"
 
     def lease(self, call_sid: str) -> str:
-        return f"{self._call_base(call_sid)}:lease"
+        return f"{self.call(call_sid)}:lease"
 
     def turns(self, call_sid: str) -> str:
-        return f"{self._call_base(call_sid)}:turns"
+        return f"{self.call(call_sid)}:turns"
 
     @property
     def recent_calls(self) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "RespPipe",
     "check_url_options",
     "parse_xread",
+    "xread_command",
 ]
 
 Command = tuple[object, ...]
@@ -225,13 +226,7 @@ class RespPipe:
         self, streams: dict[str, bytes | str], *, count: int, block_ms: int
     ) -> list[tuple[bytes, list[Entry]]]:
         """``XREAD COUNT count BLOCK block_ms STREAMS …``: per stream with news, its entries."""
-        command: list[object] = ["XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS"]
-        command += streams.keys()
-        command += streams.values()
-        (reply,) = await self.execute([tuple(command)])
-        if isinstance(reply, Exception):
-            raise reply
-        return parse_xread(reply)
+        return parse_xread(await self.execute([xread_command(streams, count, block_ms)]))
 
     async def aclose(self) -> None:
         protocol, self._protocol = self._protocol, None
@@ -288,8 +283,17 @@ class RespPipe:
         return protocol
 
 
-def parse_xread(reply: Any) -> list[tuple[bytes, list[Entry]]]:
-    """An ``XREAD`` reply (hiredis's lists) as (stream, entries) pairs."""
+def xread_command(streams: dict[str, bytes | str], count: int, block_ms: int) -> Command:
+    """``XREAD COUNT count BLOCK block_ms STREAMS`` the streams, each after its id."""
+    return ("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", *streams, *streams.values())
+
+
+def parse_xread(replies: list[Any]) -> list[tuple[bytes, list[Entry]]]:
+    """The one reply of an ``XREAD`` batch (hiredis's lists) as (stream, entries) pairs;
+    raises the error Redis answered instead."""
+    (reply,) = replies
+    if isinstance(reply, Exception):
+        raise reply
     if not reply:
         return []
     return [

@@ -2,15 +2,16 @@
 
 - ``BatchWriter``: every write of one event-loop turn, from every call, goes out in one
   pipeline, in the order it was queued. Writers see back-pressure when Redis falls behind.
-- ``FanInReader``: one blocking ``XREAD`` over all of a process's call streams, never one
-  connection per call. A subscriber whose queue is full is left out of the next reads, so its
-  entries wait in Redis (bounded by MAXLEN) rather than in process memory, and other calls are
-  not held up.
+- ``FanInReader``: one blocking ``XREAD`` over all of a process's call streams (on a Redis
+  Cluster, one per slot group: ``shared.keys``), never one connection per call. A subscriber
+  whose queue is full is left out of the next reads, so its entries wait in Redis (bounded by
+  MAXLEN) rather than in process memory, and other calls are not held up.
 - Leases (``shared.leases``, re-exported here): ``acquire_lease`` / ``renew_lease_status`` /
   ``release_lease``, owner-checked; renewal takes back a lease Redis lost (restarted empty) but
   reports one held by another owner or revoked by an edge.
-- Both speak to Redis through a ``RespPipe`` (``shared.resp``), a lean connection of their own:
-  the frame path does not pay for redis-py's pools and per-command objects. Given a redis-py
+- Both speak to Redis through a ``RespPipe`` (``shared.resp``), a lean connection of their own
+  (on a cluster a ``ClusterPipe``, one per primary): the frame path does not pay for redis-py's
+  pools and per-command objects. Given a redis-py
   client instead (fakeredis in unit tests), they use its pipeline.
 - Fenced writes: ``BatchWriter.fenced_xadd`` appends to a stream only while its lease is not
   held by another owner, checked inside Redis at the moment of the write. A worker that was

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,21 +19,17 @@ pytestmark = [
 ]
 
 
+def short_bench(out: Path, *args: str) -> list[dict[str, Any]]:
+    """The runs of a 1 s bench of 3 calls with ``args``, from its JSON report."""
+    common = ["--calls", "3", "--duration", "1", "--warmup", "0.5", "--log-level", "WARNING"]
+    assert main([*args, *common, "--out", str(out)]) == 0
+    [report] = out.glob("bench-*.json")
+    runs: list[dict[str, Any]] = json.loads(report.read_text())["runs"]
+    return runs
+
+
 def test_bench_smoke_run(tmp_path: Path) -> None:
-    code = main(
-        [
-            "--configs", "split",
-            "--calls", "3",
-            "--duration", "1",
-            "--warmup", "0.5",
-            "--out", str(tmp_path),
-            "--log-level", "WARNING",
-        ]
-    )  # fmt: skip
-    assert code == 0
-    [report] = tmp_path.glob("bench-*.json")
-    document = json.loads(report.read_text())
-    runs = {run["load"]: run for run in document["runs"]}
+    runs = {run["load"]: run for run in short_bench(tmp_path, "--configs", "split")}
     assert set(runs) == {"echo", "conversation"}
     for run in runs.values():
         assert run["config"] == "split"
@@ -50,20 +47,7 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs redis-cli")
 def test_bench_split_cluster_smoke_run(tmp_path: Path) -> None:
-    code = main(
-        [
-            "--configs", "split-cluster",
-            "--loads", "echo",
-            "--calls", "3",
-            "--duration", "1",
-            "--warmup", "0.5",
-            "--out", str(tmp_path),
-            "--log-level", "WARNING",
-        ]
-    )  # fmt: skip
-    assert code == 0
-    [report] = tmp_path.glob("bench-*.json")
-    [run] = json.loads(report.read_text())["runs"]
+    [run] = short_bench(tmp_path, "--configs", "split-cluster", "--loads", "echo")
     assert run["config"] == "split-cluster" and run["workers"] == 1
     assert run["failed_calls"] == 0, run["errors"]
     assert run["frames_lost"] == 0 and run["frames_not_exact"] == 0

@@ -22,7 +22,7 @@ from services.call_sim import CallReport, place_call
 from services.devcluster import ClusterNode, RedisClusterHandle, start_redis_cluster
 from services.devstack import Stack, wait_for
 from shared.keys import Keys
-from tests.support.calls import segments_of
+from tests.support.calls import lost_audio_ms, segments_of
 from tests.support.stack import (
     StackFactory,
     call_config,
@@ -68,13 +68,6 @@ def sids_on_every_primary(cluster: RedisClusterHandle, keys: Keys, per_primary: 
             wanted[port] -= 1
             sids.append(sid)
     return sids
-
-
-def lost_audio_ms(report: CallReport) -> float:
-    """The longest stretch of the caller's audio that never came back (echo), in ms."""
-    runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
-    gaps = [max(0, b[0] - a[1]) for a, b in zip(runs, runs[1:], strict=False)]
-    return max(gaps, default=0) / 8
 
 
 async def new_call_answered(stack: Stack, since: float) -> float:

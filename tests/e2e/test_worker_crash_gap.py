@@ -20,9 +20,9 @@ import time
 
 import pytest
 
-from services.call_sim import CallReport, place_call
+from services.call_sim import place_call
 from services.devstack import ManagedProcess
-from tests.support.calls import segments_of
+from tests.support.calls import lost_audio_ms, segments_of
 from tests.support.stack import (
     StackFactory,
     active_calls,
@@ -40,13 +40,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 RUNS = int(os.environ.get("SWITCHBOARD_GAP_RUNS", "3"))
 TARGET_MS = 1500
 BOUND_MS = 2500  # loose: the target plus room for a loaded machine
-
-
-def lost_audio_ms(report: CallReport) -> float:
-    """The longest stretch of the caller's audio that never came back (echo mode), in ms."""
-    runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
-    gaps = [max(0, b[0] - a[1]) for a, b in zip(runs, runs[1:], strict=False)]
-    return max(gaps, default=0) / 8
 
 
 async def edge_audio_out(url: str) -> float:

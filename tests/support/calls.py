@@ -8,6 +8,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+from services.call_sim import CallReport
 from services.devstack import Stack
 from services.realtime_sim.record import read_records
 from services.realtime_sim.reply import default_reply_audio
@@ -152,3 +153,10 @@ def wait_for_call_end(stack: Stack, call_sid: str, timeout_s: float = 10) -> dic
         return body if "ended_by" in body["call"] else {}
 
     return eventually_sync(ended, timeout_s, f"the summary of call {call_sid}")
+
+
+def lost_audio_ms(report: CallReport) -> float:
+    """The longest stretch of the caller's audio that never came back (echo mode), in ms."""
+    runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+    gaps = [max(0, b[0] - a[1]) for a, b in zip(runs, runs[1:], strict=False)]
+    return max(gaps, default=0) / 8
