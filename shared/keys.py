@@ -19,9 +19,9 @@ each other's data.
 On a Redis Cluster (``REDIS_CLUSTER``) every call belongs to one of ``CLUSTER_GROUPS`` slot
 groups, fixed by its sid, and its keys carry the group's hash tag so that they share one slot:
 ``{p}:{g7}:call:{sid}``, ``…:in`` and so on. A process's wake stream is then one per group,
-``{p}:{g7}:proc:{id}:wake``, read together with that group's streams. Global keys (dispatch,
-recent calls, outbound slots, alive keys) are single keys, each used alone. docs/scaling.md
-explains the layout.
+``{p}:{g7}:proc:{id}:wake``, read together with that group's streams, and a worker's alive key
+is one per group too, ``{p}:{g7}:proc:{id}:alive``. Global keys (dispatch, recent calls,
+outbound slots) are single keys, each used alone. docs/scaling.md explains the layout.
 """
 
 from __future__ import annotations
@@ -219,10 +219,29 @@ class Keys:
             return self.wake(process_id)
         return f"{self.prefix}:{{{tag}}}:proc:{process_id}:wake"
 
-    def alive(self, worker_id: str) -> str:
+    def alive(self, worker_id: str, group: str | None = None) -> str:
         """Set by the worker every WORKER_ALIVE_INTERVAL_MS with a short TTL: once it lapses,
-        the edges take that worker's calls from it (``shared.leases``)."""
-        return f"{self.prefix}:proc:{worker_id}:alive"
+        the edges take that worker's calls from it (``shared.leases``). On a cluster there is
+        one per slot ``group``, on the primary of the calls it vouches for: a primary that
+        dies silences only its own calls, not every call of the workers whose key it held."""
+        if group is None:
+            return f"{self.prefix}:proc:{worker_id}:alive"
+        return f"{self.prefix}:{{{group}}}:proc:{worker_id}:alive"
+
+    def slot_group(self, call_sid: str) -> str | None:
+        """The call's slot group on a cluster; None on one Redis, which has none."""
+        return self.group_of(call_sid) if self.clustered else None
+
+    def alive_for(self, worker_id: str, call_sid: str) -> str:
+        """The alive key that vouches for ``worker_id`` serving ``call_sid``."""
+        return self.alive(worker_id, self.slot_group(call_sid))
+
+    def alive_groups(self) -> tuple[str | None, ...]:
+        """The groups a worker keeps an alive key in: every slot group on a cluster (none
+        is left for a call claimed a moment later to find missing), the one key otherwise."""
+        if not self.clustered:
+            return (None,)
+        return tuple(f"g{n}" for n in range(CLUSTER_GROUPS))
 
     def call_keys(self, call_sid: str) -> tuple[str, str, str, str]:
         """The record, both audio streams and the turns of a call (the lease has its own TTL)."""

@@ -147,20 +147,22 @@ class EdgeRuntime:
 
     async def _calls_of_gone_workers(self) -> list[tuple[LiveCall, str]]:
         """Each call served by a worker whose alive key is gone, with that worker: one EXISTS
-        per worker serving calls here, all in one round trip."""
-        by_worker: dict[str, list[LiveCall]] = {}
+        per worker serving calls here (per worker and slot group on a cluster), all in one
+        round trip."""
+        by_key: dict[tuple[str, str], list[LiveCall]] = {}
         for call in self.calls:
             if (worker := call.worker) is not None:
-                by_worker.setdefault(worker, []).append(call)
-        if not by_worker:
+                key = self.keys.alive_for(worker, call.call_sid)  # per slot group on a cluster
+                by_key.setdefault((worker, key), []).append(call)
+        if not by_key:
             return []
-        workers = list(by_worker)
-        alive = await workers_alive(self.redis, [self.keys.alive(w) for w in workers])
+        pairs = list(by_key)
+        alive = await workers_alive(self.redis, [key for _, key in pairs])
         return [
-            (call, w)
-            for w, up in zip(workers, alive, strict=True)
+            (call, worker)
+            for (worker, key), up in zip(pairs, alive, strict=True)
             if not up
-            for call in by_worker[w]
+            for call in by_key[(worker, key)]
         ]
 
     async def _take_calls(self, gone: list[tuple[LiveCall, str]]) -> None:

@@ -49,6 +49,7 @@ class CallIO:
         self.inbound_key = keys.inbound(call_sid)
         self.outbound_key = keys.outbound(call_sid)
         self.lease_key = keys.lease(call_sid)
+        self.slot_group = keys.slot_group(call_sid)  # whose alive key vouches for the call
         self.record_key = keys.call(call_sid)
         # How the call is ending, once it is: set once, by whoever ends it first.
         self.end_reason: str | None = None

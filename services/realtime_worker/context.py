@@ -30,26 +30,39 @@ class LeaseClock:
     it from being sent at all.) ``ttl_s``: the alive key's TTL; None: always valid (tests).
     """
 
-    __slots__ = ("clock", "confirmed_at", "ttl_s")
+    __slots__ = ("clock", "confirmed_at", "kept", "ttl_s")
 
     def __init__(self, ttl_s: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.ttl_s = ttl_s
         self.clock = clock
         self.confirmed_at = clock.monotonic()
+        #: On a cluster: per slot group, when that group's alive key last vouched for it.
+        self.kept: dict[str, float] = {}
 
     def confirm(self, asked_at: float) -> None:
         """The renewal sent at ``asked_at`` (monotonic) succeeded."""
         self.confirmed_at = max(self.confirmed_at, asked_at)
 
-    def keep_alive(self, asked_at: float, answered_at: float) -> None:
-        """The alive key was renewed by a SET sent at ``asked_at`` and answered at
-        ``answered_at`` (monotonic). It confirms the leases only if the key cannot have lapsed
-        since they were last confirmed; after a longer gap, only a lease renewal can tell."""
-        if self.ttl_s is not None and answered_at - self.confirmed_at < self.ttl_s:
+    def keep_alive(self, asked_at: float, answered_at: float, group: str | None = None) -> None:
+        """The alive key (of slot ``group`` on a cluster) was renewed by a SET sent at
+        ``asked_at`` and answered at ``answered_at`` (monotonic). It confirms the leases (of
+        that group's calls) only if the key cannot have lapsed since they were last
+        confirmed; after a longer gap, only a lease renewal can tell."""
+        if self.ttl_s is None or answered_at - self._latest(group) >= self.ttl_s:
+            return
+        if group is None:
             self.confirmed_at = max(self.confirmed_at, asked_at)
+        else:
+            self.kept[group] = max(self.kept.get(group, asked_at), asked_at)
 
-    def valid(self) -> bool:
-        return self.ttl_s is None or self.clock.monotonic() - self.confirmed_at < self.ttl_s
+    def valid(self, group: str | None = None) -> bool:
+        """Whether this worker may still speak on its calls (of slot ``group``)."""
+        return self.ttl_s is None or self.clock.monotonic() - self._latest(group) < self.ttl_s
+
+    def _latest(self, group: str | None) -> float:
+        if group is None:
+            return self.confirmed_at
+        return max(self.confirmed_at, self.kept.get(group, self.confirmed_at))
 
 
 @dataclass(frozen=True, slots=True)

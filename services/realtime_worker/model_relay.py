@@ -159,7 +159,7 @@ class ModelRelay:
         if not audio:
             return  # the codec holds it back for now
         io = self._call
-        if io.lease_lost or not io.ctx.lease_clock.valid():
+        if io.lease_lost or not io.ctx.lease_clock.valid(io.slot_group):
             # Paused past the lease, or told the lease is gone: another worker may be speaking
             # on this call already, and this session's last audio must not reach the caller.
             if not self._unconfirmed_warned:

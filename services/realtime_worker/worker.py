@@ -390,12 +390,23 @@ class Worker:
 
     async def _alive_loop(self) -> None:
         """Renew this worker's alive key: one SET per interval, however many calls it holds.
+        On a cluster, one key per slot group, each renewed on its own, so that a primary that
+        cannot be reached holds up only the key of its own group.
 
         Run by the event loop like everything else, so a loop that is stuck lets the key lapse
         and the edges move its calls to other workers.
         """
+        groups = self.keys.alive_groups()
+        if len(groups) == 1:
+            await self._renew_alive(groups[0])
+            return
+        async with asyncio.TaskGroup() as renewals:
+            for group in groups:
+                renewals.create_task(self._renew_alive(group), name=f"alive {group}")
+
+    async def _renew_alive(self, group: str | None) -> None:
         settings, clock = self.settings, self.ctx.clock
-        key = self.keys.alive(settings.worker_id)
+        key = self.keys.alive(settings.worker_id, group)
         failing = False
         while True:
             asked_at = clock.monotonic()
@@ -405,26 +416,32 @@ class Worker:
                 if not is_retryable(exc):
                     raise
                 if not failing:  # the heartbeat reports Redis being down; once is enough here
-                    logger.warning("could not renew this worker's alive key: %s", exc)
+                    logger.warning("could not renew this worker's alive key %s: %s", key, exc)
                 failing = True
             else:
                 failing = False
-                self.ctx.lease_clock.keep_alive(asked_at, clock.monotonic())
+                self.ctx.lease_clock.keep_alive(asked_at, clock.monotonic(), group)
             await asyncio.sleep(settings.alive_interval_ms / 1000)
 
     async def _forget_alive(self) -> None:
         """On the way out: edges take any call still leased to this worker at once."""
+        keys = [self.keys.alive(self.settings.worker_id, g) for g in self.keys.alive_groups()]
         try:
-            await self.redis.delete(self.keys.alive(self.settings.worker_id))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:  # one DEL each: on a cluster they are in different slots
+                    pipe.delete(key)
+                await pipe.execute()
         except Exception as exc:
             if not is_retryable(exc):
                 raise
-            logger.warning("could not delete this worker's alive key (it lapses): %s", exc)
+            logger.warning("could not delete this worker's alive keys (they lapse): %s", exc)
 
     async def _heartbeat_loop(self) -> None:
         settings = self.settings
         interval = settings.heartbeat_interval_ms / 1000
-        alive_key = self.keys.alive(settings.worker_id)
+        # On one Redis the alive key goes in the heartbeat's round trip (see renew_lease_status);
+        # on a cluster the per-group renewals set theirs within an alive interval.
+        alive_key = None if self.keys.clustered else self.keys.alive(settings.worker_id)
         while True:
             await asyncio.sleep(interval)
             # Ended sessions are releasing their leases: renewing would take them back.

@@ -41,3 +41,19 @@ def test_an_alive_renewal_after_a_lapse_confirms_nothing() -> None:
     assert not clock.valid()  # only a lease renewal can tell which calls are still ours
     clock.confirm(asked_at=104.95)
     assert clock.valid()
+
+
+def test_on_a_cluster_each_slot_groups_alive_key_vouches_for_its_own_calls_only() -> None:
+    now = ManualClock(100.0)
+    clock = LeaseClock(ttl_s=1.0, clock=now)
+    clock.confirm(asked_at=100.0)  # a heartbeat: every group
+    for step in range(1, 12):  # g1's key renewed every 0.25 s; g2's primary is down
+        now.now = 100.0 + step * 0.25
+        clock.keep_alive(asked_at=now.now, answered_at=now.now, group="g1")
+    assert clock.valid("g1")
+    assert not clock.valid("g2")  # its calls stop speaking: edges may be taking them
+    assert not clock.valid()  # nor does a group's key vouch for the whole worker
+    clock.keep_alive(asked_at=now.now, answered_at=now.now, group="g2")
+    assert not clock.valid("g2")  # back after a lapse: only a lease renewal can tell
+    clock.confirm(asked_at=now.now)
+    assert clock.valid("g2") and clock.valid()

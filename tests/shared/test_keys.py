@@ -145,3 +145,15 @@ def test_hash_tags_are_read_as_redis_cluster_reads_them() -> None:
     assert hash_tag("a:{g1") is None
     assert hash_tag("plain") is None
     assert by_hash_tag(["x:{g1}:a", "x:{g2}:a", "x:{g1}:b", "plain"]) == [[0, 2], [1], [3]]
+
+
+def test_a_workers_alive_key_is_in_the_slot_group_of_the_calls_it_vouches_for() -> None:
+    keys = Keys("sb", clustered=True)
+    alive = keys.alive_for("worker-1", SID)
+    assert alive == f"sb:{{{Keys.group_of(SID)}}}:proc:worker-1:alive"
+    assert key_slot(alive.encode()) == key_slot(keys.lease(SID).encode())
+    assert len(set(keys.alive_groups())) == CLUSTER_GROUPS
+    assert Keys.group_of(SID) in keys.alive_groups()  # the worker renews the call's group
+    single = Keys("sb")
+    assert single.alive_for("worker-1", SID) == single.alive("worker-1") == "sb:proc:worker-1:alive"
+    assert single.alive_groups() == (None,)
