@@ -188,7 +188,7 @@ async def test_a_primary_killed_mid_call_silences_only_the_calls_that_need_it(
             stack = factory(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
             keys = Keys(stack.config.key_prefix, clustered=True)
             sids = sids_on_every_primary(cluster, keys, per_primary=1)
-            audios = [random.Random(40 + i).randbytes(10 * 8000) for i in range(len(sids))]
+            audios = [random.Random(40 + i).randbytes(8 * 8000) for i in range(len(sids))]
             placed_at = time.monotonic()  # each call's first webhook, within a few ms
             calls = [
                 asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
