@@ -27,7 +27,6 @@ LONGEST_FIRST = (
     "test_failover_soak.py",
     "test_worker_crash_gap.py",
     "test_restarts.py",
-    "test_redis_cluster.py",
     "test_model_session.py",
 )
 

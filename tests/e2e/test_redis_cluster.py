@@ -1,10 +1,10 @@
 """Switchboard on a real Redis Cluster (REDIS_CLUSTER=true): three primaries with a replica
 each, started by the test (``services.devcluster``), two edges and two workers.
 
-Calls are echoed bit-exact with their keys spread over every primary; a worker SIGKILLed
-mid-call loses the call to the other worker, which takes it over; a primary's replica promoted
-(CLUSTER FAILOVER) while calls run leaves those calls running, and a new call is answered
-within 5 s. What the calls lost in the failover is printed (docs/scaling.md records it).
+Calls are echoed bit-exact with their keys spread over every primary, and a worker SIGKILLed
+mid-call loses its calls to the other worker, which takes them over; a primary's replica
+promoted (CLUSTER FAILOVER) while calls run leaves those calls running, and a new call is
+answered within 5 s. What the calls lost in the failover is printed (docs/scaling.md records it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.support.calls import lost_audio_ms, segments_of
 from tests.support.stack import (
     StackFactory,
     call_config,
-    call_holder,
+    call_record,
     running_stacks,
     wait_for_audio_out,
 )
@@ -90,50 +90,45 @@ def assert_echoed_whole(report: CallReport, audio: bytes) -> None:
     assert report.received_audio == report.sent_audio[: len(report.received_audio)]
 
 
-async def test_calls_on_a_cluster_are_bit_exact_with_keys_on_every_primary(
+async def test_calls_on_a_cluster_are_bit_exact_and_a_killed_workers_calls_move(
     cluster: RedisClusterHandle, make_cluster_stack: StackFactory
 ) -> None:
     stack = make_cluster_stack(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
     keys = Keys(stack.config.key_prefix, clustered=True)
     sids = sids_on_every_primary(cluster, keys, per_primary=2)
-    audios = [random.Random(i).randbytes(4 * 8000) for i in range(len(sids))]
+    audios = [random.Random(i).randbytes(5 * 8000) for i in range(len(sids))]
     calls = [
         asyncio.create_task(place_call(call_config(stack, audio, hold_s=0.5, call_sid=sid)))
         for sid, audio in zip(sids, audios, strict=True)
     ]
-    await wait_for_audio_out(stack, 8000)
+    await wait_for_audio_out(stack, len(sids) * 8000)  # a second of each call, about
     # While the calls run, their records, streams and leases are on all three primaries.
     spread = cluster.keys_by_primary(f"{stack.config.key_prefix}:{{g*}}:call:*")
-    reports = await asyncio.gather(*calls)
-    for audio, report in zip(audios, reports, strict=True):
-        assert_echoed_whole(report, audio)
-    assert sorted(spread) == sorted(node.port for node in cluster.primaries())
-    assert all(count >= 2 * 4 for count in spread.values()), spread  # 2 calls × 4 keys at least
-    worker_logs = "".join(worker.log() for worker in stack.workers)
-    assert sum(worker_logs.count(f"call={sid} claimed") for sid in sids) == len(sids)
-
-
-async def test_a_worker_killed_on_a_cluster_loses_its_call_to_the_other(
-    make_cluster_stack: StackFactory,
-) -> None:
-    stack = make_cluster_stack(redis_cluster=True, workers=2, sim_mode="echo")
-    audio = random.Random(11).randbytes(6 * 8000)
-    call = asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0)))
-    victim = await call_holder(stack)
-    await wait_for_audio_out(stack, 2 * 8000)
+    # The worker serving the first call dies; its calls move to the other.
+    holder = call_record(stack, sids[0])["worker_id"]
+    (victim,) = [w for w in stack.workers if f"{w.name}-{w.port}" == holder]  # its WORKER_ID
+    moved = {sid for sid in sids if call_record(stack, sid)["worker_id"] == holder}
     victim.signal(signal.SIGKILL)
     assert victim.popen.wait(timeout=5) == -signal.SIGKILL
     stack.workers.remove(victim)
-    report = await call
+    reports = await asyncio.gather(*calls)
 
-    assert report.problems() == [], report.problems()
-    runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
-    assert runs[-1][1] >= len(audio), "the caller's audio after the takeover must echo"
+    assert sorted(spread) == sorted(node.port for node in cluster.primaries())
+    assert all(count >= 2 * 4 for count in spread.values()), spread  # 2 calls × 4 keys at least
     (survivor,) = stack.workers
-    assert f"call={report.call_sid} took over the call" in survivor.log()
+    for audio, report in zip(audios, reports, strict=True):
+        if report.call_sid not in moved:
+            assert_echoed_whole(report, audio)
+            continue
+        assert report.problems() == [], report.problems()
+        runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
+        assert runs[-1][1] >= len(audio), "the caller's audio after the takeover must echo"
+        assert f"call={report.call_sid} took over the call" in survivor.log()
+    moved_reports = [r for r in reports if r.call_sid in moved]
     print(
-        f"worker SIGKILL on the cluster: longest silence {report.longest_media_gap_ms():.0f} ms, "
-        f"caller audio lost {lost_audio_ms(report):.0f} ms"
+        f"worker SIGKILL on the cluster: {len(moved)} of {len(sids)} calls moved; their longest "
+        f"silence {[round(r.longest_media_gap_ms()) for r in moved_reports]} ms, caller audio "
+        f"lost {[round(lost_audio_ms(r)) for r in moved_reports]} ms"
     )
 
 
@@ -143,7 +138,7 @@ async def test_a_primary_failover_keeps_calls_running_and_new_calls_are_answered
     stack = make_cluster_stack(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
     keys = Keys(stack.config.key_prefix, clustered=True)
     sids = sids_on_every_primary(cluster, keys, per_primary=1)
-    audios = [random.Random(20 + i).randbytes(8 * 8000) for i in range(len(sids))]
+    audios = [random.Random(20 + i).randbytes(6 * 8000) for i in range(len(sids))]
     calls = [
         asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
         for sid, audio in zip(sids, audios, strict=True)
@@ -188,7 +183,7 @@ async def test_a_primary_killed_mid_call_silences_only_the_calls_that_need_it(
             stack = factory(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
             keys = Keys(stack.config.key_prefix, clustered=True)
             sids = sids_on_every_primary(cluster, keys, per_primary=1)
-            audios = [random.Random(40 + i).randbytes(8 * 8000) for i in range(len(sids))]
+            audios = [random.Random(40 + i).randbytes(10 * 8000) for i in range(len(sids))]
             placed_at = time.monotonic()  # each call's first webhook, within a few ms
             calls = [
                 asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
