@@ -31,7 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from shared.backoff import Backoff
-from shared.errors import CLUSTER_IN_FLUX
+from shared.errors import TRANSIENT_REPLIES
 from shared.resp import (
     FRAME_RETRY_MAX_S,
     Command,
@@ -62,8 +62,7 @@ def command_key(args: Command) -> str | bytes | None:
     if name in _SCRIPTS:
         return _as_key(args[3]) if int(str(args[2])) > 0 else None
     if name in (b"XREAD", b"XREADGROUP"):
-        upper = [str(a).upper() for a in args]
-        return _as_key(args[upper.index("STREAMS") + 1])
+        return _as_key(args[args.index("STREAMS") + 1])  # as ``xread_command`` spells it
     if name in (b"SCRIPT", b"ASKING", b"PING"):
         return None
     return _as_key(args[1])
@@ -81,29 +80,23 @@ def node_url(url: str, host: str, port: int) -> str:
     return parts._replace(netloc=f"{credentials}{address}:{port}").geturl()
 
 
-def _in_flux(reply: object) -> bool:
-    return isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith(
-        CLUSTER_IN_FLUX
-    )
-
-
-def _cannot_serve(reply: object) -> bool:
-    """A reply saying the node serves none of its slots now (the cluster is down)."""
-    return isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith(
-        "CLUSTERDOWN"
-    )
-
-
-def _redirection(reply: object) -> tuple[str, Node] | None:
-    """("MOVED" or "ASK", node) for a redirection reply, else None."""
+def _flux(reply: object) -> tuple[str, str] | None:
+    """(the word, the rest) of a transient error reply: ``MOVED``/``ASK`` (a redirection), or
+    a node that cannot serve now (``CLUSTERDOWN``, ``TRYAGAIN``, ``LOADING``…); None for any
+    other reply."""
     if not isinstance(reply, redis.exceptions.ResponseError):
         return None
-    kind, _, rest = str(reply).partition(" ")
-    if kind not in ("MOVED", "ASK"):
+    text = str(reply)
+    if not text.startswith(TRANSIENT_REPLIES):
         return None
-    _slot, _, address = rest.partition(" ")
-    host, _, port = address.rpartition(":")
-    return kind, (host.strip("[]"), int(port))
+    word, _, rest = text.partition(" ")
+    return word, rest
+
+
+def _redirected_to(rest: str) -> Node:
+    """The node a ``MOVED``/``ASK`` reply names (``<slot> <host>:<port>``)."""
+    host, _, port = rest.partition(" ")[2].rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 class ClusterPipe:
@@ -144,19 +137,25 @@ class ClusterPipe:
             )
             for i, reply in zip(keyless, sent[0][0], strict=True):
                 replies[i] = reply
-            todo, asked = [], {}
+            todo, asked, unserved = [], {}, set()
             for (_, keyed), (node, part) in zip(sent, plan.items(), strict=True):
                 for i, reply in zip(part, keyed, strict=True):
                     replies[i] = reply
-                    redirect = _redirection(reply)
-                    if _in_flux(reply) and (redirect is None or redirect[0] == "MOVED"):
-                        self._stale = True  # a failover or a resharding: read the map again
-                    if redirect is None:
+                    if (flux := _flux(reply)) is None:
                         continue
+                    word, rest = flux
+                    if word not in ("ASK", "MOVED"):  # it cannot serve now: its next attempt
+                        unserved.add(node)
+                        continue
+                    target = _redirected_to(rest)
+                    if word == "ASK":  # the slot is moving: this command only goes there
+                        asked[i] = target
+                    else:  # the slot has moved: the map is out of date
+                        self._stale = True
                     todo.append(i)
-                    if redirect[0] == "ASK":
-                        asked[i] = redirect[1]
-                    logger.debug("%s to %s: %s to %s", commands[i][0], node, *redirect)
+                    logger.debug("%s to %s: %s to %s", commands[i][0], node, word, target)
+            for node in unserved:
+                self._node_failed(node)
             if not todo:
                 break
             todo.sort()  # the batch's order, within each node
@@ -239,10 +238,7 @@ class ClusterPipe:
             with contextlib.suppress(Exception):
                 await self._pipes.pop(node).aclose()
             return [exc] * len(keyless), [exc] * len(part)
-        if any(_cannot_serve(reply) for reply in got):
-            self._node_failed(node)  # up, but its slots are not served: the same wait
-        else:
-            self._down.pop(node, None)
+        self._down.pop(node, None)  # it answered (``execute`` judges what it said)
         return got[: len(keyless)], [got[p] for p in positions]
 
     def _node_failed(self, node: Node) -> None:

@@ -23,7 +23,6 @@ import redis.exceptions
 import websockets.exceptions
 
 __all__ = [
-    "CLUSTER_IN_FLUX",
     "ConfigError",
     "DecodeError",
     "FormatMismatchError",
@@ -31,6 +30,7 @@ __all__ = [
     "RealtimeProtocolError",
     "RealtimeSessionError",
     "SwitchboardError",
+    "TRANSIENT_REPLIES",
     "TwilioProtocolError",
     "is_retryable",
 ]
@@ -81,8 +81,19 @@ class RealtimeSessionError(SwitchboardError):
         self.code = code
 
 
-#: Replies of a Redis Cluster whose slot map is changing: the client's map needs a refresh.
-CLUSTER_IN_FLUX = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "UNBLOCKED")
+#: The error replies a backoff may cure (the first word of each): Redis restarting from disk, or
+#: a replica that cannot serve yet; on a cluster, a slot being moved (``MOVED``, ``ASK``,
+#: ``TRYAGAIN``) or without a primary for a moment, or a blocked read ended because its node
+#: became a replica (a failover).
+TRANSIENT_REPLIES = (
+    "LOADING",
+    "MASTERDOWN",
+    "MOVED ",
+    "ASK ",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "UNBLOCKED",
+)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -101,10 +112,7 @@ def is_retryable(exc: BaseException) -> bool:
     ):
         return True  # a cluster between owners of a slot: a failover or a migration
     if isinstance(exc, redis.exceptions.ResponseError):
-        # Redis restarting from disk, or a replica that cannot serve yet; on a cluster, a slot
-        # without a primary for a moment, or one being moved, or a blocked read ended because
-        # its node became a replica (a failover).
-        return str(exc).startswith(CLUSTER_IN_FLUX + ("LOADING", "MASTERDOWN"))
+        return str(exc).startswith(TRANSIENT_REPLIES)
     if isinstance(exc, websockets.exceptions.InvalidStatus):
         return exc.response.status_code in (429, 500, 502, 503, 504)
     return isinstance(exc, OSError | asyncio.TimeoutError | websockets.exceptions.InvalidHandshake)

@@ -26,8 +26,9 @@ outbound slots) are single keys, each used alone. docs/scaling.md explains the l
 
 from __future__ import annotations
 
+import functools
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -208,8 +209,15 @@ class Keys:
         return f"{self.prefix}:calls:outbound"
 
     def wake(self, process_id: str) -> str:
-        """The wake stream of a process on one Redis (``wake_for`` serves both layouts)."""
+        """The wake stream of a process on one Redis."""
         return f"{self.prefix}:proc:{process_id}:wake"
+
+    def reader_wake(self, process_id: str) -> str | Callable[[str], str]:
+        """What a process's ``FanInReader`` wakes on: its one stream on one Redis; on a
+        cluster, for each stream it reads, the stream of that stream's slot group."""
+        if not self.clustered:
+            return self.wake(process_id)
+        return functools.partial(self.wake_for, process_id)
 
     def wake_for(self, process_id: str, stream: str) -> str:
         """The wake stream read together with ``stream`` (a call's stream): on a cluster, the

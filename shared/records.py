@@ -33,6 +33,7 @@ __all__ = [
     "count_command",
     "create_call",
     "detached_commands",
+    "dispatch_command",
     "edge_counts_command",
     "end_of_call_commands",
     "ended_commands",
@@ -144,14 +145,16 @@ async def create_call(
     # The index the read API lists calls from; bounded, newest kept.
     pipe.zadd(keys.recent_calls, {call_sid: created})
     pipe.zremrangebyrank(keys.recent_calls, 0, -RECENT_CALLS_MAX - 1)
-    pipe.xadd(
-        keys.dispatch,
-        {ENTRY_FIELD: encode(CallDispatch(call_sid, "new", clock.wall()))},
-        maxlen=DISPATCH_MAXLEN,
-        approximate=True,
-    )
+    pipe.execute_command(*dispatch_command(keys, call_sid, "new", clock))
     await pipe.execute()
     return True
+
+
+def dispatch_command(keys: Keys, call_sid: str, reason: str, clock: Clock) -> Command:
+    """Put the call in line for a worker (``reason``: ``CallDispatch``'s, e.g. ``new``,
+    ``lease-lost``, ``handoff``)."""
+    entry = encode(CallDispatch(call_sid, reason, clock.wall()))
+    return ("XADD", keys.dispatch, "MAXLEN", "~", DISPATCH_MAXLEN, "*", ENTRY_FIELD, entry)
 
 
 # --- the record's transitions ----------------------------------------------------------------
@@ -367,10 +370,8 @@ async def return_from_transfer(
     if not done:
         return False
     # Only the request that moved the record gets here, so the call is put in line once.
-    dispatch = encode(CallDispatch(call_sid, CallDispatch.TRANSFER_FAILED, clock.wall()))
-    await client.xadd(
-        keys.dispatch, {ENTRY_FIELD: dispatch}, maxlen=DISPATCH_MAXLEN, approximate=True
-    )
+    dispatch = dispatch_command(keys, call_sid, CallDispatch.TRANSFER_FAILED, clock)
+    await client.execute_command(*dispatch)  # type: ignore[no-untyped-call]
     return True
 
 

@@ -46,7 +46,6 @@ from shared.audio_check import AudioVerdict, OutboundInspector
 from shared.errors import TwilioProtocolError
 from shared.inbox import Inbox
 from shared.keys import (
-    DISPATCH_MAXLEN,
     FINAL_STATES,
     INBOUND_MAXLEN,
     CallField,
@@ -55,7 +54,6 @@ from shared.leases import lease_holder
 from shared.logs import CallLog
 from shared.messages import (
     AudioDone,
-    CallDispatch,
     CallStopped,
     ClearPlayback,
     DtmfPressed,
@@ -72,6 +70,7 @@ from shared.metrics import HOP_WORKER_TO_EDGE
 from shared.records import (
     attach_stream,
     detached_commands,
+    dispatch_command,
     edge_counts_command,
     ended_commands,
     expire_streams_commands,
@@ -243,8 +242,10 @@ class EdgeCall:
 
     def _dispatch_again(self) -> None:
         """Put the call back on the dispatch stream: its worker no longer holds it."""
-        dispatch = CallDispatch(self.call_sid, "lease-lost", self.clock.wall())
-        self.runtime.writer.xadd_nowait(self.runtime.keys.dispatch, dispatch, DISPATCH_MAXLEN)
+        runtime = self.runtime
+        runtime.writer.command(
+            *dispatch_command(runtime.keys, self.call_sid, "lease-lost", self.clock)
+        )
 
     @property
     def worker(self) -> str | None:

@@ -249,9 +249,7 @@ async def edge_runtime(
         reader=FanInReader(
             read_pipe,
             writer,
-            functools.partial(keys.wake_for, settings.edge_id)
-            if clustered
-            else keys.wake(settings.edge_id),
+            keys.reader_wake(settings.edge_id),
             open_pipe=functools.partial(frame_pipe, redis_client, url, reading=True),
             errors=metrics.redis_errors.labels("edge", "read"),
             reconnects=metrics.redis_reconnects.labels("edge", "read"),

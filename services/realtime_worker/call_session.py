@@ -55,10 +55,11 @@ from services.realtime_worker.transfer_tool import RETURN_CUE
 from services.realtime_worker.turn_state import EndReason
 from shared.agents import DEFAULT_AGENT, Agent
 from shared.errors import is_retryable
-from shared.keys import DISPATCH_MAXLEN, CallField
-from shared.messages import CallAnswered, CallDispatch, Hangup
+from shared.keys import CallField
+from shared.messages import CallAnswered, Hangup
 from shared.records import (
     Turn,
+    dispatch_command,
     end_of_call_commands,
     ended_commands,
     expire_streams_commands,
@@ -483,8 +484,7 @@ class CallSession:
         """Put the call back in line, after the lease is released (so the next worker can
         take it) and the inbound cursor saved (so it resumes where this one stopped)."""
         writer = self.ctx.writer
-        dispatch = CallDispatch(self.call_sid, "handoff", self.io.clock.wall())
-        writer.xadd_nowait(self.ctx.keys.dispatch, dispatch, DISPATCH_MAXLEN)
+        writer.command(*dispatch_command(self.ctx.keys, self.call_sid, "handoff", self.io.clock))
         try:
             await asyncio.wait_for(writer.flush(), self.io.timing.cleanup_timeout_s)
         except TimeoutError:

@@ -120,9 +120,7 @@ class Worker:
             reader=FanInReader(
                 self._read_pipe,
                 writer,
-                functools.partial(self.keys.wake_for, settings.worker_id)
-                if clustered
-                else self.keys.wake(settings.worker_id),
+                self.keys.reader_wake(settings.worker_id),
                 open_pipe=functools.partial(frame_pipe, self.redis, url, reading=True),
                 errors=metrics.redis_errors.labels("worker", "read"),
                 reconnects=metrics.redis_reconnects.labels("worker", "read"),
@@ -396,13 +394,9 @@ class Worker:
         Run by the event loop like everything else, so a loop that is stuck lets the key lapse
         and the edges move its calls to other workers.
         """
-        groups = self.keys.alive_groups()
-        if len(groups) == 1:
-            await self._renew_alive(groups[0])
-            return
         async with asyncio.TaskGroup() as renewals:
-            for group in groups:
-                renewals.create_task(self._renew_alive(group), name=f"alive {group}")
+            for group in self.keys.alive_groups():
+                renewals.create_task(self._renew_alive(group), name="alive")
 
     async def _renew_alive(self, group: str | None) -> None:
         settings, clock = self.settings, self.ctx.clock

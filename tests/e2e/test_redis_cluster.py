@@ -69,6 +69,16 @@ def sids_on_every_primary(cluster: RedisClusterHandle, keys: Keys, per_primary: 
     return sids
 
 
+def start_calls(
+    stack: Stack, sids: list[str], audios: list[bytes]
+) -> list[asyncio.Task[CallReport]]:
+    """A call with each sid and audio (a second of hold after it), placed at once."""
+    return [
+        asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
+        for sid, audio in zip(sids, audios, strict=True)
+    ]
+
+
 async def new_call_answered(stack: Stack, since: float) -> float:
     """Seconds from ``since`` (monotonic) until a new call placed now, or again every 0.2 s
     while the edges decline calls, gets its first audio back; at most NEW_CALL_WITHIN_S."""
@@ -97,10 +107,7 @@ async def test_calls_on_a_cluster_are_bit_exact_and_a_killed_workers_calls_move(
     keys = Keys(stack.config.key_prefix, clustered=True)
     sids = sids_on_every_primary(cluster, keys, per_primary=2)
     audios = [random.Random(i).randbytes(7 * 8000) for i in range(len(sids))]
-    calls = [
-        asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
-        for sid, audio in zip(sids, audios, strict=True)
-    ]
+    calls = start_calls(stack, sids, audios)
     # A second of each call on the first edge (the calls take turns over the edges), so the
     # kill comes early: a takeover on a busy machine has five seconds left to show its echo.
     await wait_for_audio_out(stack, len(sids) // len(stack.edges) * 8000)
@@ -141,10 +148,7 @@ async def test_a_primary_failover_keeps_calls_running_and_new_calls_are_answered
     keys = Keys(stack.config.key_prefix, clustered=True)
     sids = sids_on_every_primary(cluster, keys, per_primary=1)
     audios = [random.Random(20 + i).randbytes(6 * 8000) for i in range(len(sids))]
-    calls = [
-        asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
-        for sid, audio in zip(sids, audios, strict=True)
-    ]
+    calls = start_calls(stack, sids, audios)
     await wait_for_audio_out(stack, 2 * 8000)
     # The primary serving the first call's keys (and the dispatch stream's, if it is the same
     # node) hands its slots to its replica while every call runs.
@@ -187,10 +191,7 @@ async def test_a_primary_killed_mid_call_silences_only_the_calls_that_need_it(
             sids = sids_on_every_primary(cluster, keys, per_primary=1)
             audios = [random.Random(40 + i).randbytes(10 * 8000) for i in range(len(sids))]
             placed_at = time.monotonic()  # each call's first webhook, within a few ms
-            calls = [
-                asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
-                for sid, audio in zip(sids, audios, strict=True)
-            ]
+            calls = start_calls(stack, sids, audios)
             await wait_for_audio_out(stack, 2 * 8000)
             victim, spared = _victim(cluster, keys, sids)
             killed_at = time.monotonic()

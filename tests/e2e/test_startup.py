@@ -84,13 +84,17 @@ def _cluster_enabled(url: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize(
+#: Each service, with the settings it needs besides Redis.
+EACH_SERVICE = pytest.mark.parametrize(
     ("module", "env"),
     [
         ("services.realtime_worker", {"OPENAI_API_KEY": "sk-test-key"}),
         ("services.edge", {"PUBLIC_URL": "https://voice.example.com", "TWILIO_AUTH_TOKEN": "t"}),
     ],
 )
+
+
+@EACH_SERVICE
 def test_a_redis_cluster_node_without_redis_cluster_is_refused_at_start_naming_it(
     cluster_node: str, module: str, env: dict[str, str]
 ) -> None:
@@ -101,13 +105,7 @@ def test_a_redis_cluster_node_without_redis_cluster_is_refused_at_start_naming_i
     assert "cluster-node-secret-4711" not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize(
-    ("module", "env"),
-    [
-        ("services.realtime_worker", {"OPENAI_API_KEY": "sk-test-key"}),
-        ("services.edge", {"PUBLIC_URL": "https://voice.example.com", "TWILIO_AUTH_TOKEN": "t"}),
-    ],
-)
+@EACH_SERVICE
 def test_redis_cluster_set_against_a_single_redis_is_refused_at_start(
     redis_handle: RedisHandle, module: str, env: dict[str, str]
 ) -> None:
