@@ -105,11 +105,11 @@ async def test_calls_on_a_cluster_are_bit_exact_and_a_killed_workers_calls_move(
 ) -> None:
     stack = make_cluster_stack(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
     keys = Keys(stack.config.key_prefix, clustered=True)
-    sids = sids_on_every_primary(cluster, keys, per_primary=2)
+    sids = sids_on_every_primary(cluster, keys, per_primary=1)
     audios = [random.Random(i).randbytes(7 * 8000) for i in range(len(sids))]
     calls = start_calls(stack, sids, audios)
-    # A second of each call on the first edge (the calls take turns over the edges), so the
-    # kill comes early: a takeover on a busy machine has five seconds left to show its echo.
+    # A second of audio on the first edge, whose calls take turns with the other's: the kill
+    # comes early, and a takeover on a busy machine has seconds left to show its echo.
     await wait_for_audio_out(stack, len(sids) // len(stack.edges) * 8000)
     # While the calls run, their records, streams and leases are on all three primaries.
     spread = cluster.keys_by_primary(f"{stack.config.key_prefix}:{{g*}}:call:*")
@@ -123,7 +123,7 @@ async def test_calls_on_a_cluster_are_bit_exact_and_a_killed_workers_calls_move(
     reports = await asyncio.gather(*calls)
 
     assert sorted(spread) == sorted(node.port for node in cluster.primaries())
-    assert all(count >= 2 * 4 for count in spread.values()), spread  # 2 calls × 4 keys at least
+    assert all(count >= 4 for count in spread.values()), spread  # a call's 4 keys at least
     (survivor,) = stack.workers
     for audio, report in zip(audios, reports, strict=True):
         if report.call_sid not in moved:
