@@ -15,6 +15,7 @@ from typing import Any
 
 from services.bench.balance import balance_line
 from services.bench.loadgen import CONVERSATION, ECHO
+from services.bench.redis_commands import commands_line
 from services.bench.runner import (
     BASELINE,
     PEER,
@@ -160,6 +161,9 @@ def table(results: Sequence[RunResult]) -> str:
             lines.append(
                 f"{indent}Redis used_memory per live call{nodes}: "
                 f"{_f(r.redis_memory_per_call / KIB, 1)} KiB"
+            )
+            lines.append(
+                f"{indent}Redis commands{nodes}: {commands_line(r.redis_commands, r.window_s)}"
             )
         lines.append(
             f"{indent}machine busy {_f(r.machine_busy_cores, 2)} cores in the window, "

@@ -38,6 +38,7 @@ from services.bench.balance import ClusterBalance, balance
 from services.bench.loadgen import CONVERSATION, ECHO, LoadConfig, LoadResult, run_load
 from services.bench.procstat import ProcSample, machine_cpu, sample
 from services.bench.profiling import signal_all
+from services.bench.redis_commands import CommandTime, spent, totals
 from services.bench.scoring import ConversationFigures, score, worst_p99
 from services.bench.stats import LatencySummary, cpu_per_call_minute, summarize
 from services.bench.turns import TurnShape
@@ -128,6 +129,7 @@ class RunResult:
     load: str = ECHO
     conversation: ConversationFigures | None = None  # the conversation load's figures
     cluster: ClusterBalance | None = None  # split-cluster: how evenly its primaries were loaded
+    redis_commands: list[CommandTime] = field(default_factory=list)  # the window's, costliest first
 
     @property
     def bridge_cpu_per_call_min(self) -> float:
@@ -159,6 +161,10 @@ def _redis_used_memory(clients: Sequence[redis.Redis]) -> int:
     return sum(int(client.info("memory")["used_memory"]) for client in clients)
 
 
+def _redis_command_totals(clients: Sequence[redis.Redis]) -> dict[str, tuple[int, int]]:
+    return totals([client.info("commandstats") for client in clients])
+
+
 def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
     """One configuration at ``calls`` concurrent calls under ``options.load``, from start-up
     to teardown."""
@@ -179,11 +185,13 @@ def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
         redis_idle = _redis_used_memory(client)
         marks: dict[str, dict[int, ProcSample | None]] = {}
         redis_end: list[int] = []
+        commands: list[dict[str, tuple[int, int]]] = []
         machine: list[tuple[float, float]] = []
 
         def window_start() -> None:
             machine.append(machine_cpu())
             marks["start"] = {pid: sample(pid) for _, _, pid in procs}
+            commands.append(_redis_command_totals(client))
             if options.profile_dir is not None:
                 signal_all(profiled, start=True)
 
@@ -191,6 +199,7 @@ def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
             machine.append(machine_cpu())
             marks["end"] = {pid: sample(pid) for _, _, pid in procs}
             redis_end.append(_redis_used_memory(client))
+            commands.append(_redis_command_totals(client))
             if options.profile_dir is not None:
                 signal_all(profiled, start=False)
             if cluster is not None:
@@ -217,6 +226,8 @@ def run_config(config: str, calls: int, options: RunOptions) -> RunResult:
     run = _figures(
         config, calls, options, result, procs, idle, marks, redis_idle, redis_end, started
     )
+    if len(commands) == 2:
+        run.redis_commands = spent(*commands)
     if cluster is not None:
         cpu = {p.pid: p.cpu_s for p in run.processes}
         run.cluster = balance(cluster.nodes, cluster.key_pattern, keys, cpu)

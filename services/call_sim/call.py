@@ -477,6 +477,7 @@ class _Call:
             frame_bytes=self.config.frame_bytes,
             linger_s=self.config.linger_s,
             quiet_s=self.config.quiet_s,
+            echo_quiet_s=self.config.echo_quiet_s,
             dtmf=self.config.dtmf if len(self.report.stream_sids) == 1 else (),
         )
         async with ws, asyncio.TaskGroup() as group:

@@ -48,6 +48,10 @@ class CallConfig:
     # an echo or a reply still in flight would otherwise be cut off. 0: hang up at once.
     linger_s: float = 2.0
     quiet_s: float = 0.5
+    # An echoing far end (the realtime simulator's echo mode): while less has come back than
+    # was sent, only this much quiet ends the wait, so a loaded machine's stall of the echo
+    # does not hang up on it. None: quiet_s throughout.
+    echo_quiet_s: float | None = None
     call_sid: str | None = None  # "CA" + 32 hex; random when None
     account_sid: str | None = None  # "AC" + 32 hex; random when None
     from_number: str = "+15005550006"

@@ -32,6 +32,7 @@ __all__ = ["CallTally", "Outgoing", "StreamOutcome", "StreamSession"]
 logger = logging.getLogger("switchboard.call_sim")
 
 MAX_VIOLATIONS = 200  # per call; a broken edge would otherwise fill memory at 50 per second
+ECHO_POLL_S = 0.1  # how often a caller owed an echo looks whether it has all come back
 
 
 @dataclass
@@ -74,6 +75,7 @@ class StreamSession:
         frame_bytes: int | None = None,
         linger_s: float = 0.0,
         quiet_s: float = 0.5,
+        echo_quiet_s: float | None = None,
         dtmf: Sequence[tuple[float, str]] = (),
     ) -> None:
         self._ws = ws
@@ -87,6 +89,7 @@ class StreamSession:
         self._frame_bytes = frame_bytes
         self._linger_s = linger_s
         self._quiet_s = quiet_s
+        self._echo_quiet_s = echo_quiet_s
         self._dtmf = sorted(dtmf)
         self._started = asyncio.Event()  # the start message has been sent
         self._loop = asyncio.get_running_loop()
@@ -217,16 +220,23 @@ class StreamSession:
 
     async def _linger(self) -> None:
         """After the last frame, stay on the line (sending nothing) until the edge's audio has
-        played and it has been quiet for ``quiet_s``, at most ``linger_s``: hanging up on the
-        last frame would cut off the reply, or the echo, still on its way."""
+        played and it has been quiet for ``quiet_s`` (``echo_quiet_s`` while an echoing far end
+        owes audio), at most ``linger_s``: hanging up on the last frame would cut off the
+        reply, or the echo, still on its way."""
         deadline = self._loop.time() + self._linger_s
+        tally = self._tally
         while (now := self._loop.time()) < deadline:
             await self._echo(self._playback.advance(self._now_ms()))
-            quiet_until = self._last_received + self._quiet_s
+            quiet, owed = self._quiet_s, False
+            if self._echo_quiet_s is not None and len(tally.received) < len(tally.sent):
+                quiet, owed = self._echo_quiet_s, True
+            quiet_until = self._last_received + quiet
             drained_in = self._playback.drained_at() - self._now_ms()
             if now >= quiet_until and self._playback.queued_bytes == 0:
                 return
             wait = max(quiet_until - now, drained_in / 1000, FRAME_MS / 1000)
+            if owed:  # look again soon: the echo's end may come any moment
+                wait = min(wait, ECHO_POLL_S)
             await asyncio.sleep(min(wait, deadline - now))
 
     async def _echo(self, names: list[str]) -> None:

@@ -38,6 +38,10 @@ def test_bench_smoke_run(tmp_path: Path) -> None:
         assert run["sent_in_window"] > 0
         roles = {p["role"] for p in run["processes"]}
         assert roles >= {"edge", "worker", "redis", "simulator", "loadgen"}
+        # The window's Redis commands: the frame path's reads and writes among them.
+        commands = {c["name"]: c for c in run["redis_commands"]}
+        assert commands["xread"]["calls"] > 0 and commands["xread"]["usec"] > 0
+        assert "xadd" in commands or "evalsha" in commands
     assert runs["echo"]["latency"]["count"] == runs["echo"]["sent_in_window"]
     talk = runs["conversation"]["conversation"]
     assert talk["probes_missing"] == 0 and talk["up"]["count"] == talk["up_sent"] > 0

@@ -77,6 +77,7 @@ class FakeEdge:
     misbehave: bool = False  # send what Twilio refuses, then echo as usual
     hangup_on_resume: bool = False
     echo_silence: bool = False
+    stall: tuple[int, float] | None = None  # after this many frames, read nothing for so long
     webhooks: list[tuple[str, dict[str, str], bool]] = field(default_factory=list)
     streams: list[StreamLog] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)  # every signature check, in order
@@ -173,6 +174,8 @@ class FakeEdge:
                 if isinstance(event, Media):
                     log.audio_in += event.payload
                     log.media_times.append(loop.time())
+                    if self.stall is not None and len(log.media_times) == self.stall[0]:
+                        await asyncio.sleep(self.stall[1])  # a busy machine's stall
                     if (
                         self.drop_first_stream_after is not None
                         and len(self.streams) == 1

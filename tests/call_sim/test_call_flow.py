@@ -205,6 +205,19 @@ async def test_the_caller_lingers_until_the_echo_of_its_last_frame_has_played() 
     assert report.sent_audio == audio + b"\xff" * (10 * FRAME)
 
 
+async def test_a_caller_owed_an_echo_waits_out_a_stall_longer_than_its_quiet() -> None:
+    audio = speech(5, seed=8)
+    # The echo stops for 0.5 s just before the caller's audio ends; its 0.2 s hold and 0.1 s
+    # quiet are over by then.
+    edge = FakeEdge(PUBLIC, TOKEN, echo_silence=True, stall=(4, 0.5))
+    async with running(edge):
+        impatient = await place_call(config([edge.url], audio))
+        owed = await place_call(config([edge.url], audio, echo_quiet_s=1.0))
+    assert impatient.ok and len(impatient.received_audio) < len(impatient.sent_audio)
+    assert owed.ok, owed.problems()
+    assert owed.received_audio == owed.heard_audio == owed.sent_audio
+
+
 async def test_hanging_up_without_stop_and_timing_out() -> None:
     audio = speech(5, seed=6)
     async with running(FakeEdge(PUBLIC, TOKEN)) as edge:

@@ -153,9 +153,9 @@ def running_stacks(redis_url: str, log_dir: Path) -> Iterator[StackFactory]:
                 _delete_prefix(stack.config)
     for stack in stacks:
         bad = {name: code for name, code in codes[stack.config.key_prefix].items() if code != 0}
-        assert not bad, f"processes exited with errors: {bad}\n" + "\n".join(
-            f"--- {p.name}\n{p.log()[-2000:]}" for p in stack.processes()
-        )
+        # The verdict last, after the logs: a CI log's tail shows it.
+        logs = "\n".join(f"--- {p.name}\n{p.log()[-2000:]}" for p in stack.processes())
+        assert not bad, f"{logs}\n--- processes exited with errors: {bad}"
 
 
 # --- calls ------------------------------------------------------------------------------------
@@ -165,6 +165,9 @@ def running_stacks(redis_url: str, log_dir: Path) -> Iterator[StackFactory]:
 #: still coming (it leaves once the edge has been quiet for half a second): on a busy machine
 #: an echo or a reply can lag seconds behind, and hanging up on it would fail the test.
 LINGER_S = 8.0
+#: In echo mode, while less has come back than the caller sent, the quiet that ends its wait:
+#: a busy machine was seen to stall an echo for over half a second (the default quiet_s).
+ECHO_QUIET_S = 2.0
 
 
 def call_config(stack: Stack, audio: bytes, hold_s: float = 1.0, **extra: Any) -> CallConfig:
@@ -176,6 +179,7 @@ def call_config(stack: Stack, audio: bytes, hold_s: float = 1.0, **extra: Any) -
         "caller_audio": audio,
         "hold_s": hold_s,
         "linger_s": LINGER_S,
+        "echo_quiet_s": ECHO_QUIET_S if stack.config.sim_mode == "echo" else None,
     }
     return CallConfig(**(fields | extra))
 
