@@ -225,6 +225,7 @@ class StreamSession:
         reply, or the echo, still on its way."""
         deadline = self._loop.time() + self._linger_s
         tally = self._tally
+        looked_again = False
         while (now := self._loop.time()) < deadline:
             await self._echo(self._playback.advance(self._now_ms()))
             quiet, owed = self._quiet_s, False
@@ -233,7 +234,15 @@ class StreamSession:
             quiet_until = self._last_received + quiet
             drained_in = self._playback.drained_at() - self._now_ms()
             if now >= quiet_until and self._playback.queued_bytes == 0:
-                return
+                if looked_again:
+                    return
+                # Once more after a frame's time: when this process itself was held up (a busy
+                # machine), what the edge sent meanwhile may still wait unread in the socket,
+                # and the reader takes it in only after this task has looked.
+                looked_again = True
+                await asyncio.sleep(FRAME_MS / 1000)
+                continue
+            looked_again = False
             wait = max(quiet_until - now, drained_in / 1000, FRAME_MS / 1000)
             if owed:  # look again soon: the echo's end may come any moment
                 wait = min(wait, ECHO_POLL_S)
