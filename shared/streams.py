@@ -42,6 +42,7 @@ from shared.keys import WAKE_MAXLEN, WAKE_TTL_S
 from shared.leases import LeaseStatus, acquire_lease, release_lease, renew_lease_status
 from shared.messages import ENTRY_FIELD, Message, encode
 from shared.resp import FRAME_RETRY_MAX_S, Command, Entry, RespPipe
+from shared.tasks import cancel_and_wait
 
 __all__ = [
     "BatchWriter",
@@ -467,16 +468,25 @@ class FanInReader:
 
     async def run(self) -> None:
         """The read loops; run it as a supervised task for the life of the process."""
+        running: list[asyncio.Task[None]] = []
         try:
             async with asyncio.TaskGroup() as loops:
 
                 def spawn(group: _Group) -> object:
-                    return loops.create_task(self._read(group), name=f"read {group.wake_stream}")
+                    task = loops.create_task(self._read(group), name=f"read {group.wake_stream}")
+                    running.append(task)
+                    return task
 
                 self._spawn = spawn
                 for group in self._groups.values():
                     spawn(group)
-                await asyncio.Event().wait()  # until cancelled, or a loop fails
+                try:
+                    await asyncio.Event().wait()  # until cancelled, or a loop fails
+                except asyncio.CancelledError:
+                    # The group would ask its loops to stop only once (Python 3.11): a loop
+                    # whose cancellation a timeout swallowed would hold it open for good.
+                    await cancel_and_wait(running)
+                    raise
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None  # the one read loop that failed
         finally:

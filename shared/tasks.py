@@ -18,13 +18,22 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
 
     On Python 3.11 a cancellation that lands as an ``asyncio.wait_for`` inside a library (redis-py
     uses one for socket timeouts) completes can be swallowed; a loop that retries errors
-    would then run on and keep its process from exiting. Asking again settles it.
+    would then run on and keep its process from exiting. Asking again settles it. The caller
+    being cancelled meanwhile does not cut this short (a task group's exit, for one, asks its
+    tasks only once): the tasks are seen to their end, then the caller's cancellation goes on.
     """
     pending = {task for task in tasks if not task.done()}
+    interrupted: asyncio.CancelledError | None = None
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER_S)
+        try:
+            _, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER_S)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+            pending = {task for task in pending if not task.done()}
+    if interrupted is not None:
+        raise interrupted
 
 
 async def run_until_first_returns(*coros: Coroutine[Any, Any, object]) -> None:

@@ -75,6 +75,8 @@ CLAIM_BLOCK_MS = 500
 RECLAIM_IDLE_MS = 500
 RECLAIM_INTERVAL_S = 0.5
 STOP_TIMEOUT_S = 5.0
+#: How long a stopping worker tries to delete its alive keys before leaving them to lapse.
+FORGET_ALIVE_TIMEOUT_S = 2.0
 
 
 class Worker:
@@ -155,7 +157,14 @@ class Worker:
                     group.create_task(self.ctx.writer.run(), name="redis-writer"),
                     group.create_task(self.ctx.reader.run(), name="redis-reader"),
                     group.create_task(self._heartbeat_loop(), name="heartbeat"),
-                    group.create_task(self._alive_loop(), name="alive"),
+                    # Each alive key's renewal is a task of its own here, not of a nested
+                    # group: on Python 3.11 a group asks its tasks to stop only once, and a
+                    # cancellation a redis-py timeout swallowed would keep the worker from
+                    # exiting; cancel_and_wait asks each task again until it has stopped.
+                    *(
+                        group.create_task(self._renew_alive(g), name="alive")
+                        for g in self.keys.alive_groups()
+                    ),
                 ]
                 claimers = [
                     group.create_task(self._claim_loop(group), name="claim"),
@@ -386,19 +395,14 @@ class Worker:
 
     # --- leases -----------------------------------------------------------------------------
 
-    async def _alive_loop(self) -> None:
-        """Renew this worker's alive key: one SET per interval, however many calls it holds.
-        On a cluster, one key per slot group, each renewed on its own, so that a primary that
-        cannot be reached holds up only the key of its own group.
+    async def _renew_alive(self, group: str | None) -> None:
+        """Renew this worker's alive key of ``group``: one SET per interval, however many calls
+        it holds. On a cluster there is one key per slot group, each renewed by a task of its
+        own, so that a primary that cannot be reached holds up only the key of its own group.
 
         Run by the event loop like everything else, so a loop that is stuck lets the key lapse
         and the edges move its calls to other workers.
         """
-        async with asyncio.TaskGroup() as renewals:
-            for group in self.keys.alive_groups():
-                renewals.create_task(self._renew_alive(group), name="alive")
-
-    async def _renew_alive(self, group: str | None) -> None:
         settings, clock = self.settings, self.ctx.clock
         key = self.keys.alive(settings.worker_id, group)
         failing = False
@@ -421,10 +425,18 @@ class Worker:
         """On the way out: edges take any call still leased to this worker at once."""
         keys = [self.keys.alive(self.settings.worker_id, g) for g in self.keys.alive_groups()]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in keys:  # one DEL each: on a cluster they are in different slots
-                    pipe.delete(key)
-                await pipe.execute()
+            # Bounded: the keys lapse anyway, and a primary slow to answer (a failover under
+            # way) must not hold the worker past its grace period.
+            async with asyncio.timeout(FORGET_ALIVE_TIMEOUT_S):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in keys:  # one DEL each: on a cluster they are in different slots
+                        pipe.delete(key)
+                    await pipe.execute()
+        except TimeoutError:
+            logger.warning(
+                "could not delete this worker's alive keys within %.0f s (they lapse)",
+                FORGET_ALIVE_TIMEOUT_S,
+            )
         except Exception as exc:
             if not is_retryable(exc):
                 raise

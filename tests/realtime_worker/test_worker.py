@@ -124,6 +124,53 @@ async def test_takes_no_more_calls_than_max_calls(redis: FakeRedis, sockets: Soc
     await stop_worker(running)
 
 
+async def test_stops_although_an_alive_renewal_swallows_its_first_cancellation(
+    redis: FakeRedis, sockets: Sockets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On Python 3.11 a cancellation that meets a redis-py timeout's deadline can be swallowed.
+    # The worker must ask again: a CI run once saw a worker hang on the way out until killed.
+    swallowed: list[str] = []
+
+    async def stuck_set_alive(client: Any, key: str, ttl_ms: int) -> None:
+        try:
+            await asyncio.sleep(3600)  # a reply that does not come
+        except asyncio.CancelledError:
+            if swallowed:
+                raise
+            swallowed.append(key)
+
+    monkeypatch.setattr(worker_module, "set_alive", stuck_set_alive)
+    running = await start_worker(redis, sockets)
+    await asyncio.sleep(0.05)  # the renewal is under way, stuck
+    running.stop.set()
+    assert running.task is not None
+    stopped, _ = await asyncio.wait({running.task}, timeout=5)  # the 3.11 group: never
+    assert stopped, "the worker is still stopping"
+    assert swallowed == [KEYS.alive(WORKER)]
+
+
+async def test_a_redis_that_does_not_answer_cannot_hold_a_stopping_worker(
+    redis: FakeRedis, sockets: Sockets, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    class SilentPipeline:
+        async def __aenter__(self) -> SilentPipeline:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        def delete(self, key: str) -> None:
+            pass
+
+        async def execute(self) -> None:
+            await asyncio.sleep(3600)  # a primary in the middle of a failover, say
+
+    running = await start_worker(redis, sockets)
+    monkeypatch.setattr(running.worker.redis, "pipeline", lambda **_: SilentPipeline())
+    await stop_worker(running)  # within stop_worker's 5 s
+    assert "could not delete this worker's alive keys within 2 s" in caplog.text
+
+
 async def test_lost_lease_stops_the_session(redis: FakeRedis, sockets: Sockets) -> None:
     await create_call(redis, KEYS, "CA1", {})
     running = await start_worker(redis, sockets)

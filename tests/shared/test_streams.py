@@ -17,6 +17,7 @@ from fakeredis.aioredis import FakeRedis
 from prometheus_client import CollectorRegistry, Counter
 
 from shared import metrics
+from shared import streams as streams_module
 from shared.cluster_pipe import ClusterPipe, NodeDown
 from shared.messages import ENTRY_FIELD, InboundAudio, MarkPlayed, decode, encode
 from shared.streams import (
@@ -30,6 +31,7 @@ from shared.streams import (
     release_lease,
     renew_lease_status,
 )
+from shared.tasks import cancel_and_wait
 from tests.support.fake_redis import (
     add_message,
     polling_client,
@@ -414,6 +416,33 @@ async def test_reader_delivers_each_stream_in_order(redis: FakeRedis) -> None:
     assert a.calls >= 3  # count=4 per read: batches, each in order
     assert reader.last_id("a") == last[-1]
     assert reader.healthy
+
+
+async def test_a_reader_stops_although_a_read_swallows_its_first_cancellation(
+    redis: FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python 3.11: a cancellation that meets a library timeout's deadline can be swallowed;
+    # the read loop then reads again, and only a second request stops it.
+    swallowed = asyncio.Event()
+
+    async def stuck_xread(self: Any, streams: Any, *, count: int, block_ms: int) -> list[Any]:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if swallowed.is_set():
+                raise
+            swallowed.set()
+        return []
+
+    monkeypatch.setattr(streams_module._RedisPyPipe, "xread", stuck_xread)
+    reader = _reader(redis, BatchWriter(redis), block_ms=50)
+    reader.subscribe("a", Sink())
+    task = asyncio.create_task(reader.run())
+    await asyncio.sleep(0.05)  # the read is under way, stuck
+    stopping = asyncio.create_task(cancel_and_wait([task]))
+    stopped, _ = await asyncio.wait({stopping}, timeout=5)  # the 3.11 group alone: never
+    assert stopped, "the reader is still stopping"
+    assert swallowed.is_set() and task.cancelled()
 
 
 async def test_reader_gathers_entries_for_redis_batch_ms(redis: FakeRedis) -> None:

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from shared.tasks import run_until_first_returns
+from shared.tasks import cancel_and_wait, run_until_first_returns
 
 pytestmark = pytest.mark.anyio
 
@@ -41,3 +41,32 @@ async def test_a_failure_is_raised_and_the_others_are_cancelled() -> None:
     with pytest.raises(ExceptionGroup) as caught:
         await run_until_first_returns(forever(), failing())
     assert [type(e) for e in caught.value.exceptions] == [ValueError]
+
+
+async def test_cancel_and_wait_sees_its_tasks_to_the_end_even_when_cancelled_itself() -> None:
+    asked = 0
+
+    async def stubborn() -> None:
+        # Swallows two cancellations, as a redis-py timeout on Python 3.11 can swallow one.
+        nonlocal asked
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                asked += 1
+                if asked > 2:
+                    raise
+
+    child = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    caller = asyncio.create_task(cancel_and_wait([child]))
+    await asyncio.sleep(0.01)
+    caller.cancel()  # as a task group's exit, or a second SIGTERM, would
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert child.done() and asked == 3
+    finally:
+        while not child.done():  # a failed run leaves nothing running behind it
+            child.cancel()
+            await asyncio.sleep(0)
