@@ -45,7 +45,7 @@ from shared.agents import DEFAULT_AGENT, Agent
 from shared.backoff import Backoff
 from shared.errors import DecodeError, is_retryable
 from shared.keys import WORKER_GROUP, CallField, CallState, Keys
-from shared.leases import set_alive
+from shared.leases import lease_holder, set_alive
 from shared.messages import ENTRY_FIELD, CallDispatch, decode
 from shared.outbound_records import placed_variables
 from shared.records import load_call, set_fields_command, worker_fields_commands
@@ -320,8 +320,8 @@ class Worker:
             logger.error("dropped a dispatch entry that is not a call: %r", message)
             return
         sid = message.call_sid
-        if sid in self.sessions:
-            return
+        if sid in self.sessions and not await self._end_stale_session(sid):
+            return  # this worker serves the call still: a repeated dispatch
         record = await load_call(self.redis, self.keys, sid)
         if record is None or not record.with_ai:
             logger.info(
@@ -383,6 +383,21 @@ class Worker:
             ", taking over its live stream" if takeover else "",
         )
         self._tasks[sid] = group.create_task(self._serve(session), name=f"call-{sid}")
+
+    async def _end_stale_session(self, sid: str) -> bool:
+        """A dispatch for a call this worker serves: True once its session here has ended,
+        when the lease is no longer this worker's (an edge, finding the worker's alive key
+        lapsed while it was held up, took the call back and put it in line). Dropping that
+        dispatch would leave the call to nobody. False: the lease is this worker's still."""
+        raw = await self.redis.get(self.keys.lease(sid))
+        if lease_holder(raw) == self.settings.worker_id:
+            return False
+        session = self.sessions[sid]
+        session.log.warning("the call was dispatched again: ending the session here, claiming anew")
+        session.stop("lease_lost", lease_lost=True)
+        if (task := self._tasks.get(sid)) is not None:
+            await asyncio.wait({task})  # its end removes it from this worker's sessions
+        return True
 
     async def _serve(self, session: CallSession) -> None:
         try:

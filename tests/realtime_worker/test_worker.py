@@ -184,6 +184,28 @@ async def test_lost_lease_stops_the_session(redis: FakeRedis, sockets: Sockets) 
     await stop_worker(running)
 
 
+async def test_a_call_taken_back_by_an_edge_is_claimed_anew_not_dropped(
+    redis: FakeRedis, sockets: Sockets
+) -> None:
+    # The edge found this worker's alive key lapsed (a primary failing over, a long pause),
+    # revoked the lease and put the call in line; the worker, alive after all, reads that
+    # dispatch before its heartbeat sees the lease gone (here: no heartbeat comes at all).
+    await create_call(redis, KEYS, "CA1", {})
+    running = await start_worker(redis, sockets, heartbeat_interval_ms=60_000)
+    worker = running.worker
+    await eventually(lambda: "CA1" in worker.sessions)
+    stale = worker.sessions["CA1"]
+    await redis.set(KEYS.lease("CA1"), f"revoked {WORKER}", px=60_000)
+    dispatch = CallDispatch("CA1", "lease-lost", 0.0)
+    await redis.xadd(KEYS.dispatch, {ENTRY_FIELD: encode(dispatch)})
+
+    await eventually(lambda: worker.sessions.get("CA1") not in (None, stale))
+    assert stale.end_reason == "lease_lost"
+    assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()
+    assert len(sockets) == 2  # a new Realtime session for the call
+    await stop_worker(running)
+
+
 async def test_heartbeat_saves_the_inbound_cursor(redis: FakeRedis, sockets: Sockets) -> None:
     await create_call(redis, KEYS, "CA1", {})
     running = await start_worker(redis, sockets)
