@@ -445,10 +445,10 @@ def start_redis_cluster(
 
 @contextlib.contextmanager
 def redis_cluster(
-    primaries: int = 3, replicas_per_primary: int = 1
+    primaries: int = 3, replicas_per_primary: int = 1, *, full_coverage: bool = True
 ) -> Iterator[RedisClusterHandle]:
     """``start_redis_cluster`` for a ``with`` block: the cluster is gone after it."""
-    handle = start_redis_cluster(primaries, replicas_per_primary)
+    handle = start_redis_cluster(primaries, replicas_per_primary, full_coverage=full_coverage)
     try:
         yield handle
     finally:

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -16,8 +15,8 @@ from tests.support.deploy import (
     DEPLOY,
     K8S_BASE,
     K8S_OVERLAY,
+    component_documents,
     find,
-    load_yaml,
     load_yaml_all,
     variables_read_by,
 )
@@ -25,15 +24,8 @@ from tests.support.deploy import (
 COMPONENT = DEPLOY / "k8s" / "components" / "recordings"
 
 
-def component_documents() -> list[dict[str, Any]]:
-    kustomization = load_yaml(COMPONENT / "kustomization.yaml")
-    assert kustomization["kind"] == "Component"
-    paths = kustomization["resources"] + [patch["path"] for patch in kustomization["patches"]]
-    return [doc for path in paths for doc in load_yaml_all(COMPONENT / path)]
-
-
 def test_the_component_mounts_one_shared_claim_where_recordings_dir_points() -> None:
-    docs = component_documents()
+    docs = component_documents(COMPONENT)
     claim = find(docs, "PersistentVolumeClaim", "switchboard-recordings")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "every edge pod mounts it"
     pod = find(docs, "Deployment", "switchboard-edge")["spec"]["template"]["spec"]

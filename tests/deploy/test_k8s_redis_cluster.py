@@ -10,8 +10,8 @@ from tests.support.deploy import (
     DEPLOY,
     K8S_BASE,
     K8S_OVERLAY,
+    component_documents,
     find,
-    load_yaml,
     load_yaml_all,
     variables_read_by,
 )
@@ -20,15 +20,8 @@ COMPONENT = DEPLOY / "k8s" / "components" / "redis-cluster"
 CLUSTER_PODS = {"app.kubernetes.io/name": "switchboard-redis-cluster"}
 
 
-def component_documents() -> list[dict[str, Any]]:
-    kustomization = load_yaml(COMPONENT / "kustomization.yaml")
-    assert kustomization["kind"] == "Component"
-    paths = kustomization.get("resources", []) + [p["path"] for p in kustomization["patches"]]
-    return [doc for path in paths for doc in load_yaml_all(COMPONENT / path)]
-
-
 def test_edges_and_workers_both_run_with_redis_cluster() -> None:
-    docs = component_documents()
+    docs = component_documents(COMPONENT)
     for role in ("edge", "worker"):
         config = find(docs, "ConfigMap", f"switchboard-{role}")["data"]
         assert config == {"REDIS_CLUSTER": "true"}
@@ -45,7 +38,7 @@ def _egress_to_redis(policy: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_both_reach_every_cluster_node_and_keep_the_rest_of_their_egress() -> None:
-    docs = component_documents()
+    docs = component_documents(COMPONENT)
     base = load_yaml_all(K8S_BASE / "networkpolicy.yaml")
     for role in ("edge", "worker"):
         name = f"switchboard-{role}"
@@ -60,7 +53,7 @@ def test_both_reach_every_cluster_node_and_keep_the_rest_of_their_egress() -> No
 def test_the_single_redis_of_the_base_is_removed() -> None:
     deleted = {
         (doc["kind"], doc["metadata"]["name"])
-        for doc in component_documents()
+        for doc in component_documents(COMPONENT)
         if doc.get("$patch") == "delete"
     }
     base = {

@@ -14,12 +14,14 @@ import random
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.call_sim import CallReport, place_call
-from services.devcluster import ClusterNode, RedisClusterHandle, start_redis_cluster
+from services.devcluster import ClusterNode, RedisClusterHandle, redis_cluster
 from services.devstack import Stack, wait_for
 from shared.keys import Keys
 from tests.support.calls import lost_audio_ms, segments_of
@@ -42,11 +44,8 @@ OTHER_SHARDS_SILENCE_MS = 1000
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RedisClusterHandle]:
-    handle = start_redis_cluster(primaries=3, replicas_per_primary=1)
-    try:
+    with redis_cluster(primaries=3, replicas_per_primary=1) as handle:
         yield handle
-    finally:
-        handle.close()
 
 
 @pytest.fixture
@@ -55,28 +54,48 @@ def make_cluster_stack(cluster: RedisClusterHandle, tmp_path: Path) -> Iterator[
         yield factory
 
 
-def sids_on_every_primary(cluster: RedisClusterHandle, keys: Keys, per_primary: int) -> list[str]:
-    """Call sids whose slot groups put ``per_primary`` calls on each primary."""
+#: The stack of every test here: two edges and two workers, echoing, on the cluster.
+CLUSTER_STACK: dict[str, Any] = {
+    "redis_cluster": True,
+    "edges": 2,
+    "workers": 2,
+    "sim_mode": "echo",
+}
+
+
+@dataclass
+class PlacedCalls:
+    """One call whose keys are on each primary, placed at once."""
+
+    keys: Keys
+    sids: list[str]
+    audios: list[bytes]
+    tasks: list[asyncio.Task[CallReport]]
+    placed_at: float  # monotonic, each call's first webhook within a few ms
+
+
+def calls_on_every_primary(
+    cluster: RedisClusterHandle, stack: Stack, *, seed: int, seconds: int
+) -> PlacedCalls:
+    """A call whose slot group is on each primary, ``seconds`` of distinct audio each (from
+    ``seed``) and a second of hold after it, all placed at once."""
+    keys = Keys(stack.config.key_prefix, clustered=True)
     rng = random.Random(7)
-    wanted = {node.port: per_primary for node in cluster.primaries()}
+    unserved = {node.port for node in cluster.primaries()}
     sids: list[str] = []
-    while any(wanted.values()):
+    while unserved:
         sid = "CA" + rng.randbytes(16).hex()
         port = cluster.node_for_key(keys.call(sid)).port
-        if wanted[port]:
-            wanted[port] -= 1
+        if port in unserved:
+            unserved.remove(port)
             sids.append(sid)
-    return sids
-
-
-def start_calls(
-    stack: Stack, sids: list[str], audios: list[bytes]
-) -> list[asyncio.Task[CallReport]]:
-    """A call with each sid and audio (a second of hold after it), placed at once."""
-    return [
+    audios = [random.Random(seed + i).randbytes(seconds * 8000) for i in range(len(sids))]
+    placed_at = time.monotonic()
+    tasks = [
         asyncio.create_task(place_call(call_config(stack, audio, hold_s=1.0, call_sid=sid)))
         for sid, audio in zip(sids, audios, strict=True)
     ]
+    return PlacedCalls(keys, sids, audios, tasks, placed_at)
 
 
 async def new_call_answered(stack: Stack, since: float) -> float:
@@ -103,11 +122,9 @@ def assert_echoed_whole(report: CallReport, audio: bytes) -> None:
 async def test_calls_on_a_cluster_are_bit_exact_and_a_killed_workers_calls_move(
     cluster: RedisClusterHandle, make_cluster_stack: StackFactory
 ) -> None:
-    stack = make_cluster_stack(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
-    keys = Keys(stack.config.key_prefix, clustered=True)
-    sids = sids_on_every_primary(cluster, keys, per_primary=1)
-    audios = [random.Random(i).randbytes(7 * 8000) for i in range(len(sids))]
-    calls = start_calls(stack, sids, audios)
+    stack = make_cluster_stack(**CLUSTER_STACK)
+    placed = calls_on_every_primary(cluster, stack, seed=0, seconds=7)
+    sids, audios = placed.sids, placed.audios
     # A second of audio on the first edge, whose calls take turns with the other's: the kill
     # comes early, and a takeover on a busy machine has seconds left to show its echo.
     await wait_for_audio_out(stack, len(sids) // len(stack.edges) * 8000)
@@ -120,7 +137,7 @@ async def test_calls_on_a_cluster_are_bit_exact_and_a_killed_workers_calls_move(
     victim.signal(signal.SIGKILL)
     assert victim.popen.wait(timeout=5) == -signal.SIGKILL
     stack.workers.remove(victim)
-    reports = await asyncio.gather(*calls)
+    reports = await asyncio.gather(*placed.tasks)
 
     assert sorted(spread) == sorted(node.port for node in cluster.primaries())
     assert all(count >= 4 for count in spread.values()), spread  # a call's 4 keys at least
@@ -144,11 +161,9 @@ async def test_calls_on_a_cluster_are_bit_exact_and_a_killed_workers_calls_move(
 async def test_a_primary_failover_keeps_calls_running_and_new_calls_are_answered(
     cluster: RedisClusterHandle, make_cluster_stack: StackFactory
 ) -> None:
-    stack = make_cluster_stack(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
-    keys = Keys(stack.config.key_prefix, clustered=True)
-    sids = sids_on_every_primary(cluster, keys, per_primary=1)
-    audios = [random.Random(20 + i).randbytes(6 * 8000) for i in range(len(sids))]
-    calls = start_calls(stack, sids, audios)
+    stack = make_cluster_stack(**CLUSTER_STACK)
+    placed = calls_on_every_primary(cluster, stack, seed=20, seconds=6)
+    keys, sids, audios = placed.keys, placed.sids, placed.audios
     await wait_for_audio_out(stack, 2 * 8000)
     # The primary serving the first call's keys (and the dispatch stream's, if it is the same
     # node) hands its slots to its replica while every call runs.
@@ -158,7 +173,7 @@ async def test_a_primary_failover_keeps_calls_running_and_new_calls_are_answered
     failover_s = time.monotonic() - started
     assert cluster.node_for_key(keys.call(sids[0])).port == new.port
     answered_s = await new_call_answered(stack, since=started + failover_s)
-    reports = await asyncio.gather(*calls)
+    reports = await asyncio.gather(*placed.tasks)
 
     lost = []
     for audio, report in zip(audios, reports, strict=True):
@@ -183,30 +198,26 @@ async def test_a_primary_killed_mid_call_silences_only_the_calls_that_need_it(
     # notices (cluster-node-timeout: 2 s here, 15 s by Redis's default) and promotes the dead
     # one's replica; every call goes on, and those whose keys are elsewhere must not notice
     # (their workers' alive keys for them are in their slot groups too).
-    cluster = start_redis_cluster(primaries=3, replicas_per_primary=1, full_coverage=False)
-    try:
-        with running_stacks(cluster.url, tmp_path) as factory:
-            stack = factory(redis_cluster=True, edges=2, workers=2, sim_mode="echo")
-            keys = Keys(stack.config.key_prefix, clustered=True)
-            sids = sids_on_every_primary(cluster, keys, per_primary=1)
-            audios = [random.Random(40 + i).randbytes(10 * 8000) for i in range(len(sids))]
-            placed_at = time.monotonic()  # each call's first webhook, within a few ms
-            calls = start_calls(stack, sids, audios)
-            await wait_for_audio_out(stack, 2 * 8000)
-            victim, spared = _victim(cluster, keys, sids)
-            killed_at = time.monotonic()
-            victim.process.kill()
-            victim.process.wait(timeout=5)
+    with (
+        redis_cluster(primaries=3, replicas_per_primary=1, full_coverage=False) as cluster,
+        running_stacks(cluster.url, tmp_path) as factory,
+    ):
+        stack = factory(**CLUSTER_STACK)
+        placed = calls_on_every_primary(cluster, stack, seed=40, seconds=10)
+        audios, placed_at = placed.audios, placed.placed_at
+        await wait_for_audio_out(stack, 2 * 8000)
+        victim, spared = _victim(cluster, placed.keys, placed.sids)
+        killed_at = time.monotonic()
+        victim.process.kill()
+        victim.process.wait(timeout=5)
 
-            def promoted() -> bool:
-                return len(cluster.primaries()) == 3
+        def promoted() -> bool:
+            return len(cluster.primaries()) == 3
 
-            await asyncio.to_thread(wait_for, promoted, 20, "a replica promoted")
-            promoted_s = time.monotonic() - killed_at
-            answered_s = await new_call_answered(stack, since=killed_at + promoted_s)
-            reports = await asyncio.gather(*calls)
-    finally:
-        cluster.close()
+        await asyncio.to_thread(wait_for, promoted, 20, "a replica promoted")
+        promoted_s = time.monotonic() - killed_at
+        answered_s = await new_call_answered(stack, since=killed_at + promoted_s)
+        reports = await asyncio.gather(*placed.tasks)
 
     for audio, report in zip(audios, reports, strict=True):
         assert report.problems() == [], report.problems()

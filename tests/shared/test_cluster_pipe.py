@@ -12,7 +12,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from services.devcluster import RedisClusterHandle, start_redis_cluster
+from services.devcluster import RedisClusterHandle, redis_cluster
 from shared.cluster_pipe import ClusterPipe, command_key, node_url
 from shared.messages import ENTRY_FIELD
 
@@ -36,11 +36,8 @@ def test_a_node_url_keeps_the_scheme_credentials_and_options() -> None:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RedisClusterHandle]:
-    handle = start_redis_cluster(primaries=3, replicas_per_primary=0)
-    try:
+    with redis_cluster(primaries=3, replicas_per_primary=0) as handle:
         yield handle
-    finally:
-        handle.close()
 
 
 @pytest.fixture

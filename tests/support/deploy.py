@@ -191,6 +191,14 @@ def k8s_documents(kustomization_dir: Path) -> Iterator[tuple[Path, dict[str, Any
                 yield path, doc
 
 
+def component_documents(component: Path) -> list[dict[str, Any]]:
+    """Every document a Kustomize Component directory adds or patches in."""
+    kustomization = load_yaml(component / "kustomization.yaml")
+    assert kustomization["kind"] == "Component"
+    paths = kustomization.get("resources", []) + [p["path"] for p in kustomization["patches"]]
+    return [doc for path in paths for doc in load_yaml_all(component / path)]
+
+
 def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
