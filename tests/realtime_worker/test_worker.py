@@ -202,7 +202,8 @@ async def test_a_call_taken_back_by_an_edge_is_claimed_anew_not_dropped(
     await eventually(lambda: worker.sessions.get("CA1") not in (None, stale))
     assert stale.end_reason == "lease_lost"
     assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()
-    assert len(sockets) == 2  # a new Realtime session for the call
+    # The new session opens its own Realtime socket once it runs, a moment after it is held.
+    await eventually(lambda: len(sockets) == 2, what="a new Realtime session for the call")
     await stop_worker(running)
 
 
