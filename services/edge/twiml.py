@@ -65,13 +65,17 @@ def dial(
     address: str, action_url: str, caller_id: str, timeout_s: int, whisper_url: str | None
 ) -> str:
     """``<Dial>`` the person at ``address`` (E.164 number: ``<Number>``; ``sip:`` URI:
-    ``<Sip>``). ``whisper_url``: TwiML the person hears on answering, before being connected
-    (a warm transfer). Twilio requests ``action_url`` with the outcome when the dial ends."""
+    ``<Sip>``). ``caller_id``: the number the person sees (none: the attribute is left out).
+    ``whisper_url``: TwiML the person hears on answering, before being connected (a warm
+    transfer). Twilio requests ``action_url`` with the outcome when the dial ends."""
     noun = "Sip" if address.startswith(("sip:", "sips:")) else "Number"
     whisper = f' url={quoteattr(whisper_url)} method="POST"' if whisper_url is not None else ""
+    # No caller id known: without the attribute Twilio passes the inbound caller's own id on
+    # (its error 13214 says so); an empty one would name no number at all.
+    caller = f" callerId={quoteattr(caller_id)}" if caller_id else ""
     return (
-        f'{_HEAD}<Response><Dial action={quoteattr(action_url)} method="POST" '
-        f'callerId={quoteattr(caller_id)} timeout="{timeout_s}">'
+        f'{_HEAD}<Response><Dial action={quoteattr(action_url)} method="POST"'
+        f'{caller} timeout="{timeout_s}">'
         f"<{noun}{whisper}>{escape(address)}</{noun}></Dial></Response>"
     )
 

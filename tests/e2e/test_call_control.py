@@ -226,8 +226,11 @@ async def test_an_unanswered_warm_transfer_brings_the_caller_back_to_the_ai(
 async def test_the_set_up_hook_fills_in_the_call_and_a_slow_one_costs_only_its_timeout(
     make_stack: StackFactory, tmp_path: Path
 ) -> None:
-    answer = {"instructions": "Help {name} with account {account}.", "variables": {}}
-    answer["variables"] = {"name": "Ada", "account": "42"}
+    answer = {
+        "instructions": "Help {name} with account {account}.",
+        "greeting": "Hello {name}, support here.",
+        "variables": {"name": "Ada", "account": "42"},
+    }
     agents = _agents_file(tmp_path, _support(greeting="Hello from support!"))
     with ToolServer(json_answer=answer) as hook:
         fast = _stack(
@@ -261,9 +264,11 @@ async def test_the_set_up_hook_fills_in_the_call_and_a_slow_one_costs_only_its_t
         "agent": "support",
     }
     assert sim_session(fast)["instructions"] == "Help Ada with account 42."
-    # The slow hook was given up after its 0.5 s: the agent's own instructions, and the call
-    # connected, its greeting heard.
+    assert '"Hello Ada, support here."' in sim_session(fast)["response_instructions"][0]
+    # The slow hook was given up after its 0.5 s: the agent's own instructions and greeting,
+    # and the call connected, its greeting heard.
     assert sim_session(slow)["instructions"] == f"You are the support line. The caller is {CALLER}."
+    assert '"Hello from support!"' in sim_session(slow)["response_instructions"][0]
     assert "set-up hook: no answer within 0.5 s" in worker_log(slow)
     metric = "switchboard_worker_call_setup_total"
     assert metric_value(worker_metrics(slow), metric, outcome="timeout") == 1

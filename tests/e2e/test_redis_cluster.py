@@ -107,7 +107,9 @@ async def new_call_answered(stack: Stack, since: float) -> float:
         assert report.problems() == [], report.problems()
         if report.timings.first_audio_ms is not None:
             answered = time.monotonic() - report.timings.duration_ms / 1000
-            return answered - since + report.timings.first_audio_ms / 1000
+            answered_s = answered - since + report.timings.first_audio_ms / 1000
+            assert answered_s <= NEW_CALL_WITHIN_S, f"a new call's first audio {answered_s:.2f} s"
+            return answered_s
         assert time.monotonic() - since < NEW_CALL_WITHIN_S, "no new call answered in time"
         await asyncio.sleep(0.2)
 

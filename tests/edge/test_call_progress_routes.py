@@ -1,7 +1,7 @@
-"""The routes Twilio calls about an outbound call, through the edge app: each checks Twilio's
-signature; status callbacks move the record on and free the call's slot; the detection
-verdict and Twilio's recording land on the record; the answer webhook finds the call's agent
-on its record (and records it when the call has none)."""
+"""The routes Twilio calls about a call's progress (an outbound call's, a transfer's),
+through the edge app: each checks Twilio's signature; status callbacks move the record on and
+free the call's slot; the detection verdict and Twilio's recording land on the record; the
+answer webhook finds the call's agent on its record (and records it when the call has none)."""
 
 from __future__ import annotations
 
@@ -54,11 +54,22 @@ def _status(status: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "path", ["/twilio/outbound/status", "/twilio/outbound/amd", "/twilio/recording/status"]
+    "path",
+    [
+        "/twilio/outbound/status",
+        "/twilio/outbound/amd",
+        "/twilio/recording/status",
+        "/twilio/transfer/status",
+        "/twilio/transfer/whisper",
+    ],
 )
 def test_an_unsigned_callback_is_refused_and_changes_nothing(edge: Edge, path: str) -> None:
     _placed(edge)
-    params = _status("no-answer") | {"AnsweredBy": "human", "RecordingSid": "RE1"}
+    params = _status("no-answer") | {
+        "AnsweredBy": "human",
+        "RecordingSid": "RE1",
+        "DialCallStatus": "no-answer",
+    }
     assert edge.post(path, params).status_code == 403
     assert edge.post(path, params, signature="bm90IGEgc2lnbmF0dXJl").status_code == 403
     assert edge.record()[CallField.STATE] == CallState.QUEUED

@@ -67,6 +67,14 @@ def test_a_cold_transfer_to_a_sip_uri() -> None:
     )
 
 
+def test_no_caller_id_known_leaves_the_attribute_out() -> None:
+    # Twilio then shows the person the caller's own id; an empty callerId names no number.
+    assert twiml.dial("+15005550007", ACTION, "", 30, None) == (
+        f'{HEAD}<Response><Dial action="https://edge.example.com/twilio/transfer/status" '
+        'method="POST" timeout="30"><Number>+15005550007</Number></Dial></Response>'
+    )
+
+
 def test_a_sips_uri_is_a_sip_noun_too() -> None:
     root = _parse(twiml.dial("sips:desk@pbx.example.com", ACTION, CALLER_ID, 30, None))
     noun = root.find("Dial/Sip")
