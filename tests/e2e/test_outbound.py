@@ -172,6 +172,10 @@ async def test_a_person_answers_and_is_greeted_once_detection_says_human(
     heard = base64.b64decode(stream["heard"])
     greeting = base64.b64decode(session["audio_out_b64"])
     assert greeting and heard.startswith(greeting[: len(heard)]) and len(heard) >= 8000
+    # ... and only once the verdict was in: its first sound played after detection decided
+    # (both on the stand-in's clock for the call, from its creation).
+    first_played_ms = stream["played"][0][0]
+    assert call["amd"]["at_ms"] is not None and first_played_ms >= call["amd"]["at_ms"]
 
     record = await _record_final(stack, sid)
     assert record["direction"] == "outbound-api" and record["agent"] == "sales"
