@@ -114,6 +114,10 @@ def _cluster(node: ClusterNode, subcommand: str) -> str:
     return reply
 
 
+def _setslot(node: ClusterNode, slot: int, *state: str) -> None:
+    node.client().execute_command("CLUSTER", "SETSLOT", slot, *state)  # type: ignore[no-untyped-call]
+
+
 def _peers(node: ClusterNode) -> list[_Peer]:
     peers = []
     for line in _cluster(node, "NODES").splitlines():
@@ -275,6 +279,37 @@ class RedisClusterHandle:
                 f"{what}: {stage} not done within {timeout_s:g}s:\n{self.describe()}"
             ) from None
         return replica
+
+    def migrate_slot(self, slot: int, target: ClusterNode, timeout_s: float = 10) -> ClusterNode:
+        """Move ``slot`` and its keys to the primary ``target`` while clients go on using them,
+        as a resharding does (``redis-cli --cluster reshard``, and the steps of the cluster
+        spec): the target imports, the source migrates, the keys go over a batch at a time
+        (``MIGRATE``; clients meanwhile follow ``ASK`` to a key already moved, and retry on
+        ``TRYAGAIN`` a command whose keys are split), then every primary is told the new owner
+        (the target first). Returns the node that served the slot, once every node agrees."""
+        source = next(node for node in self.primaries() if _myself(node).serves(slot))
+        if source is target:
+            raise ValueError(f"slot {slot} is on port {target.port} already")
+        source_id, target_id = _myself(source).id, _myself(target).id
+        _setslot(target, slot, "IMPORTING", source_id)
+        _setslot(source, slot, "MIGRATING", target_id)
+        client = source.client()
+        # A key created meanwhile goes to the target (ASK), so this ends with the slot empty.
+        while keys := client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):  # type: ignore[no-untyped-call]
+            client.execute_command(  # type: ignore[no-untyped-call]
+                "MIGRATE", LOCALHOST, target.port, "", 0, 5000, "KEYS", *keys
+            )
+        others = [node for node in self.primaries() if node not in (source, target)]
+        for node in (target, source, *others):
+            _setslot(node, slot, "NODE", target_id)
+
+        def agreed() -> bool:
+            return self._healthy(roles=False) and all(
+                _myself(node).serves(slot) == (node is target) for node in self.primaries()
+            )
+
+        wait_for(_polled(agreed), timeout_s, f"slot {slot} served by port {target.port}")
+        return source
 
     def _healthy(self, primaries: int | None = None, roles: bool = True) -> bool:
         """Every live node: cluster_state:ok with every slot served, every live member known

@@ -88,6 +88,28 @@ def test_after_a_failover_the_replica_serves_the_slots_and_the_old_primary_repli
     cluster.delete_matching("failover:*")
 
 
+def test_a_migrated_slot_moves_with_all_its_keys_and_a_client_follows_it(
+    cluster: RedisClusterHandle, client: RedisCluster
+) -> None:
+    keys = [f"{{moving}}:key{n}" for n in range(250)]  # one slot; more than one MIGRATE batch
+    for key in keys:
+        client.set(key, key)
+    slot = key_slot(b"moving")
+    source = cluster.node_for_key(keys[0])
+    target = next(node for node in cluster.primaries() if node is not source)
+
+    assert cluster.migrate_slot(slot, target) is source
+
+    assert cluster.node_for_key(keys[0]) is target
+    assert cluster.keys_by_primary("{moving}:*") == {
+        node.port: 250 if node is target else 0 for node in cluster.primaries()
+    }
+    assert [client.get(key) for key in keys] == keys  # the client follows MOVED
+    with pytest.raises(ValueError, match="already"):
+        cluster.migrate_slot(slot, target)
+    cluster.delete_matching("{moving}:*")
+
+
 def test_delete_matching_deletes_only_the_keys_matching(
     cluster: RedisClusterHandle, client: RedisCluster
 ) -> None:
