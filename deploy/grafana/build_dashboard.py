@@ -346,6 +346,10 @@ def build() -> dict[str, Any]:
                 "redispatched (lease lapsed)",
             ),
             ("sum(increase(switchboard_worker_takeovers_total[5m]))", "taken over"),
+            (
+                "sum(increase(switchboard_worker_leases_restored_total[5m]))",
+                "lease restored (Redis lost it)",
+            ),
             ("sum(increase(switchboard_worker_handoffs_total[5m]))", "handed off (drain)"),
             ("sum(increase(switchboard_worker_session_rollovers_total[5m]))", "session rollovers"),
         ],

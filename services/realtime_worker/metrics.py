@@ -25,6 +25,7 @@ class WorkerMetrics:
     redis_up: Gauge
     rollovers: Counter
     takeovers: Counter
+    leases_restored: Counter
     fenced_writes: Counter
     handoffs: Counter
     stale_audio_skipped_bytes: Counter
@@ -111,6 +112,13 @@ class WorkerMetrics:
             takeovers=Counter(
                 "switchboard_worker_takeovers",
                 "Live calls this worker took over (its worker died, froze or handed it off).",
+                registry=registry,
+            ),
+            leases_restored=Counter(
+                "switchboard_worker_leases_restored",
+                "Calls whose lease this worker found missing and took back, writing its part "
+                "of the call record again: Redis restarted empty, or failed over to a replica "
+                "that had not received them (replication is asynchronous).",
                 registry=registry,
             ),
             fenced_writes=Counter(

@@ -498,6 +498,7 @@ class Worker:
                     # Redis restarted empty (or the lease lapsed unclaimed): the record went
                     # with it, so write this worker's part of it again.
                     session.log.warning("lease was missing; took it back and restored the call")
+                    self.metrics.leases_restored.inc()
                     session.restore_record()
                     session.saved_in_cursor = session.in_cursor
                 elif session.in_cursor != session.saved_in_cursor:

@@ -207,6 +207,31 @@ async def test_a_call_taken_back_by_an_edge_is_claimed_anew_not_dropped(
     await stop_worker(running)
 
 
+async def test_a_lease_redis_lost_is_taken_back_and_the_record_written_again(
+    redis: FakeRedis, sockets: Sockets
+) -> None:
+    # A Redis restarted empty, or a replica promoted before it had the latest writes: the
+    # call's lease and record are gone while the worker serves the call.
+    await create_call(redis, KEYS, "CA1", {})
+    running = await start_worker(redis, sockets)
+    worker = running.worker
+    await eventually(lambda: "CA1" in worker.sessions)
+    session = worker.sessions["CA1"]
+    await eventually(lambda: redis.hget(KEYS.call("CA1"), CallField.WORKER_ID))
+    await redis.delete(KEYS.lease("CA1"), KEYS.call("CA1"))
+
+    async def restored() -> bool:
+        await worker.ctx.writer.flush()
+        return bool(await redis.hget(KEYS.call("CA1"), CallField.WORKER_ID) == WORKER.encode())
+
+    await eventually(restored, what="the worker's part of the record written again")
+    assert await redis.get(KEYS.lease("CA1")) == WORKER.encode()
+    assert worker.sessions.get("CA1") is session and session.end_reason is None  # the call goes on
+    restored_total = "switchboard_worker_leases_restored_total"
+    assert worker.registry.get_sample_value(restored_total) == 1
+    await stop_worker(running)
+
+
 async def test_heartbeat_saves_the_inbound_cursor(redis: FakeRedis, sockets: Sockets) -> None:
     await create_call(redis, KEYS, "CA1", {})
     running = await start_worker(redis, sockets)

@@ -72,7 +72,17 @@ def segments_of(
     while position < len(received):
         probe = received[position : position + min_len]
         start = sent.find(probe, max(0, cursor - replay))
-        assert start >= 0, f"received bytes {position}.. are not the caller's audio in order"
+        if start < 0:
+            anywhere = sent.find(probe)
+            where = (
+                f"they are sent bytes {anywhere}.., {cursor - anywhere} before where the "
+                f"previous run ended (allowed: {replay})"
+                if anywhere >= 0
+                else "nowhere in what the caller sent"
+            )
+            raise AssertionError(
+                f"received bytes {position}.. are not the caller's audio in order: {where}"
+            )
         length = len(probe)
         while (
             position + length < len(received)
