@@ -117,8 +117,9 @@ class WorkerMetrics:
             leases_restored=Counter(
                 "switchboard_worker_leases_restored",
                 "Calls whose lease this worker found missing and took back, writing its part "
-                "of the call record again: Redis restarted empty, or failed over to a replica "
-                "that had not received them (replication is asynchronous).",
+                "of the call record again: Redis restarted empty or failed over to a replica "
+                "without them (replication is asynchronous), or the lease lapsed while this "
+                "worker was held up and nobody took the call.",
                 registry=registry,
             ),
             fenced_writes=Counter(
