@@ -117,6 +117,19 @@ async def new_call_answered(stack: Stack, since: float) -> float:
         await asyncio.sleep(0.2)
 
 
+def assert_calls_went_on(
+    audios: list[bytes], reports: list[CallReport], event: str, replay: int = 8000
+) -> list[float]:
+    """Every call ran to the caller's hang-up and echoed the caller's audio after ``event``
+    (up to ``replay`` bytes of it twice); the caller audio each lost, in ms."""
+    for audio, report in zip(audios, reports, strict=True):
+        assert report.problems() == [], report.problems()
+        assert report.closed_by == "caller"  # the call ran to its end, not cut off
+        runs = segments_of(report.received_audio, report.sent_audio, replay=replay)
+        assert runs[-1][1] >= len(audio), f"the caller's audio after the {event} must echo"
+    return [lost_audio_ms(report) for report in reports]
+
+
 def assert_echoed_whole(report: CallReport, audio: bytes) -> None:
     assert report.problems() == [], report.problems()
     assert report.sent_audio.startswith(audio)
@@ -180,13 +193,7 @@ async def test_a_primary_failover_keeps_calls_running_and_new_calls_are_answered
     answered_s = await new_call_answered(stack, since=started + failover_s)
     reports = await asyncio.gather(*placed.tasks)
 
-    lost = []
-    for audio, report in zip(audios, reports, strict=True):
-        assert report.problems() == [], report.problems()
-        assert report.closed_by == "caller"  # the call ran to its end, not cut off
-        runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
-        assert runs[-1][1] >= len(audio), "the caller's audio after the failover must echo"
-        lost.append(lost_audio_ms(report))
+    lost = assert_calls_went_on(audios, reports, "failover")
     print(
         f"CLUSTER FAILOVER of one of 3 primaries took {failover_s:.2f} s; caller audio lost "
         f"per call {[round(ms) for ms in lost]} ms, longest silence per call "
@@ -213,13 +220,7 @@ async def test_a_slot_migrated_while_calls_run_takes_their_keys_along_and_the_ca
     assert cluster.node_for_key(moving) is target
     reports = await asyncio.gather(*placed.tasks)
 
-    lost = []
-    for audio, report in zip(audios, reports, strict=True):
-        assert report.problems() == [], report.problems()
-        assert report.closed_by == "caller"  # the call ran to its end, not cut off
-        runs = segments_of(report.received_audio, report.sent_audio, replay=8000)
-        assert runs[-1][1] >= len(audio), "the caller's audio after the migration must echo"
-        lost.append(lost_audio_ms(report))
+    lost = assert_calls_went_on(audios, reports, "migration")
     # The moved call's keys live on the new owner only, and its record came through whole.
     assert source.client().cluster("COUNTKEYSINSLOT", slot) == 0
     record = call_record(stack, sids[0])
@@ -261,14 +262,10 @@ async def test_a_primary_killed_mid_call_silences_only_the_calls_that_need_it(
         answered_s = await new_call_answered(stack, since=killed_at + promoted_s)
         reports = await asyncio.gather(*placed.tasks)
 
-    for audio, report in zip(audios, reports, strict=True):
-        assert report.problems() == [], report.problems()
-        assert report.closed_by == "caller"
-        # A call taken over after the kill resumes from its last saved read position (saved
-        # each heartbeat, and the latest save may be lost with the primary): up to 2 s of the
-        # caller may echo twice when the takeover comes within TAKEOVER_BACKLOG_MS of it.
-        runs = segments_of(report.received_audio, report.sent_audio, replay=16000)
-        assert runs[-1][1] >= len(audio), "the caller's audio after the failover must echo"
+    # A call taken over after the kill resumes from its last saved read position (saved each
+    # heartbeat, and the latest save may be lost with the primary): up to 2 s of the caller
+    # may echo twice when the takeover comes within TAKEOVER_BACKLOG_MS of it.
+    lost = assert_calls_went_on(audios, reports, "failover", replay=16000)
     # From the kill until a second after the promotion, in each call's own time (ms since
     # its first webhook).
     window = ((killed_at - placed_at) * 1000, (killed_at - placed_at + promoted_s + 1) * 1000)
@@ -278,7 +275,7 @@ async def test_a_primary_killed_mid_call_silences_only_the_calls_that_need_it(
         f"the kill to a second after the promotion, of the calls on the other primaries "
         f"{[silences[sid] for sid in spared]} ms, of the others "
         f"{[ms for sid, ms in silences.items() if sid not in spared]} ms; caller audio lost "
-        f"per call {[round(lost_audio_ms(r)) for r in reports]} ms; a new call's first audio "
+        f"per call {[round(ms) for ms in lost]} ms; a new call's first audio "
         f"{answered_s:.2f} s after the promotion"
     )
     assert all(silences[sid] <= OTHER_SHARDS_SILENCE_MS for sid in spared), silences
