@@ -40,8 +40,9 @@ def totals(replies: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
         for key, stats in reply.items():
             if not key.startswith(PREFIX):
                 continue
-            calls, usec = summed.get(key[len(PREFIX) :], (0, 0))
-            summed[key[len(PREFIX) :]] = (calls + int(stats["calls"]), usec + int(stats["usec"]))
+            name = key.removeprefix(PREFIX)
+            calls, usec = summed.get(name, (0, 0))
+            summed[name] = (calls + int(stats["calls"]), usec + int(stats["usec"]))
     return summed
 
 

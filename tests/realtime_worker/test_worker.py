@@ -17,6 +17,7 @@ from shared.keys import CallField, CallState, Keys
 from shared.messages import ENTRY_FIELD, CallDispatch, InboundAudio, StreamStarted, encode
 from shared.records import create_call
 from tests.support.fake_redis import polling_client, stream_entries
+from tests.support.stubborn import StubbornCall
 from tests.support.waiting import eventually
 from tests.support.worker_process import KEYS, WORKER, Sockets, start_worker, stop_worker
 
@@ -129,16 +130,7 @@ async def test_stops_although_an_alive_renewal_swallows_its_first_cancellation(
 ) -> None:
     # On Python 3.11 a cancellation that meets a redis-py timeout's deadline can be swallowed.
     # The worker must ask again: a CI run once saw a worker hang on the way out until killed.
-    swallowed: list[str] = []
-
-    async def stuck_set_alive(client: Any, key: str, ttl_ms: int) -> None:
-        try:
-            await asyncio.sleep(3600)  # a reply that does not come
-        except asyncio.CancelledError:
-            if swallowed:
-                raise
-            swallowed.append(key)
-
+    stuck_set_alive = StubbornCall()
     monkeypatch.setattr(worker_module, "set_alive", stuck_set_alive)
     running = await start_worker(redis, sockets)
     await asyncio.sleep(0.05)  # the renewal is under way, stuck
@@ -146,7 +138,7 @@ async def test_stops_although_an_alive_renewal_swallows_its_first_cancellation(
     assert running.task is not None
     stopped, _ = await asyncio.wait({running.task}, timeout=5)  # the 3.11 group: never
     assert stopped, "the worker is still stopping"
-    assert swallowed == [KEYS.alive(WORKER)]
+    assert [key for _, key, _ in stuck_set_alive.swallowed] == [KEYS.alive(WORKER)]
 
 
 async def test_a_redis_that_does_not_answer_cannot_hold_a_stopping_worker(

@@ -38,6 +38,7 @@ from tests.support.fake_redis import (
     stream_entries,
     stream_messages,
 )
+from tests.support.stubborn import StubbornCall
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
@@ -423,17 +424,7 @@ async def test_a_reader_stops_although_a_read_swallows_its_first_cancellation(
 ) -> None:
     # Python 3.11: a cancellation that meets a library timeout's deadline can be swallowed;
     # the read loop then reads again, and only a second request stops it.
-    swallowed = asyncio.Event()
-
-    async def stuck_xread(self: Any, streams: Any, *, count: int, block_ms: int) -> list[Any]:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            if swallowed.is_set():
-                raise
-            swallowed.set()
-        return []
-
+    stuck_xread = StubbornCall(returns=[])
     monkeypatch.setattr(streams_module._RedisPyPipe, "xread", stuck_xread)
     reader = _reader(redis, BatchWriter(redis), block_ms=50)
     reader.subscribe("a", Sink())
@@ -442,7 +433,7 @@ async def test_a_reader_stops_although_a_read_swallows_its_first_cancellation(
     stopping = asyncio.create_task(cancel_and_wait([task]))
     stopped, _ = await asyncio.wait({stopping}, timeout=5)  # the 3.11 group alone: never
     assert stopped, "the reader is still stopping"
-    assert swallowed.is_set() and task.cancelled()
+    assert len(stuck_xread.swallowed) == 1 and task.cancelled()
 
 
 async def test_reader_gathers_entries_for_redis_batch_ms(redis: FakeRedis) -> None:

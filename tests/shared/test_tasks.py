@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from shared.tasks import cancel_and_wait, run_until_first_returns
+from tests.support.stubborn import StubbornCall
 
 pytestmark = pytest.mark.anyio
 
@@ -44,18 +45,11 @@ async def test_a_failure_is_raised_and_the_others_are_cancelled() -> None:
 
 
 async def test_cancel_and_wait_sees_its_tasks_to_the_end_even_when_cancelled_itself() -> None:
-    asked = 0
+    stuck = StubbornCall(swallow=2)
 
     async def stubborn() -> None:
-        # Swallows two cancellations, as a redis-py timeout on Python 3.11 can swallow one.
-        nonlocal asked
-        while True:
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                asked += 1
-                if asked > 2:
-                    raise
+        while True:  # a loop that calls again whatever became of the last call
+            await stuck()
 
     child = asyncio.create_task(stubborn())
     await asyncio.sleep(0)
@@ -65,7 +59,7 @@ async def test_cancel_and_wait_sees_its_tasks_to_the_end_even_when_cancelled_its
     try:
         with pytest.raises(asyncio.CancelledError):
             await caller
-        assert child.done() and asked == 3
+        assert child.done() and stuck.asked == 3
     finally:
         while not child.done():  # a failed run leaves nothing running behind it
             child.cancel()
