@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.call_sim import CallConfig, CallFailed, place_call, place_calls
+from services.call_sim import CallConfig, CallFailed, CallReport, place_call, place_calls
 from services.call_sim.__main__ import main
 from tests.call_sim.fake_edge import MARK_EVERY, FakeEdge, running
 from tests.support.ports import allocator
@@ -155,8 +155,17 @@ async def test_a_clean_close_follows_the_redirect_in_both_modes_and_resends_noth
     assert (first_media["chunk"], first_media["timestamp"]) == ("1", "0")
 
 
+def assert_cut_after(report: CallReport, edge: FakeEdge, audio: bytes, frames: int) -> None:
+    """The edge read ``frames`` frames of the call's first stream and dropped it, which ended
+    the call. The caller may have sent a few more before it saw the drop (a busy machine's
+    event loop comes to the close late): in flight, they reached nobody."""
+    assert bytes(edge.streams[0].audio_in) == audio[: frames * FRAME]
+    assert report.sent_audio == audio[: len(report.sent_audio)]
+    assert frames * FRAME <= len(report.sent_audio) < len(audio)
+
+
 async def test_an_unreachable_edge_is_skipped_and_hangup_ends_the_call() -> None:
-    audio = speech(10, seed=3)
+    audio = speech(50, seed=3)
     dead = f"http://127.0.0.1:{allocator()}"
     async with running(
         FakeEdge(PUBLIC, TOKEN, drop_first_stream_after=3, hangup_on_resume=True)
@@ -166,7 +175,7 @@ async def test_an_unreachable_edge_is_skipped_and_hangup_ends_the_call() -> None
     assert any("trying the next edge" in note for note in report.notes)
     assert report.closed_by == "edge" and report.close_codes == [1011]
     assert len(report.twiml) == 2 and "<Hangup/>" in report.twiml[1]
-    assert report.sent_audio == audio[: 3 * FRAME]
+    assert_cut_after(report, edge, audio, 3)
 
 
 async def test_protocol_violations_are_collected_or_raised_in_strict_mode() -> None:
@@ -288,7 +297,7 @@ async def test_cli_signs_with_a_shared_key_and_continues_after_an_abrupt_drop(
 
 
 async def test_an_abrupt_drop_ends_the_call_with_31903_by_default() -> None:
-    audio = speech(30, seed=20)
+    audio = speech(60, seed=20)
     async with running(FakeEdge(PUBLIC, TOKEN, drop_first_stream_after=6, abrupt=True)) as edge:
         report = await place_call(config([edge.url], audio))
     assert report.twilio_errors == [31903]
@@ -296,7 +305,7 @@ async def test_an_abrupt_drop_ends_the_call_with_31903_by_default() -> None:
     assert report.close_codes == [1006] and report.closed_by == "edge"
     assert report.redirects == [] and len(edge.streams) == 1  # the <Redirect> never runs
     assert [path for path, _, _ in edge.webhooks if path.endswith("/resume")] == []
-    assert report.sent_audio == audio[: 6 * FRAME]
+    assert_cut_after(report, edge, audio, 6)
 
 
 async def test_an_abrupt_drop_continues_in_continue_mode_and_the_caller_talks_on() -> None:
